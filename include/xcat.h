@@ -1,0 +1,400 @@
+/*
+ * xcat.h — the whole public API of xcat, and its manual.
+ *
+ * xcat computes losses over very large item catalogs (full-softmax cross-entropy and, as they
+ * land, the sampled-softmax family) forward and backward, tile by tile, so that the
+ * rows × catalog logits matrix never exists in memory; and (later) item-scoring top-K.
+ *
+ * Conventions
+ * -----------
+ * - Every fallible call returns an xcat_status: XCAT_OK (0) or a negative error code. Codes are
+ *   pinned forever. xcat_status_string() names a code; xcat_context_last_error() gives the
+ *   detail of the last failed call on a context (which argument, which row, which size).
+ * - Handles are opaque. Every *_free(NULL) is a no-op. An object belongs to the context that
+ *   created it; mixing contexts is XCAT_ERROR_WRONG_CONTEXT.
+ * - Extensible structs (xcat_context_options, xcat_loss_desc, xcat_loss_args, xcat_context_info)
+ *   start with `struct_size`. Always fill them with their *_init() function first: it sets
+ *   struct_size = sizeof(the struct as this header knows it) and every default. A library
+ *   newer than the header reads only the fields the caller's struct_size covers, so old
+ *   binaries keep working when fields are appended.
+ * - Sizes, counts and offsets are int64_t (N·C overflows 32 bits at ordinary sizes).
+ * - The library never aborts, exits or prints.
+ * - Thread safety: a context, and everything created from it, is used by one thread at a
+ *   time. Separate contexts may be used from separate threads concurrently. Functions that
+ *   take no context (version, status strings, *_init) may be called from any thread.
+ * - Matrices are row-major with a row stride in elements (stride >= cols); vectors are
+ *   tensors of shape n×1 or 1×n with contiguous elements.
+ */
+#ifndef XCAT_H
+#define XCAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32) && defined(XCAT_SHARED_BUILD)
+#define XCAT_API __declspec(dllexport)
+#elif defined(_WIN32) && defined(XCAT_SHARED)
+#define XCAT_API __declspec(dllimport)
+#elif defined(__GNUC__) && defined(XCAT_BUILDING)
+#define XCAT_API __attribute__((visibility("default")))
+#else
+#define XCAT_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* Version                                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+
+#define XCAT_VERSION_MAJOR 0
+#define XCAT_VERSION_MINOR 1
+#define XCAT_VERSION_PATCH 0
+/** MAJOR·10000 + MINOR·100 + PATCH, e.g. 100 for 0.1.0. */
+#define XCAT_VERSION_NUMBER \
+    (XCAT_VERSION_MAJOR * 10000 + XCAT_VERSION_MINOR * 100 + XCAT_VERSION_PATCH)
+
+/** The version of the library actually linked (compare with XCAT_VERSION_NUMBER). */
+XCAT_API unsigned xcat_version_number(void);
+/** "MAJOR.MINOR.PATCH" of the linked library; static storage. */
+XCAT_API const char *xcat_version_string(void);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Status codes (values pinned: never renumbered, never reused)                               */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef enum xcat_status {
+    XCAT_OK = 0,
+    XCAT_ERROR_INVALID_ARGUMENT = -1,    /* NULL where a value is required, bad enum or option */
+    XCAT_ERROR_SHAPE_MISMATCH = -2,      /* tensor shapes disagree with the plan or each other */
+    XCAT_ERROR_DTYPE_MISMATCH = -3,      /* tensor dtype not the one the argument needs */
+    XCAT_ERROR_OUT_OF_RANGE = -4,        /* an index (e.g. a target) outside its valid range */
+    XCAT_ERROR_SIZE_OVERFLOW = -5,       /* a size or byte count does not fit in 64 bits/size_t */
+    XCAT_ERROR_OUT_OF_MEMORY = -6,       /* host allocation failed */
+    XCAT_ERROR_DEVICE_OUT_OF_MEMORY = -7,/* device allocation failed */
+    XCAT_ERROR_OUT_OF_RESOURCES = -8,    /* device resources (work-group, registers) exhausted */
+    XCAT_ERROR_BACKEND_UNAVAILABLE = -9, /* the requested backend is not built in or has no device */
+    XCAT_ERROR_DEVICE_NOT_FOUND = -10,   /* XCAT_DEVICE / options.device matched no device */
+    XCAT_ERROR_BUILD_FAILED = -11,       /* a device kernel failed to compile (log in last_error) */
+    XCAT_ERROR_UNSUPPORTED = -12,        /* a valid request this backend/version does not implement */
+    XCAT_ERROR_WRONG_CONTEXT = -13,      /* objects from different contexts were mixed */
+    XCAT_ERROR_BAD_STATE = -14,          /* call out of order (see each function) */
+    XCAT_ERROR_BACKEND_FAILURE = -15,    /* the device runtime reported an unexpected error */
+    XCAT_ERROR_INTERNAL = -16,           /* a bug in xcat: please report it */
+    XCAT_STATUS_FORCE_32BIT = 0x7FFFFFFF
+} xcat_status;
+
+/** A short constant English name for a status ("invalid argument"); never NULL. */
+XCAT_API const char *xcat_status_string(xcat_status status);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Enumerations                                                                               */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef enum xcat_backend_kind {
+    XCAT_BACKEND_AUTO = 0,   /* XCAT_BACKEND env if set, else first OpenCL GPU, else CPU */
+    XCAT_BACKEND_CPU = 1,    /* native CPU backend: scalar / AVX2 / AVX-512 kernels */
+    XCAT_BACKEND_OPENCL = 2, /* OpenCL device (GPU, or PoCL on a CPU) */
+    XCAT_BACKEND_FORCE_32BIT = 0x7FFFFFFF
+} xcat_backend_kind;
+
+/** CPU instruction-set levels, a lattice: SCALAR < AVX2 (+FMA) < AVX512 (F/BW/DQ/VL). */
+typedef enum xcat_isa {
+    XCAT_ISA_SCALAR = 0,
+    XCAT_ISA_AVX2 = 1,
+    XCAT_ISA_AVX512 = 2,
+    XCAT_ISA_FORCE_32BIT = 0x7FFFFFFF
+} xcat_isa;
+
+typedef enum xcat_dtype {
+    XCAT_DTYPE_F32 = 0,
+    XCAT_DTYPE_I32 = 1,
+    XCAT_DTYPE_I64 = 2,
+    XCAT_DTYPE_BF16 = 3, /* reserved: storage type of a later release */
+    XCAT_DTYPE_F16 = 4,  /* reserved: storage type of a later release */
+    XCAT_DTYPE_FORCE_32BIT = 0x7FFFFFFF
+} xcat_dtype;
+
+/** Size in bytes of one element of `dtype`, 0 for an unknown dtype. */
+XCAT_API size_t xcat_dtype_size(xcat_dtype dtype);
+/** Name of the ISA level ("scalar", "avx2", "avx512"); never NULL. */
+XCAT_API const char *xcat_isa_name(xcat_isa isa);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Contexts                                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct xcat_context xcat_context;
+
+/** Ignore the XCAT_* environment variables (for reproducible tests and embedding). */
+#define XCAT_CONTEXT_IGNORE_ENV 0x1u
+
+typedef struct xcat_context_options {
+    uint32_t struct_size;
+    /** Which backend. AUTO (default) reads XCAT_BACKEND=auto|cpu|opencl, then prefers the
+     *  first OpenCL GPU, else the native CPU backend. An explicit choice beats the env. */
+    xcat_backend_kind backend;
+    /** Device selector: an index into the backend's device list or a case-insensitive name
+     *  substring. NULL (default): XCAT_DEVICE, else the first device. */
+    const char *device;
+    /** CPU worker threads. 0 (default): XCAT_NUM_THREADS, else every online core. Results
+     *  never depend on this number (bitwise). */
+    int32_t num_threads;
+    /** Highest CPU ISA level to use. -1 (default): XCAT_ISA_MAX=scalar|avx2|avx512, else the
+     *  best level the CPU and OS support. A cap above what the machine supports is lowered. */
+    int32_t isa_max;
+    /** XCAT_CONTEXT_* flags. */
+    uint32_t flags;
+    /** Optional buffer that receives the reason when xcat_context_create() fails (there is no
+     *  context yet to hold a last error). */
+    char *error_message;
+    size_t error_message_size;
+    /** Optional host allocator for everything the context allocates on the host (contexts,
+     *  tensors, plan workspaces). Both NULL (default): aligned_alloc/free. `alloc` returns
+     *  memory aligned to `alignment` (a power of two <= 4096) or NULL on failure, which xcat
+     *  reports as XCAT_ERROR_OUT_OF_MEMORY. */
+    void *(*alloc)(void *user, size_t size, size_t alignment);
+    void (*free)(void *user, void *ptr);
+    void *alloc_user;
+} xcat_context_options;
+
+/** Fill `options` with the defaults above and struct_size. */
+XCAT_API void xcat_context_options_init(xcat_context_options *options);
+
+/**
+ * Create a context on one backend and device. `options` may be NULL (all defaults).
+ * Errors: INVALID_ARGUMENT (out == NULL, bad enum, bad XCAT_* env value: the message quotes it),
+ * BACKEND_UNAVAILABLE (e.g. OpenCL asked for but not built in, or no OpenCL platform),
+ * DEVICE_NOT_FOUND, OUT_OF_MEMORY. On error *out is NULL.
+ */
+XCAT_API xcat_status xcat_context_create(const xcat_context_options *options, xcat_context **out);
+/** Free a context. Every tensor and plan of the context must be freed first. */
+XCAT_API void xcat_context_free(xcat_context *ctx);
+
+/** Detail of the most recent failed call on `ctx` ("" if none yet); valid until the next call
+ *  on the context. Never NULL (for a NULL ctx it says so). */
+XCAT_API const char *xcat_context_last_error(const xcat_context *ctx);
+
+typedef struct xcat_context_info {
+    uint32_t struct_size;
+    xcat_backend_kind backend; /* resolved: CPU or OPENCL, never AUTO */
+    char backend_name[32];     /* "cpu", "opencl" */
+    char device_name[256];     /* e.g. "AMD EPYC 9R14 (avx512)" or the OpenCL device name */
+    xcat_isa isa;              /* CPU backend: the level in use */
+    int32_t num_threads;       /* CPU backend: worker threads */
+} xcat_context_info;
+
+XCAT_API void xcat_context_info_init(xcat_context_info *info);
+/** Describe the context. `info` must have been initialised by xcat_context_info_init(). */
+XCAT_API xcat_status xcat_context_get_info(const xcat_context *ctx, xcat_context_info *info);
+
+/** Wait until all work submitted on the context has finished (no-op on the CPU backend). */
+XCAT_API xcat_status xcat_context_synchronize(xcat_context *ctx);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Tensors                                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct xcat_tensor xcat_tensor;
+
+/**
+ * Create a rows × cols tensor in the backend's memory (host memory on the CPU backend),
+ * contiguous (row stride = cols), zero-filled. rows, cols >= 1.
+ * Errors: INVALID_ARGUMENT (NULL, non-positive size, unknown dtype), SIZE_OVERFLOW,
+ * OUT_OF_MEMORY / DEVICE_OUT_OF_MEMORY.
+ */
+XCAT_API xcat_status xcat_tensor_create(xcat_context *ctx, xcat_dtype dtype, int64_t rows,
+                                        int64_t cols, xcat_tensor **out);
+
+/**
+ * Wrap caller-owned host memory without copying on the CPU backend: element (r, c) is at
+ * data + (r·row_stride + c)·dtype_size. row_stride >= cols (row_stride > cols makes views,
+ * e.g. a "shifted" window over a sequence). The memory must stay valid and must not be freed
+ * until the tensor is freed; it must be aligned to the element size. Backends that cannot
+ * address host memory (OpenCL) return UNSUPPORTED.
+ */
+XCAT_API xcat_status xcat_tensor_wrap_host(xcat_context *ctx, xcat_dtype dtype, int64_t rows,
+                                           int64_t cols, int64_t row_stride, void *data,
+                                           xcat_tensor **out);
+
+/** Copy rows × cols elements from host memory `src` (row stride `src_row_stride` elements,
+ *  0 = cols) into the tensor. */
+XCAT_API xcat_status xcat_tensor_write(xcat_tensor *tensor, const void *src,
+                                       int64_t src_row_stride);
+/** Copy the tensor into host memory `dst` (row stride `dst_row_stride`, 0 = cols). */
+XCAT_API xcat_status xcat_tensor_read(const xcat_tensor *tensor, void *dst,
+                                      int64_t dst_row_stride);
+/** Shape query; any output pointer may be NULL. */
+XCAT_API xcat_status xcat_tensor_get_shape(const xcat_tensor *tensor, xcat_dtype *dtype,
+                                           int64_t *rows, int64_t *cols, int64_t *row_stride);
+/** Free the tensor; memory created by xcat is released, wrapped memory is left alone. */
+XCAT_API void xcat_tensor_free(xcat_tensor *tensor);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Losses: descriptor → plan → forward / backward                                             */
+/* ---------------------------------------------------------------------------------------- */
+/*
+ * Notation: hidden states H (N×d), item (class) embeddings E (C×d), optional bias b (C),
+ * targets y (N), scale s, softcap c. For row i and item j:
+ *
+ *     r_ij = s·(h_i·e_j + b_j)                   (bias added exactly once per logit)
+ *     z_ij = c·tanh(r_ij / c)   if c > 0, else r_ij
+ *     LSE_i = log Σ_j exp(z_ij)
+ *
+ * XCAT_LOSS_CE (full-softmax cross-entropy), per row, with label smoothing ε and z-loss λ:
+ *
+ *     ℓ_i = LSE_i − (1−ε)·z_{i,y_i} − (ε/C)·Σ_j z_ij + λ·LSE_i²
+ *
+ * (ε = λ = 0 gives plain CE; ε matches PyTorch's label_smoothing, λ PaLM's z-loss.)
+ * Rows with y_i == ignore_index contribute nothing: ℓ_i = 0, zero gradient, and they are left
+ * out of the mean's denominator. Per-row weights w_i (optional, default 1) multiply ℓ_i.
+ * Reductions: SUM = Σ_i w_i ℓ_i; MEAN = SUM / Σ_{i not ignored} w_i; NONE = the vector w_i ℓ_i.
+ * When every row is ignored (or the weights sum to 0), MEAN is defined as 0 with zero gradients
+ * (PyTorch gives NaN; a training loop over padded batches wants 0).
+ *
+ * Non-finite inputs are not checked on the hot path: a NaN or Inf in H, E or b makes the loss of
+ * every row that touches it NaN (and MEAN/SUM NaN), and its gradients NaN; nothing crashes and
+ * other rows of a NONE reduction are unaffected. Targets are checked on every call: a target
+ * outside [0, C) that is not ignore_index is OUT_OF_RANGE, and the message names the first such
+ * row.
+ *
+ * Gradients are accumulated in fp32 and are deterministic: the same inputs give bitwise the same
+ * outputs, whatever the number of threads. No rows×catalog buffer is ever allocated: the plan's
+ * workspace is O(N·d + C + tile sizes) (see xcat_loss_plan_workspace_size()).
+ *
+ * Later kinds (sampled CE, BCE, gBCE, in-batch + logQ, SCE) use the same descriptor: their
+ * fields are already present and ignored by XCAT_LOSS_CE.
+ */
+
+typedef enum xcat_loss_kind {
+    XCAT_LOSS_CE = 0,          /* full-softmax cross-entropy (implemented) */
+    XCAT_LOSS_SAMPLED_CE = 1,  /* reserved: CE over the positive and K sampled negatives */
+    XCAT_LOSS_BCE = 2,         /* reserved: binary CE with K negatives (SASRec) */
+    XCAT_LOSS_GBCE = 3,        /* reserved: generalised BCE (gSASRec) */
+    XCAT_LOSS_INBATCH = 4,     /* reserved: in-batch negatives with logQ correction */
+    XCAT_LOSS_SCE = 5,         /* reserved: scalable CE with MIPS buckets */
+    XCAT_LOSS_KIND_FORCE_32BIT = 0x7FFFFFFF
+} xcat_loss_kind;
+
+typedef enum xcat_reduction {
+    XCAT_REDUCTION_MEAN = 0,
+    XCAT_REDUCTION_SUM = 1,
+    XCAT_REDUCTION_NONE = 2,
+    XCAT_REDUCTION_FORCE_32BIT = 0x7FFFFFFF
+} xcat_reduction;
+
+/** Sampler of negatives (sampled kinds; reserved for now). */
+typedef enum xcat_sampler {
+    XCAT_SAMPLER_UNIFORM = 0,
+    XCAT_SAMPLER_POPULARITY = 1,
+    XCAT_SAMPLER_GIVEN_PER_ROW = 2,
+    XCAT_SAMPLER_GIVEN_SHARED = 3,
+    XCAT_SAMPLER_IN_BATCH = 4,
+    XCAT_SAMPLER_FORCE_32BIT = 0x7FFFFFFF
+} xcat_sampler;
+
+/** Logit correction of sampled negatives (sampled kinds; reserved for now). */
+typedef enum xcat_correction {
+    XCAT_CORRECTION_NONE = 0,
+    XCAT_CORRECTION_UNIFORM = 1,
+    XCAT_CORRECTION_LOGQ = 2,
+    XCAT_CORRECTION_LOGQ_CORRECTED = 3,
+    XCAT_CORRECTION_FORCE_32BIT = 0x7FFFFFFF
+} xcat_correction;
+
+/** The forward pass computes only the loss (evaluation): it skips the work that lets
+ *  xcat_loss_backward() reuse it, so a following backward does one more pass over the catalog. */
+#define XCAT_LOSS_FORWARD_ONLY 0x1u
+
+typedef struct xcat_loss_desc {
+    uint32_t struct_size;
+    xcat_loss_kind kind;
+    xcat_reduction reduction; /* default MEAN */
+    xcat_dtype dtype;         /* storage dtype of H and E; F32 (default) for now */
+    int64_t ignore_index;     /* default -100: rows with this target are ignored */
+    float scale;              /* s, inverse temperature; default 1; must be finite and > 0 */
+    float softcap;            /* c; default 0 = off; else finite and > 0 */
+    float label_smoothing;    /* ε in [0, 1); default 0 */
+    float z_loss;             /* λ >= 0; default 0 */
+    uint32_t flags;           /* XCAT_LOSS_* flags */
+    /* --- sampled kinds (reserved; ignored by XCAT_LOSS_CE) --- */
+    int64_t num_negatives;
+    xcat_sampler sampler;
+    xcat_correction correction;
+    float gbce_t;
+    uint64_t seed;
+    /* --- SCE (reserved) --- */
+    int64_t sce_buckets;
+    int64_t sce_rows_per_bucket;
+    int64_t sce_items_per_bucket;
+    int32_t sce_mix_rows;
+} xcat_loss_desc;
+
+/** Fill `desc` with struct_size, `kind` and the defaults listed above. */
+XCAT_API void xcat_loss_desc_init(xcat_loss_desc *desc, xcat_loss_kind kind);
+
+typedef struct xcat_loss_plan xcat_loss_plan;
+
+/**
+ * Validate `desc` and the sizes once, size and allocate the workspace, and prepare kernels,
+ * so that forward/backward cost nothing but the work itself. `max_rows` is the largest N the
+ * plan will see (a call may use fewer rows, e.g. a ragged last batch), `num_classes` is C and
+ * `dim` is d; all >= 1.
+ * Errors: INVALID_ARGUMENT (bad field: the message names it), UNSUPPORTED (kind or dtype not
+ * implemented on this backend), SIZE_OVERFLOW, OUT_OF_MEMORY.
+ */
+XCAT_API xcat_status xcat_loss_plan_create(xcat_context *ctx, const xcat_loss_desc *desc,
+                                           int64_t max_rows, int64_t num_classes, int64_t dim,
+                                           xcat_loss_plan **out);
+/** Bytes of workspace the plan holds (independent of N×C). */
+XCAT_API xcat_status xcat_loss_plan_workspace_size(const xcat_loss_plan *plan, size_t *bytes);
+/** Compute the workspace size a plan would hold, without allocating it. */
+XCAT_API xcat_status xcat_loss_workspace_size(xcat_context *ctx, const xcat_loss_desc *desc,
+                                              int64_t max_rows, int64_t num_classes,
+                                              int64_t dim, size_t *bytes);
+XCAT_API void xcat_loss_plan_free(xcat_loss_plan *plan);
+
+/** The inputs of one loss call. Initialise with xcat_loss_args_init(). */
+typedef struct xcat_loss_args {
+    uint32_t struct_size;
+    const xcat_tensor *hidden;      /* H: N×d F32, N <= max_rows, any row stride */
+    const xcat_tensor *items;       /* E: C×d F32, any row stride */
+    const xcat_tensor *bias;        /* b: vector of C F32, or NULL */
+    const xcat_tensor *targets;     /* y: vector of N, I32 or I64 */
+    const xcat_tensor *row_weights; /* w: vector of N F32, or NULL (all 1) */
+} xcat_loss_args;
+
+XCAT_API void xcat_loss_args_init(xcat_loss_args *args);
+
+/**
+ * Forward pass. `loss` receives the reduced loss (a 1×1 F32 tensor for MEAN/SUM, a vector of N
+ * for NONE, ignored rows 0). `lse` (optional, vector of N F32) receives LSE_i (0 for ignored
+ * rows). Unless the plan has XCAT_LOSS_FORWARD_ONLY, the pass also keeps, in the plan's
+ * workspace, the per-row state that makes the next xcat_loss_backward() on the same args cheap.
+ * Errors: INVALID_ARGUMENT, SHAPE_MISMATCH, DTYPE_MISMATCH, WRONG_CONTEXT, OUT_OF_RANGE (a
+ * target; the message names the first bad row).
+ */
+XCAT_API xcat_status xcat_loss_forward(xcat_loss_plan *plan, const xcat_loss_args *args,
+                                       xcat_tensor *loss, xcat_tensor *lse);
+
+/**
+ * Backward pass: writes (overwrites) the gradients of the loss. `grad_loss` is the upstream
+ * gradient: NULL means 1; otherwise a 1×1 F32 tensor for MEAN/SUM, or a vector of N F32 for
+ * NONE (applied to each row before anything is reduced over rows). Any of `d_hidden` (N×d),
+ * `d_items` (C×d), `d_bias` (vector of C) may be NULL to skip it; at least one must be given.
+ * When it follows xcat_loss_forward() on the same plan with the same args (same tensors, whose
+ * contents must not have changed in between), it reuses the forward's per-row state; otherwise
+ * it recomputes that state first (correct, one more pass over the catalog).
+ * Errors: as for forward.
+ */
+XCAT_API xcat_status xcat_loss_backward(xcat_loss_plan *plan, const xcat_loss_args *args,
+                                        const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
+                                        xcat_tensor *d_items, xcat_tensor *d_bias);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* XCAT_H */

@@ -1,0 +1,49 @@
+/* kernels.h — the per-ISA CPU row kernels and their run-time dispatch.
+ *
+ * The CE family on the CPU is "GEMM tile + row epilogue": OpenBLAS computes a tile of raw dot
+ * products x_j = h·e_j, and one of these kernels turns a row of the tile into logits, softmax
+ * weights or gradients in place. Each ISA implements the same table in its own translation
+ * unit (scalar/ always built, the reference; avx2/ and avx512/ compiled with their own flags
+ * and chosen by cpuid + xgetbv). Results of different levels agree to a few ulp, not bitwise;
+ * one level is deterministic.
+ *
+ * Notation (see xcat.h): r = s·(x + b), z = c·tanh(r/c) (or r without softcap),
+ * φ = dz/d(x+b) = s·(1 − (z/c)²) (or s). */
+#ifndef XCAT_SIMD_KERNELS_H
+#define XCAT_SIMD_KERNELS_H
+
+#include <stdint.h>
+
+#include "xcat.h"
+
+typedef struct xcat_row_kernels {
+    xcat_isa isa;
+    /* x[j] ← z_j for j < n (b may be NULL, cap 0 = off). Returns max_j z_j; adds Σ_j z_j to
+     * *zsum. */
+    float (*logits)(float *x, const float *b, int64_t n, float s, float cap, double *zsum);
+    /* z[j] ← exp(z_j − m)·φ_j, and phi[j] ← φ_j when phi != NULL. Returns Σ_j exp(z_j − m)
+     * (in float, summed in a fixed order). Requires m >= every z_j (or m = +inf is not used). */
+    float (*softmax_weights)(float *z, int64_t n, float m, float s, float cap, float *phi);
+    /* Gradient row from raw dot products: x[j] ← (a·exp(z_j − lse) − c)·φ_j and, when db is
+     * not NULL, db[j] += that value. */
+    void (*grad)(float *x, const float *b, int64_t n, float s, float cap, float lse, float a,
+                 float c, float *db);
+} xcat_row_kernels;
+
+/* The kernels of `isa` (which must be built in and supported: see xcat_cpu_isa_detect). */
+const xcat_row_kernels *xcat_row_kernels_get(xcat_isa isa);
+
+/* The best level this CPU and OS support among the levels compiled in. Probed once. */
+xcat_isa xcat_cpu_isa_detect(void);
+/* A short CPU model description ("AMD EPYC 9R14"), "" when unknown. */
+const char *xcat_cpu_model_name(void);
+
+extern const xcat_row_kernels xcat_row_kernels_scalar;
+#ifdef XCAT_HAVE_AVX2_UNIT
+extern const xcat_row_kernels xcat_row_kernels_avx2;
+#endif
+#ifdef XCAT_HAVE_AVX512_UNIT
+extern const xcat_row_kernels xcat_row_kernels_avx512;
+#endif
+
+#endif /* XCAT_SIMD_KERNELS_H */

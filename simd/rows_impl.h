@@ -1,0 +1,156 @@
+/* rows_impl.h — the SIMD row kernels, written once and instantiated per ISA.
+ *
+ * An ISA unit (avx2/avx2_rows.c, avx512/avx512_rows.c) defines the vector macros below and
+ * includes this file, so AVX2 and AVX-512 share one implementation and cannot drift apart.
+ *
+ * Required macros: VF (float vector type), VW (lanes), VMASK (tail mask type),
+ *   v_set1, v_zero, v_add, v_sub, v_mul, v_div, v_fma(a,b,c)=a·b+c, v_max, v_min, v_abs,
+ *   v_copysign(mag, sign), v_round (to nearest), v_pow2i (2^n for integral-valued float n in
+ *   [-126, 127]), v_lt_select(x, t, y, z) = x < t ? y : z (lane-wise),
+ *   v_tail_mask(n) (first n lanes), v_loadu, v_storeu, v_load_tail(p, mask) (others 0),
+ *   v_store_tail(p, v, mask), v_select_mask(mask, a, b) = mask ? a : b,
+ *   v_hsum, v_hmax, ROWS_PREFIX (name prefix), ROWS_ISA (xcat_isa value).
+ *
+ * exp accuracy: range reduction x = n·ln2 + r (ln2 in two parts, Cody–Waite), |r| <= ln2/2,
+ * degree-6 polynomial (Cephes expf coefficients): relative error <= 2 ulp on [-87.3, 88.7];
+ * results below e^-87.3 flush to 0 (they are below FLT_MIN and irrelevant to a softmax).
+ * tanh (softcap) as 1 − 2/(e^{2|u|}+1): absolute error <= 3e-7, so z = c·tanh is within
+ * 3e-7·c of the true value. */
+#include <math.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+#define ROWS_CAT2(a, b) a##b
+#define ROWS_CAT(a, b) ROWS_CAT2(a, b)
+#define ROWS_FN(name) ROWS_CAT(ROWS_PREFIX, name)
+
+static inline VF ROWS_FN(exp)(VF x)
+{
+    const VF lo = v_set1(-87.3f), hi = v_set1(88.7f);
+    VF xc = v_min(v_max(x, lo), hi);
+    VF n = v_round(v_mul(xc, v_set1(1.44269504088896341f)));
+    VF r = v_fma(n, v_set1(-0.693359375f), xc); /* ln2 high part: exact product */
+    r = v_fma(n, v_set1(2.12194440e-4f), r);    /* ln2 low part */
+    VF p = v_set1(1.9875691500e-4f);
+    p = v_fma(p, r, v_set1(1.3981999507e-3f));
+    p = v_fma(p, r, v_set1(8.3334519073e-3f));
+    p = v_fma(p, r, v_set1(4.1665795894e-2f));
+    p = v_fma(p, r, v_set1(1.6666665459e-1f));
+    p = v_fma(p, r, v_set1(5.0000001201e-1f));
+    VF r2 = v_mul(r, r);
+    VF y = v_add(v_fma(p, r2, r), v_set1(1.0f));
+    y = v_mul(y, v_pow2i(n));
+    y = v_lt_select(x, lo, v_zero(), y);
+    /* NaN inputs: the min/max above may have replaced them; put them back. */
+    return v_select_nan(x, y);
+}
+
+static inline VF ROWS_FN(logit)(VF x, VF s, float cap)
+{
+    VF r = v_mul(x, s);
+    if (cap > 0.0f) {
+        VF u = v_abs(v_div(r, v_set1(cap)));
+        u = v_min(u, v_set1(9.0f)); /* tanh(9) rounds to 1 in float */
+        VF e = ROWS_FN(exp)(v_add(u, u));
+        VF t = v_sub(v_set1(1.0f), v_div(v_set1(2.0f), v_add(e, v_set1(1.0f))));
+        r = v_mul(v_set1(cap), v_copysign(t, r));
+    }
+    return r;
+}
+
+static inline VF ROWS_FN(phi)(VF z, VF s, float cap)
+{
+    if (cap > 0.0f) {
+        VF t = v_div(z, v_set1(cap));
+        return v_mul(s, v_sub(v_set1(1.0f), v_mul(t, t)));
+    }
+    return s;
+}
+
+static float ROWS_FN(logits)(float *x, const float *b, int64_t n, float s, float cap,
+                             double *zsum)
+{
+    const VF vs = v_set1(s), ninf = v_set1(-INFINITY);
+    VF vmax = ninf, vsum = v_zero();
+    int64_t j = 0;
+    for (; j + VW <= n; j += VW) {
+        VF v = v_loadu(x + j);
+        if (b) v = v_add(v, v_loadu(b + j));
+        VF z = ROWS_FN(logit)(v, vs, cap);
+        v_storeu(x + j, z);
+        vmax = v_max(vmax, z);
+        vsum = v_add(vsum, z);
+    }
+    if (j < n) {
+        VMASK m = v_tail_mask(n - j);
+        VF v = v_load_tail(x + j, m);
+        if (b) v = v_add(v, v_load_tail(b + j, m));
+        VF z = ROWS_FN(logit)(v, vs, cap);
+        v_store_tail(x + j, z, m);
+        vmax = v_max(vmax, v_select_mask(m, z, ninf));
+        vsum = v_add(vsum, v_select_mask(m, z, v_zero()));
+    }
+    *zsum += (double)v_hsum(vsum);
+    return v_hmax(vmax);
+}
+
+static float ROWS_FN(softmax_weights)(float *z, int64_t n, float m, float s, float cap,
+                                      float *phi)
+{
+    const VF vs = v_set1(s), vm = v_set1(m);
+    VF vl = v_zero();
+    int64_t j = 0;
+    for (; j + VW <= n; j += VW) {
+        VF v = v_loadu(z + j);
+        VF e = ROWS_FN(exp)(v_sub(v, vm));
+        VF f = ROWS_FN(phi)(v, vs, cap);
+        if (phi) v_storeu(phi + j, f);
+        vl = v_add(vl, e);
+        v_storeu(z + j, v_mul(e, f));
+    }
+    if (j < n) {
+        VMASK mk = v_tail_mask(n - j);
+        VF v = v_load_tail(z + j, mk);
+        VF e = v_select_mask(mk, ROWS_FN(exp)(v_sub(v, vm)), v_zero());
+        VF f = ROWS_FN(phi)(v, vs, cap);
+        if (phi) v_store_tail(phi + j, f, mk);
+        vl = v_add(vl, e);
+        v_store_tail(z + j, v_mul(e, f), mk);
+    }
+    return v_hsum(vl);
+}
+
+static inline VF ROWS_FN(grad_one)(VF x, VF bj, VF vs, float cap, VF vlse, VF va, VF vc)
+{
+    VF z = ROWS_FN(logit)(v_add(x, bj), vs, cap);
+    VF p = ROWS_FN(exp)(v_sub(z, vlse));
+    return v_mul(v_fma(va, p, v_sub(v_zero(), vc)), ROWS_FN(phi)(z, vs, cap));
+}
+
+static void ROWS_FN(grad)(float *x, const float *b, int64_t n, float s, float cap, float lse,
+                          float a, float c, float *db)
+{
+    const VF vs = v_set1(s), vlse = v_set1(lse), va = v_set1(a), vc = v_set1(c);
+    int64_t j = 0;
+    for (; j + VW <= n; j += VW) {
+        VF bj = b ? v_loadu(b + j) : v_zero();
+        VF g = ROWS_FN(grad_one)(v_loadu(x + j), bj, vs, cap, vlse, va, vc);
+        v_storeu(x + j, g);
+        if (db) v_storeu(db + j, v_add(v_loadu(db + j), g));
+    }
+    if (j < n) {
+        VMASK m = v_tail_mask(n - j);
+        VF bj = b ? v_load_tail(b + j, m) : v_zero();
+        VF g = ROWS_FN(grad_one)(v_load_tail(x + j, m), bj, vs, cap, vlse, va, vc);
+        v_store_tail(x + j, g, m);
+        if (db) v_store_tail(db + j, v_add(v_load_tail(db + j, m), g), m);
+    }
+}
+
+const xcat_row_kernels ROWS_CAT(xcat_row_kernels_, ROWS_NAME) = {
+    .isa = ROWS_ISA,
+    .logits = ROWS_FN(logits),
+    .softmax_weights = ROWS_FN(softmax_weights),
+    .grad = ROWS_FN(grad),
+};

@@ -1,0 +1,60 @@
+/* backend.h — the interface every backend implements (CPU now, OpenCL next).
+ *
+ * The API layer (the files in src/) validates arguments once and then calls exactly one of these
+ * entries; backends never call back into the public API. Entries receive validated inputs:
+ * shapes agree, dtypes are right, targets are in range. */
+#ifndef XCAT_BACKEND_H
+#define XCAT_BACKEND_H
+
+#include "internal.h"
+
+typedef enum xcat_op {
+    XCAT_OP_LOSS_CE = 0,
+    XCAT_OP_TOPK = 1,
+} xcat_op;
+
+/* One loss call, validated. Vectors are resolved to plain pointers' owners (tensors). */
+typedef struct xcat_loss_call {
+    const xcat_tensor *hidden, *items, *bias, *targets, *row_weights;
+    int64_t rows;            /* N of this call (<= plan max_rows) */
+    double reduction_scale;  /* MEAN: 1 / Σ w over non-ignored rows (0 if none); else 1 */
+} xcat_loss_call;
+
+typedef struct xcat_backend_ops {
+    const char *name;
+    /* Probe and open the device selected by `options`; fill ctx->device_name,
+     * ctx->backend_state. On failure leave nothing allocated. */
+    xcat_status (*context_init)(xcat_context *ctx, const xcat_context_options *options);
+    void (*context_release)(xcat_context *ctx);
+    bool (*supports)(const xcat_context *ctx, xcat_op op, xcat_dtype dtype);
+    xcat_status (*synchronize)(xcat_context *ctx);
+
+    /* Tensors: allocate t->rows×t->stride elements (zeroed), release, copy. */
+    xcat_status (*tensor_alloc)(xcat_context *ctx, xcat_tensor *t);
+    void (*tensor_release)(xcat_context *ctx, xcat_tensor *t);
+    xcat_status (*tensor_write)(xcat_context *ctx, xcat_tensor *t, const void *src,
+                                int64_t src_stride);
+    xcat_status (*tensor_read)(xcat_context *ctx, const xcat_tensor *t, void *dst,
+                               int64_t dst_stride);
+
+    /* Loss plans: size (without allocating), initialise (allocate workspace and per-plan
+     * state), release. */
+    xcat_status (*loss_workspace_size)(const xcat_context *ctx, const xcat_loss_desc *desc,
+                                       int64_t max_rows, int64_t classes, int64_t dim,
+                                       size_t *bytes);
+    xcat_status (*loss_plan_init)(xcat_loss_plan *plan);
+    void (*loss_plan_release)(xcat_loss_plan *plan);
+    /* Forward: write the per-row losses (unweighted? no: w_i·ℓ_i, ignored rows 0) into
+     * `row_loss` (vector N) or, if `reduced` is non-NULL, the reduced value; `lse` optional.
+     * Keeps backward state in the plan unless FORWARD_ONLY. */
+    xcat_status (*loss_forward)(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                xcat_tensor *loss, xcat_tensor *lse);
+    /* Backward: `reuse` says the plan's saved state matches this call. */
+    xcat_status (*loss_backward)(xcat_loss_plan *plan, const xcat_loss_call *call, bool reuse,
+                                 const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
+                                 xcat_tensor *d_items, xcat_tensor *d_bias);
+} xcat_backend_ops;
+
+extern const xcat_backend_ops xcat_cpu_backend;
+
+#endif /* XCAT_BACKEND_H */

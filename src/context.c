@@ -1,0 +1,206 @@
+/* context.c — context creation: options and XCAT_* environment overrides, backend choice,
+ * CPU ISA level and threads; info and synchronisation. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "backend.h"
+#include "kernels.h"
+
+void xcat_context_options_init(xcat_context_options *options)
+{
+    if (!options) return;
+    memset(options, 0, sizeof *options);
+    options->struct_size = sizeof *options;
+    options->backend = XCAT_BACKEND_AUTO;
+    options->isa_max = -1;
+}
+
+void xcat_context_info_init(xcat_context_info *info)
+{
+    if (!info) return;
+    memset(info, 0, sizeof *info);
+    info->struct_size = sizeof *info;
+}
+
+/* Copy the caller's options, honouring a struct_size from an older or newer header. */
+static xcat_context_options copy_options(const xcat_context_options *in)
+{
+    xcat_context_options o;
+    xcat_context_options_init(&o);
+    if (in) {
+        size_t n = in->struct_size < sizeof o ? in->struct_size : sizeof o;
+        memcpy(&o, in, n);
+        o.struct_size = sizeof o;
+    }
+    return o;
+}
+
+static xcat_status create_error(const xcat_context_options *o, xcat_status st,
+                                const char *fmt, ...)
+{
+    if (o->error_message && o->error_message_size > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = snprintf(o->error_message, o->error_message_size, "%s: ",
+                         xcat_status_string(st));
+        if (n < 0 || (size_t)n >= o->error_message_size) n = 0;
+        vsnprintf(o->error_message + n, o->error_message_size - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+static bool equals_nocase(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++)
+        if (tolower((unsigned char)*a) != tolower((unsigned char)*b)) return false;
+    return *a == *b;
+}
+
+static const char *env_value(const xcat_context_options *o, const char *name)
+{
+    if (o->flags & XCAT_CONTEXT_IGNORE_ENV) return NULL;
+    const char *v = getenv(name);
+    return (v && *v) ? v : NULL;
+}
+
+static xcat_status resolve_backend(xcat_context_options *o)
+{
+    if ((unsigned)o->backend > XCAT_BACKEND_OPENCL)
+        return create_error(o, XCAT_ERROR_INVALID_ARGUMENT, "options.backend = %d is not a "
+                            "xcat_backend_kind", (int)o->backend);
+    if (o->backend != XCAT_BACKEND_AUTO) return XCAT_OK;
+    const char *v = env_value(o, "XCAT_BACKEND");
+    if (!v || equals_nocase(v, "auto")) return XCAT_OK;
+    if (equals_nocase(v, "cpu"))
+        o->backend = XCAT_BACKEND_CPU;
+    else if (equals_nocase(v, "opencl"))
+        o->backend = XCAT_BACKEND_OPENCL;
+    else
+        return create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
+                            "XCAT_BACKEND='%s': expected auto, cpu or opencl", v);
+    return XCAT_OK;
+}
+
+static xcat_status resolve_isa(xcat_context_options *o, xcat_isa *isa)
+{
+    xcat_isa best = xcat_cpu_isa_detect();
+    int cap = o->isa_max;
+    const char *v = env_value(o, "XCAT_ISA_MAX");
+    if (cap < 0 && v) {
+        if (equals_nocase(v, "scalar"))
+            cap = XCAT_ISA_SCALAR;
+        else if (equals_nocase(v, "avx2"))
+            cap = XCAT_ISA_AVX2;
+        else if (equals_nocase(v, "avx512"))
+            cap = XCAT_ISA_AVX512;
+        else
+            return create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
+                                "XCAT_ISA_MAX='%s': expected scalar, avx2 or avx512", v);
+    }
+    if (cap > XCAT_ISA_AVX512)
+        return create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
+                            "options.isa_max = %d: expected -1 or a xcat_isa", cap);
+    *isa = (cap >= 0 && (xcat_isa)cap < best) ? (xcat_isa)cap : best;
+    return XCAT_OK;
+}
+
+static xcat_status resolve_threads(xcat_context_options *o, int32_t *threads)
+{
+    int32_t n = o->num_threads;
+    if (n < 0)
+        return create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
+                            "options.num_threads = %d: expected 0 (all cores) or more", n);
+    const char *v = env_value(o, "XCAT_NUM_THREADS");
+    if (n == 0 && v) {
+        char *end;
+        errno = 0;
+        long t = strtol(v, &end, 10);
+        if (errno || *end || t < 1 || t > 4096)
+            return create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
+                                "XCAT_NUM_THREADS='%s': expected an integer in [1, 4096]", v);
+        n = (int32_t)t;
+    }
+    if (n == 0) n = omp_get_num_procs();
+    *threads = n > 0 ? n : 1;
+    return XCAT_OK;
+}
+
+xcat_status xcat_context_create(const xcat_context_options *options, xcat_context **out)
+{
+    xcat_context_options o = copy_options(options);
+    if (o.error_message && o.error_message_size) o.error_message[0] = '\0';
+    if (!out) return create_error(&o, XCAT_ERROR_INVALID_ARGUMENT, "out is NULL");
+    *out = NULL;
+    if ((o.alloc == NULL) != (o.free == NULL))
+        return create_error(&o, XCAT_ERROR_INVALID_ARGUMENT,
+                            "options.alloc and options.free must be given together");
+    xcat_status st = resolve_backend(&o);
+    if (st) return st;
+    xcat_isa isa = XCAT_ISA_SCALAR;
+    int32_t threads = 1;
+    if ((st = resolve_isa(&o, &isa)) || (st = resolve_threads(&o, &threads))) return st;
+
+    const xcat_backend_ops *ops = &xcat_cpu_backend;
+    if (o.backend == XCAT_BACKEND_OPENCL)
+        return create_error(&o, XCAT_ERROR_BACKEND_UNAVAILABLE,
+                            "the OpenCL backend is not built into xcat %s yet; use "
+                            "XCAT_BACKEND=cpu or auto", xcat_version_string());
+
+    xcat_context tmp = {.alloc = o.alloc, .free = o.free, .alloc_user = o.alloc_user};
+    xcat_context *ctx = xcat_host_calloc(&tmp, sizeof *ctx, 64);
+    if (!ctx)
+        return create_error(&o, XCAT_ERROR_OUT_OF_MEMORY, "allocating the context (%zu bytes)",
+                            sizeof *ctx);
+    *ctx = tmp;
+    ctx->ops = ops;
+    ctx->backend = XCAT_BACKEND_CPU;
+    ctx->isa = isa;
+    ctx->num_threads = threads;
+    ctx->ignore_env = (o.flags & XCAT_CONTEXT_IGNORE_ENV) != 0;
+    st = ops->context_init(ctx, &o);
+    if (st) {
+        create_error(&o, st, "%s", ctx->last_error);
+        xcat_host_free(ctx, ctx);
+        return st;
+    }
+    *out = ctx;
+    return XCAT_OK;
+}
+
+void xcat_context_free(xcat_context *ctx)
+{
+    if (!ctx) return;
+    if (ctx->ops && ctx->ops->context_release) ctx->ops->context_release(ctx);
+    xcat_host_free(ctx, ctx);
+}
+
+xcat_status xcat_context_get_info(const xcat_context *ctx, xcat_context_info *info)
+{
+    if (!ctx || !info) return XCAT_ERROR_INVALID_ARGUMENT;
+    xcat_context_info i;
+    xcat_context_info_init(&i);
+    i.backend = ctx->backend;
+    snprintf(i.backend_name, sizeof i.backend_name, "%s", ctx->ops->name);
+    snprintf(i.device_name, sizeof i.device_name, "%s", ctx->device_name);
+    i.isa = ctx->isa;
+    i.num_threads = ctx->num_threads;
+    size_t n = info->struct_size < sizeof i ? info->struct_size : sizeof i;
+    if (n < sizeof(uint32_t)) return XCAT_ERROR_INVALID_ARGUMENT;
+    uint32_t keep = info->struct_size;
+    memcpy(info, &i, n);
+    info->struct_size = keep;
+    return XCAT_OK;
+}
+
+xcat_status xcat_context_synchronize(xcat_context *ctx)
+{
+    if (!ctx) return XCAT_ERROR_INVALID_ARGUMENT;
+    return ctx->ops->synchronize ? ctx->ops->synchronize(ctx) : XCAT_OK;
+}

@@ -1,0 +1,196 @@
+/* loss_plan.c — loss descriptors and plans: everything validated once, at plan creation. */
+#include <math.h>
+#include <string.h>
+
+#include "backend.h"
+#include "loss_validate.h"
+
+void xcat_loss_desc_init(xcat_loss_desc *desc, xcat_loss_kind kind)
+{
+    if (!desc) return;
+    memset(desc, 0, sizeof *desc);
+    desc->struct_size = sizeof *desc;
+    desc->kind = kind;
+    desc->reduction = XCAT_REDUCTION_MEAN;
+    desc->dtype = XCAT_DTYPE_F32;
+    desc->ignore_index = -100;
+    desc->scale = 1.0f;
+}
+
+void xcat_loss_args_init(xcat_loss_args *args)
+{
+    if (!args) return;
+    memset(args, 0, sizeof *args);
+    args->struct_size = sizeof *args;
+}
+
+/* The caller's descriptor, read up to its struct_size; missing fields keep their defaults. */
+static xcat_status copy_desc(xcat_context *ctx, const xcat_loss_desc *in, xcat_loss_desc *out)
+{
+    if (!in) return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc is NULL");
+    if (in->struct_size < offsetof(xcat_loss_desc, flags) + sizeof in->flags)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT,
+                          "desc->struct_size = %u: initialise the descriptor with "
+                          "xcat_loss_desc_init()", in->struct_size);
+    xcat_loss_desc_init(out, in->kind);
+    size_t n = in->struct_size < sizeof *out ? in->struct_size : sizeof *out;
+    memcpy(out, in, n);
+    out->struct_size = sizeof *out;
+    return XCAT_OK;
+}
+
+static xcat_status check_desc(xcat_context *ctx, const xcat_loss_desc *d)
+{
+    if ((unsigned)d->kind > XCAT_LOSS_SCE)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.kind = %d is not a "
+                          "xcat_loss_kind", (int)d->kind);
+    if ((unsigned)d->reduction > XCAT_REDUCTION_NONE)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.reduction = %d is not a "
+                          "xcat_reduction", (int)d->reduction);
+    if (xcat_dtype_size(d->dtype) == 0 || d->dtype == XCAT_DTYPE_I32 ||
+        d->dtype == XCAT_DTYPE_I64)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT,
+                          "desc.dtype = %d is not a floating-point xcat_dtype", (int)d->dtype);
+    if (!(isfinite(d->scale) && d->scale > 0.0f))
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT,
+                          "desc.scale = %g: must be finite and > 0", (double)d->scale);
+    if (!(isfinite(d->softcap) && d->softcap >= 0.0f))
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT,
+                          "desc.softcap = %g: must be 0 (off) or finite and > 0",
+                          (double)d->softcap);
+    if (!(d->label_smoothing >= 0.0f && d->label_smoothing < 1.0f))
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT,
+                          "desc.label_smoothing = %g: must be in [0, 1)",
+                          (double)d->label_smoothing);
+    if (!(isfinite(d->z_loss) && d->z_loss >= 0.0f))
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT,
+                          "desc.z_loss = %g: must be finite and >= 0", (double)d->z_loss);
+    if (d->flags & ~XCAT_LOSS_FORWARD_ONLY)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.flags = 0x%x has unknown bits",
+                          d->flags);
+    if (d->kind != XCAT_LOSS_CE)
+        return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED,
+                          "loss kind %d is reserved for a later release; this release "
+                          "implements XCAT_LOSS_CE", (int)d->kind);
+    if (d->dtype != XCAT_DTYPE_F32)
+        return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED,
+                          "desc.dtype = %d: this release stores H and E as F32 only",
+                          (int)d->dtype);
+    return XCAT_OK;
+}
+
+static xcat_status check_sizes(xcat_context *ctx, int64_t rows, int64_t classes, int64_t dim)
+{
+    if (rows < 1 || classes < 1 || dim < 1)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT,
+                          "max_rows = %lld, num_classes = %lld, dim = %lld: all must be >= 1",
+                          (long long)rows, (long long)classes, (long long)dim);
+    size_t a, b;
+    if ((uint64_t)rows > SIZE_MAX / 8 || (uint64_t)classes > SIZE_MAX / 8 ||
+        !xcat_mul_size((size_t)rows, (size_t)dim, &a) || !xcat_mul_size(a, 8, &a) ||
+        !xcat_mul_size((size_t)classes, (size_t)dim, &b) || !xcat_mul_size(b, 8, &b))
+        return xcat_error(ctx, XCAT_ERROR_SIZE_OVERFLOW,
+                          "max_rows·dim or num_classes·dim (%lld, %lld, %lld) overflows",
+                          (long long)rows, (long long)classes, (long long)dim);
+    return XCAT_OK;
+}
+
+xcat_status xcat_loss_workspace_size(xcat_context *ctx, const xcat_loss_desc *desc,
+                                     int64_t max_rows, int64_t num_classes, int64_t dim,
+                                     size_t *bytes)
+{
+    if (!ctx) return XCAT_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "bytes is NULL");
+    xcat_loss_desc d;
+    xcat_status st = copy_desc(ctx, desc, &d);
+    if (!st) st = check_desc(ctx, &d);
+    if (!st) st = check_sizes(ctx, max_rows, num_classes, dim);
+    if (st) return st;
+    return ctx->ops->loss_workspace_size(ctx, &d, max_rows, num_classes, dim, bytes);
+}
+
+xcat_status xcat_loss_plan_create(xcat_context *ctx, const xcat_loss_desc *desc,
+                                  int64_t max_rows, int64_t num_classes, int64_t dim,
+                                  xcat_loss_plan **out)
+{
+    if (!ctx) return XCAT_ERROR_INVALID_ARGUMENT;
+    if (!out) return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "out is NULL");
+    *out = NULL;
+    xcat_loss_desc d;
+    xcat_status st = copy_desc(ctx, desc, &d);
+    if (!st) st = check_desc(ctx, &d);
+    if (!st) st = check_sizes(ctx, max_rows, num_classes, dim);
+    if (st) return st;
+    xcat_loss_plan *plan = xcat_host_calloc(ctx, sizeof *plan, 64);
+    if (!plan) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "allocating a loss plan");
+    *plan = (xcat_loss_plan){.ctx = ctx, .desc = d, .max_rows = max_rows,
+                             .classes = num_classes, .dim = dim};
+    st = ctx->ops->loss_plan_init(plan);
+    if (st) {
+        xcat_host_free(ctx, plan);
+        return st;
+    }
+    *out = plan;
+    return XCAT_OK;
+}
+
+xcat_status xcat_loss_plan_workspace_size(const xcat_loss_plan *plan, size_t *bytes)
+{
+    if (!plan || !bytes) return XCAT_ERROR_INVALID_ARGUMENT;
+    *bytes = plan->workspace_bytes;
+    return XCAT_OK;
+}
+
+void xcat_loss_plan_free(xcat_loss_plan *plan)
+{
+    if (!plan) return;
+    xcat_context *ctx = plan->ctx;
+    ctx->ops->loss_plan_release(plan);
+    xcat_host_free(ctx, plan);
+}
+
+/* Note which inputs the plan's per-row state belongs to (none for FORWARD_ONLY plans). */
+static void remember_call(xcat_loss_plan *plan, const xcat_loss_call *c)
+{
+    if (plan->desc.flags & XCAT_LOSS_FORWARD_ONLY) return;
+    plan->saved = (xcat_loss_saved){.valid = true, .hidden = c->hidden, .items = c->items,
+                                    .bias = c->bias, .targets = c->targets,
+                                    .row_weights = c->row_weights, .rows = c->rows};
+}
+
+xcat_status xcat_loss_forward(xcat_loss_plan *plan, const xcat_loss_args *args,
+                              xcat_tensor *loss, xcat_tensor *lse)
+{
+    if (!plan) return XCAT_ERROR_INVALID_ARGUMENT;
+    xcat_loss_call call;
+    plan->saved.valid = false;
+    xcat_status st = xcat_loss_call_prepare(plan, args, &call);
+    if (!st) st = xcat_loss_check_forward_outputs(plan, &call, loss, lse);
+    if (st) return st;
+    st = plan->ctx->ops->loss_forward(plan, &call, loss, lse);
+    if (!st) remember_call(plan, &call);
+    return st;
+}
+
+static bool saved_matches(const xcat_loss_saved *s, const xcat_loss_call *c)
+{
+    return s->valid && s->hidden == c->hidden && s->items == c->items && s->bias == c->bias &&
+           s->targets == c->targets && s->row_weights == c->row_weights && s->rows == c->rows;
+}
+
+xcat_status xcat_loss_backward(xcat_loss_plan *plan, const xcat_loss_args *args,
+                               const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
+                               xcat_tensor *d_items, xcat_tensor *d_bias)
+{
+    if (!plan) return XCAT_ERROR_INVALID_ARGUMENT;
+    xcat_loss_call call;
+    xcat_status st = xcat_loss_call_prepare(plan, args, &call);
+    if (!st) st = xcat_loss_check_backward_outputs(plan, &call, grad_loss, d_hidden, d_items,
+                                                   d_bias);
+    if (st) return st;
+    bool reuse = saved_matches(&plan->saved, &call);
+    st = plan->ctx->ops->loss_backward(plan, &call, reuse, grad_loss, d_hidden, d_items, d_bias);
+    /* A recompute leaves fresh per-row state behind, which a second backward may reuse. */
+    if (!st && !reuse) remember_call(plan, &call);
+    return st;
+}
