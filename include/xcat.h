@@ -187,7 +187,9 @@ typedef struct xcat_context_info {
 } xcat_context_info;
 
 XCAT_API void xcat_context_info_init(xcat_context_info *info);
-/** Describe the context. `info` must have been initialised by xcat_context_info_init(). */
+/** Describe the context. `info` must have been initialised by xcat_context_info_init().
+ *  Returns INVALID_ARGUMENT for a NULL argument (not recorded in last_error: the context is
+ *  const here, as it is for every query). */
 XCAT_API xcat_status xcat_context_get_info(const xcat_context *ctx, xcat_context_info *info);
 
 /** Wait until all work submitted on the context has finished (no-op on the CPU backend). */

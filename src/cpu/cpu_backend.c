@@ -22,8 +22,8 @@ static bool contains_nocase(const char *hay, const char *needle)
 static xcat_status cpu_context_init(xcat_context *ctx, const xcat_context_options *o)
 {
     const char *model = xcat_cpu_model_name();
-    snprintf(ctx->device_name, sizeof ctx->device_name, "%s (%s, %d threads)",
-             *model ? model : "CPU", xcat_isa_name(ctx->isa), ctx->num_threads);
+    snprintf(ctx->device_name, sizeof ctx->device_name, "%s (%s)", *model ? model : "CPU",
+             xcat_isa_name(ctx->isa));
     const char *sel = o->device;
     if (!sel && !(o->flags & XCAT_CONTEXT_IGNORE_ENV)) sel = getenv("XCAT_DEVICE");
     /* One device: index 0, "cpu", or a substring of its name. */

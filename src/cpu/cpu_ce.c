@@ -165,6 +165,14 @@ static void job_init(ce_job *j, xcat_loss_plan *plan, const xcat_loss_call *call
     };
 }
 
+/* OpenBLAS's OpenMP build runs single-threaded inside an *active* parallel region, but a team
+ * of one thread is not active, and it would then start its own threads for every tile. Setting
+ * this worker's nthreads ICV (scoped to the region's implicit task) keeps it to one. */
+static void blas_single_threaded(void)
+{
+    if (omp_get_num_threads() == 1) omp_set_num_threads(1);
+}
+
 /* ---- pass 1: forward over row blocks -------------------------------------------------------- */
 
 typedef struct row_scratch {
@@ -303,6 +311,7 @@ static void run_forward(const ce_job *j)
     const int64_t Nb = j->p->tile_rows, blocks = (j->N + Nb - 1) / Nb;
 #pragma omp parallel num_threads(j->p->threads)
     {
+        blas_single_threaded();
         row_scratch r = scratch_for(j, omp_get_thread_num());
 #pragma omp for schedule(dynamic, 1)
         for (int64_t blk = 0; blk < blocks; blk++) {
@@ -426,6 +435,7 @@ static void run_backward_items(const ce_job *j, const float *g, float *dE, int64
     const int64_t Cc = j->p->tile_items, chunks = (j->C + Cc - 1) / Cc;
 #pragma omp parallel num_threads(j->p->threads)
     {
+        blas_single_threaded();
         row_scratch r = scratch_for(j, omp_get_thread_num());
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ch = 0; ch < chunks; ch++) {
