@@ -128,7 +128,11 @@ XCAT_API const char *xcat_isa_name(xcat_isa isa);
 
 typedef struct xcat_context xcat_context;
 
-/** Ignore the XCAT_* environment variables (for reproducible tests and embedding). */
+/** Ignore the XCAT_* variables that choose or tune (XCAT_BACKEND, XCAT_DEVICE,
+ *  XCAT_NUM_THREADS, XCAT_ISA_MAX, XCAT_CPU_TILE_*, XCAT_CL_GEMM_TILE), for reproducible tests
+ *  and embedding. Locations are always honoured: XCAT_CACHE_DIR (on-disk OpenCL binary cache;
+ *  "none" disables it; default $XDG_CACHE_HOME/xcat or ~/.cache/xcat) and XCAT_CL_DIR (load
+ *  the OpenCL kernels from that directory instead of the embedded copies, for development). */
 #define XCAT_CONTEXT_IGNORE_ENV 0x1u
 
 typedef struct xcat_context_options {
@@ -194,6 +198,41 @@ XCAT_API xcat_status xcat_context_get_info(const xcat_context *ctx, xcat_context
 
 /** Wait until all work submitted on the context has finished (no-op on the CPU backend). */
 XCAT_API xcat_status xcat_context_synchronize(xcat_context *ctx);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Devices                                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct xcat_device_info {
+    uint32_t struct_size;
+    xcat_backend_kind backend;  /* CPU or OPENCL */
+    int32_t index;              /* the value XCAT_DEVICE / options.device accepts */
+    char name[256];
+    char vendor[128];
+    char platform[128];         /* OpenCL platform name; "" for the CPU backend */
+    char driver_version[64];
+    char opencl_c_version[64];  /* "" for the CPU backend */
+    int32_t is_gpu, is_cpu;     /* device type */
+    int32_t compute_units;      /* OpenCL compute units; CPU: online cores */
+    int64_t global_mem_bytes;
+    int64_t max_alloc_bytes;
+    int64_t local_mem_bytes;
+    int64_t max_work_group_size;
+    int32_t has_fp16;           /* cl_khr_fp16 */
+    int32_t has_subgroups;      /* cl_khr_subgroups or cl_intel_subgroups */
+    int32_t inline_ptx;         /* a probe kernel with inline PTX asm compiled (NVIDIA path) */
+    xcat_isa isa;               /* CPU backend: best supported level */
+} xcat_device_info;
+
+XCAT_API void xcat_device_info_init(xcat_device_info *info);
+/** Number of devices of `backend` (CPU: 1). OPENCL with no platform installed gives 0 and
+ *  XCAT_OK; OPENCL not built into the library gives BACKEND_UNAVAILABLE. AUTO is invalid. */
+XCAT_API xcat_status xcat_device_count(xcat_backend_kind backend, int32_t *count);
+/** Describe device `index` of `backend` (probing it: may compile a tiny probe kernel).
+ *  Errors: INVALID_ARGUMENT (NULL info, AUTO), DEVICE_NOT_FOUND (index out of range),
+ *  BACKEND_UNAVAILABLE (backend not built in). */
+XCAT_API xcat_status xcat_device_get_info(xcat_backend_kind backend, int32_t index,
+                                          xcat_device_info *info);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Tensors                                                                                    */

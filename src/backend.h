@@ -22,9 +22,11 @@ typedef struct xcat_loss_call {
 
 typedef struct xcat_backend_ops {
     const char *name;
-    /* Probe and open the device selected by `options`; fill ctx->device_name,
-     * ctx->backend_state. On failure leave nothing allocated. */
-    xcat_status (*context_init)(xcat_context *ctx, const xcat_context_options *options);
+    /* Probe and open the device selected by `options` (or the caller's objects in `interop`,
+     * backend-specific, NULL otherwise); fill ctx->device_name, ctx->backend_state. On failure
+     * leave nothing allocated. */
+    xcat_status (*context_init)(xcat_context *ctx, const xcat_context_options *options,
+                                const void *interop);
     void (*context_release)(xcat_context *ctx);
     bool (*supports)(const xcat_context *ctx, xcat_op op, xcat_dtype dtype);
     xcat_status (*synchronize)(xcat_context *ctx);
@@ -56,5 +58,20 @@ typedef struct xcat_backend_ops {
 } xcat_backend_ops;
 
 extern const xcat_backend_ops xcat_cpu_backend;
+#ifdef XCAT_HAVE_OPENCL
+extern const xcat_backend_ops xcat_ocl_backend;
+#endif
+
+/* Create a context on `ops` after the options were resolved (context.c); used by
+ * xcat_context_create and by the interop constructors. */
+xcat_status xcat_context_build(const xcat_context_options *options, const xcat_backend_ops *ops,
+                               xcat_backend_kind kind, const void *interop, xcat_context **out);
+/* Write a creation error into options->error_message (there is no context yet). */
+xcat_status xcat_context_create_error(const xcat_context_options *options, xcat_status status,
+                                      const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 
 #endif /* XCAT_BACKEND_H */

@@ -11,6 +11,9 @@
 
 #include "backend.h"
 #include "kernels.h"
+#ifdef XCAT_HAVE_OPENCL
+#include "opencl/ocl_devices.h"
+#endif
 
 void xcat_context_options_init(xcat_context_options *options)
 {
@@ -41,8 +44,8 @@ static xcat_context_options copy_options(const xcat_context_options *in)
     return o;
 }
 
-static xcat_status create_error(const xcat_context_options *o, xcat_status st,
-                                const char *fmt, ...)
+xcat_status xcat_context_create_error(const xcat_context_options *o, xcat_status st,
+                                      const char *fmt, ...)
 {
     if (o->error_message && o->error_message_size > 0) {
         va_list ap;
@@ -73,7 +76,7 @@ static const char *env_value(const xcat_context_options *o, const char *name)
 static xcat_status resolve_backend(xcat_context_options *o)
 {
     if ((unsigned)o->backend > XCAT_BACKEND_OPENCL)
-        return create_error(o, XCAT_ERROR_INVALID_ARGUMENT, "options.backend = %d is not a "
+        return xcat_context_create_error(o, XCAT_ERROR_INVALID_ARGUMENT, "options.backend = %d is not a "
                             "xcat_backend_kind", (int)o->backend);
     if (o->backend != XCAT_BACKEND_AUTO) return XCAT_OK;
     const char *v = env_value(o, "XCAT_BACKEND");
@@ -83,7 +86,7 @@ static xcat_status resolve_backend(xcat_context_options *o)
     else if (equals_nocase(v, "opencl"))
         o->backend = XCAT_BACKEND_OPENCL;
     else
-        return create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
+        return xcat_context_create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
                             "XCAT_BACKEND='%s': expected auto, cpu or opencl", v);
     return XCAT_OK;
 }
@@ -101,11 +104,11 @@ static xcat_status resolve_isa(xcat_context_options *o, xcat_isa *isa)
         else if (equals_nocase(v, "avx512"))
             cap = XCAT_ISA_AVX512;
         else
-            return create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
+            return xcat_context_create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
                                 "XCAT_ISA_MAX='%s': expected scalar, avx2 or avx512", v);
     }
     if (cap > XCAT_ISA_AVX512)
-        return create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
+        return xcat_context_create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
                             "options.isa_max = %d: expected -1 or a xcat_isa", cap);
     *isa = (cap >= 0 && (xcat_isa)cap < best) ? (xcat_isa)cap : best;
     return XCAT_OK;
@@ -115,7 +118,7 @@ static xcat_status resolve_threads(xcat_context_options *o, int32_t *threads)
 {
     int32_t n = o->num_threads;
     if (n < 0)
-        return create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
+        return xcat_context_create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
                             "options.num_threads = %d: expected 0 (all cores) or more", n);
     const char *v = env_value(o, "XCAT_NUM_THREADS");
     if (n == 0 && v) {
@@ -123,7 +126,7 @@ static xcat_status resolve_threads(xcat_context_options *o, int32_t *threads)
         errno = 0;
         long t = strtol(v, &end, 10);
         if (errno || *end || t < 1 || t > 4096)
-            return create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
+            return xcat_context_create_error(o, XCAT_ERROR_INVALID_ARGUMENT,
                                 "XCAT_NUM_THREADS='%s': expected an integer in [1, 4096]", v);
         n = (int32_t)t;
     }
@@ -136,10 +139,10 @@ xcat_status xcat_context_create(const xcat_context_options *options, xcat_contex
 {
     xcat_context_options o = copy_options(options);
     if (o.error_message && o.error_message_size) o.error_message[0] = '\0';
-    if (!out) return create_error(&o, XCAT_ERROR_INVALID_ARGUMENT, "out is NULL");
+    if (!out) return xcat_context_create_error(&o, XCAT_ERROR_INVALID_ARGUMENT, "out is NULL");
     *out = NULL;
     if ((o.alloc == NULL) != (o.free == NULL))
-        return create_error(&o, XCAT_ERROR_INVALID_ARGUMENT,
+        return xcat_context_create_error(&o, XCAT_ERROR_INVALID_ARGUMENT,
                             "options.alloc and options.free must be given together");
     xcat_status st = resolve_backend(&o);
     if (st) return st;
@@ -148,25 +151,56 @@ xcat_status xcat_context_create(const xcat_context_options *options, xcat_contex
     if ((st = resolve_isa(&o, &isa)) || (st = resolve_threads(&o, &threads))) return st;
 
     const xcat_backend_ops *ops = &xcat_cpu_backend;
-    if (o.backend == XCAT_BACKEND_OPENCL)
-        return create_error(&o, XCAT_ERROR_BACKEND_UNAVAILABLE,
-                            "the OpenCL backend is not built into xcat %s yet; use "
-                            "XCAT_BACKEND=cpu or auto", xcat_version_string());
+    xcat_backend_kind kind = XCAT_BACKEND_CPU;
+    if (o.backend == XCAT_BACKEND_OPENCL) {
+#ifdef XCAT_HAVE_OPENCL
+        ops = &xcat_ocl_backend;
+        kind = XCAT_BACKEND_OPENCL;
+#else
+        return xcat_context_create_error(&o, XCAT_ERROR_BACKEND_UNAVAILABLE,
+                                         "this xcat %s was built without the OpenCL backend "
+                                         "(XCAT_WITH_OPENCL=OFF or no OpenCL headers)",
+                                         xcat_version_string());
+#endif
+    }
+#ifdef XCAT_HAVE_OPENCL
+    char picked[16];
+    if (o.backend == XCAT_BACKEND_AUTO) {
+        /* auto: the first OpenCL GPU (matching the device selector if one is given), else the
+         * native CPU backend: on a CPU the native kernels beat PoCL (docs/benchmarks.md). */
+        const char *sel = o.device ? o.device : env_value(&o, "XCAT_DEVICE");
+        int32_t index;
+        if (xcat_ocl_device_select(sel, true, &index) == XCAT_OK) {
+            snprintf(picked, sizeof picked, "%d", (int)index);
+            o.device = picked;
+            ops = &xcat_ocl_backend;
+            kind = XCAT_BACKEND_OPENCL;
+        }
+    }
+#endif
+    o.isa_max = isa;
+    o.num_threads = threads;
+    return xcat_context_build(&o, ops, kind, NULL, out);
+}
 
-    xcat_context tmp = {.alloc = o.alloc, .free = o.free, .alloc_user = o.alloc_user};
+xcat_status xcat_context_build(const xcat_context_options *o, const xcat_backend_ops *ops,
+                               xcat_backend_kind kind, const void *interop, xcat_context **out)
+{
+    xcat_context tmp = {.alloc = o->alloc, .free = o->free, .alloc_user = o->alloc_user};
     xcat_context *ctx = xcat_host_calloc(&tmp, sizeof *ctx, 64);
     if (!ctx)
-        return create_error(&o, XCAT_ERROR_OUT_OF_MEMORY, "allocating the context (%zu bytes)",
-                            sizeof *ctx);
+        return xcat_context_create_error(o, XCAT_ERROR_OUT_OF_MEMORY,
+                                         "allocating the context (%zu bytes)", sizeof *ctx);
     *ctx = tmp;
     ctx->ops = ops;
-    ctx->backend = XCAT_BACKEND_CPU;
-    ctx->isa = isa;
-    ctx->num_threads = threads;
-    ctx->ignore_env = (o.flags & XCAT_CONTEXT_IGNORE_ENV) != 0;
-    st = ops->context_init(ctx, &o);
+    ctx->backend = kind;
+    ctx->isa = o->isa_max >= 0 ? (xcat_isa)o->isa_max : xcat_cpu_isa_detect();
+    ctx->num_threads = o->num_threads > 0 ? o->num_threads : 1;
+    ctx->ignore_env = (o->flags & XCAT_CONTEXT_IGNORE_ENV) != 0;
+    xcat_status st = ops->context_init(ctx, o, interop);
     if (st) {
-        create_error(&o, st, "%s", ctx->last_error);
+        if (o->error_message && o->error_message_size) /* already "<status>: detail" */
+            snprintf(o->error_message, o->error_message_size, "%s", ctx->last_error);
         xcat_host_free(ctx, ctx);
         return st;
     }

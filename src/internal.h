@@ -33,6 +33,7 @@ struct xcat_tensor {
     int64_t rows, cols, stride; /* stride in elements, >= cols */
     void *data;                 /* host pointer (CPU backend) */
     void *handle;               /* backend-specific (e.g. cl_mem) */
+    size_t offset;              /* bytes from the start of `handle` to element (0, 0) */
     bool owned;                 /* memory allocated by xcat */
 };
 
@@ -51,6 +52,7 @@ struct xcat_loss_plan {
     void *workspace;
     void *backend_plan; /* owned by the backend */
     xcat_loss_saved saved;
+    void *host_scratch; /* max_rows·12 bytes: host copies of device targets and weights */
 };
 
 /* ---- errors ---- */
@@ -70,6 +72,12 @@ void xcat_host_free(xcat_context *ctx, void *ptr);
 /* ---- checked size arithmetic: false on overflow ---- */
 bool xcat_mul_size(size_t a, size_t b, size_t *out);
 bool xcat_add_size(size_t a, size_t b, size_t *out);
+
+/* Validate a shape and allocate a handle with no memory behind it yet (*out is set to NULL
+ * first; the caller fills data/handle, then stores *t in *out). */
+xcat_status xcat_tensor_new_handle(xcat_context *ctx, xcat_dtype dtype, int64_t rows,
+                                   int64_t cols, int64_t stride, xcat_tensor **out,
+                                   xcat_tensor **t);
 
 /* Number of elements of a tensor that is a vector (n×1 or 1×n, contiguous), or -1. */
 int64_t xcat_tensor_vector_length(const xcat_tensor *t);

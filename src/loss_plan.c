@@ -125,8 +125,17 @@ xcat_status xcat_loss_plan_create(xcat_context *ctx, const xcat_loss_desc *desc,
     if (!plan) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "allocating a loss plan");
     *plan = (xcat_loss_plan){.ctx = ctx, .desc = d, .max_rows = max_rows,
                              .classes = num_classes, .dim = dim};
+    if (ctx->backend != XCAT_BACKEND_CPU) { /* targets are validated on the host */
+        plan->host_scratch = xcat_host_alloc(ctx, (size_t)max_rows * 12, 64);
+        if (!plan->host_scratch) {
+            xcat_host_free(ctx, plan);
+            return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "allocating %lld bytes of host "
+                              "scratch for targets", (long long)max_rows * 12);
+        }
+    }
     st = ctx->ops->loss_plan_init(plan);
     if (st) {
+        xcat_host_free(ctx, plan->host_scratch);
         xcat_host_free(ctx, plan);
         return st;
     }
@@ -146,6 +155,7 @@ void xcat_loss_plan_free(xcat_loss_plan *plan)
     if (!plan) return;
     xcat_context *ctx = plan->ctx;
     ctx->ops->loss_plan_release(plan);
+    xcat_host_free(ctx, plan->host_scratch);
     xcat_host_free(ctx, plan);
 }
 

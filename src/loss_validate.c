@@ -51,24 +51,40 @@ static xcat_status check_vector(xcat_loss_plan *plan, const xcat_tensor *t, cons
     return XCAT_OK;
 }
 
-static int64_t target_at(const xcat_tensor *t, int64_t i)
+static int64_t target_at(const void *y, bool y64, int64_t i)
 {
-    return t->dtype == XCAT_DTYPE_I64 ? ((const int64_t *)t->data)[i]
-                                      : (int64_t)((const int32_t *)t->data)[i];
+    return y64 ? ((const int64_t *)y)[i] : (int64_t)((const int32_t *)y)[i];
 }
 
-/* Targets in range, and Σ w over counted rows for MEAN. Host-visible tensors only for now
- * (the OpenCL backend will read targets into a host buffer first). */
+/* Host-visible contents of a vector tensor: its memory (CPU backend) or a copy read into the
+ * plan's host scratch at byte offset `at` (device backends). */
+static xcat_status host_view(xcat_loss_plan *plan, const xcat_tensor *t, size_t at,
+                             const void **out)
+{
+    if (t->data) {
+        *out = t->data;
+        return XCAT_OK;
+    }
+    void *dst = (char *)plan->host_scratch + at;
+    xcat_status st = plan->ctx->ops->tensor_read(plan->ctx, t, dst, t->stride);
+    *out = dst;
+    return st;
+}
+
+/* Targets in range, and Σ w over counted rows for MEAN. */
 static xcat_status scan_targets(xcat_loss_plan *plan, xcat_loss_call *call)
 {
-    const xcat_tensor *y = call->targets, *w = call->row_weights;
-    if (!y->data)
-        return xcat_error(plan->ctx, XCAT_ERROR_INTERNAL, "targets are not host-visible");
+    const xcat_tensor *yt = call->targets, *wt = call->row_weights;
+    const void *y;
+    const float *wd = NULL;
+    xcat_status st = host_view(plan, yt, 0, &y);
+    if (!st && wt) st = host_view(plan, wt, (size_t)plan->max_rows * 8, (const void **)&wd);
+    if (st) return st;
+    const bool y64 = yt->dtype == XCAT_DTYPE_I64;
     const int64_t C = plan->classes, ignore = plan->desc.ignore_index;
-    const float *wd = w ? (const float *)w->data : NULL;
     double wsum = 0.0;
     for (int64_t i = 0; i < call->rows; i++) {
-        int64_t v = target_at(y, i);
+        int64_t v = target_at(y, y64, i);
         if (v == ignore) continue;
         if (v < 0 || v >= C)
             return xcat_error(plan->ctx, XCAT_ERROR_OUT_OF_RANGE,

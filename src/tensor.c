@@ -32,8 +32,9 @@ static xcat_status check_shape(xcat_context *ctx, xcat_dtype dtype, int64_t rows
     return XCAT_OK;
 }
 
-static xcat_status new_tensor(xcat_context *ctx, xcat_dtype dtype, int64_t rows, int64_t cols,
-                              int64_t stride, xcat_tensor **out, xcat_tensor **t)
+xcat_status xcat_tensor_new_handle(xcat_context *ctx, xcat_dtype dtype, int64_t rows,
+                                   int64_t cols, int64_t stride, xcat_tensor **out,
+                                   xcat_tensor **t)
 {
     if (!ctx) return XCAT_ERROR_INVALID_ARGUMENT;
     if (!out) return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "out is NULL");
@@ -52,7 +53,7 @@ xcat_status xcat_tensor_create(xcat_context *ctx, xcat_dtype dtype, int64_t rows
                                xcat_tensor **out)
 {
     xcat_tensor *t;
-    xcat_status st = new_tensor(ctx, dtype, rows, cols, cols, out, &t);
+    xcat_status st = xcat_tensor_new_handle(ctx, dtype, rows, cols, cols, out, &t);
     if (st) return st;
     t->owned = true;
     st = ctx->ops->tensor_alloc(ctx, t);
@@ -84,7 +85,7 @@ xcat_status xcat_tensor_wrap_host(xcat_context *ctx, xcat_dtype dtype, int64_t r
                           "data is not aligned to its %zu-byte elements", es);
     }
     xcat_tensor *t;
-    xcat_status st = new_tensor(ctx, dtype, rows, cols, row_stride, out, &t);
+    xcat_status st = xcat_tensor_new_handle(ctx, dtype, rows, cols, row_stride, out, &t);
     if (st) return st;
     t->data = data;
     *out = t;

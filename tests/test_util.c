@@ -7,8 +7,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ctype.h>
+#include <errno.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifdef XCAT_TEST_HAVE_OPENCL
+#define CL_TARGET_OPENCL_VERSION 120
+#include "xcat_opencl.h"
+#endif
 
 /* ---- random numbers: xoshiro256** seeded through splitmix64 ------------------------------- */
 
@@ -254,6 +263,309 @@ void test_expect_ok(const xcat_context *ctx, xcat_status got, const char *what)
 {
     ck_assert_msg(got == XCAT_OK, "%s failed: %d (%s): %s", what, (int)got,
                   xcat_status_string(got), ctx ? xcat_context_last_error(ctx) : "");
+}
+
+/* ---- targets --------------------------------------------------------------------------------- */
+
+#define MAX_TARGETS (3 + TEST_MAX_OPENCL_TARGETS)
+
+static test_target g_targets[MAX_TARGETS];
+static int g_num_targets;
+static int g_first_opencl = -1;
+static int g_require_opencl;
+
+static int contains_nocase(const char *hay, const char *needle)
+{
+    const size_t n = strlen(needle);
+    for (; *hay; ++hay) {
+        size_t k = 0;
+        while (k < n && hay[k] &&
+               tolower((unsigned char)hay[k]) == tolower((unsigned char)needle[k]))
+            ++k;
+        if (k == n)
+            return 1;
+    }
+    return n == 0;
+}
+
+/* What the enumerating child sends back: a status, then the devices it kept. */
+typedef struct opencl_scan {
+    int status; /* xcat_status of xcat_device_count, or 1 when the child died */
+    int total;  /* devices the library reports */
+    int kept;   /* after XCAT_TEST_OPENCL_DEVICE and the cap */
+    int index[TEST_MAX_OPENCL_TARGETS];
+    char name[TEST_MAX_OPENCL_TARGETS][256];
+    char error[256];
+} opencl_scan;
+
+static void scan_opencl(const char *filter, opencl_scan *scan)
+{
+    int32_t count = 0;
+    memset(scan, 0, sizeof *scan);
+    scan->status = (int)xcat_device_count(XCAT_BACKEND_OPENCL, &count);
+    if (scan->status != XCAT_OK)
+        return;
+    scan->total = count;
+    for (int32_t i = 0; i < count && scan->kept < TEST_MAX_OPENCL_TARGETS; ++i) {
+        xcat_device_info info;
+        xcat_device_info_init(&info);
+        const xcat_status st = xcat_device_get_info(XCAT_BACKEND_OPENCL, i, &info);
+        if (st != XCAT_OK) {
+            snprintf(scan->error, sizeof scan->error, "xcat_device_get_info(OPENCL, %d): %s",
+                     (int)i, xcat_status_string(st));
+            continue;
+        }
+        char index[16];
+        snprintf(index, sizeof index, "%d", (int)i);
+        if (filter && *filter && strcmp(filter, index) != 0 &&
+            !contains_nocase(info.name, filter) && !contains_nocase(info.vendor, filter) &&
+            !contains_nocase(info.platform, filter))
+            continue;
+        scan->index[scan->kept] = (int)i;
+        snprintf(scan->name[scan->kept], sizeof scan->name[0], "%.180s (%.60s)", info.name,
+                 info.platform);
+        scan->kept++;
+    }
+}
+
+/* Run scan_opencl() in a child process, so this process never loads an OpenCL driver (a
+ * driver initialised before fork() may not work in Check's forked children: its worker
+ * threads do not survive the fork). Falls back to scanning in-process if fork fails. */
+static void scan_opencl_isolated(const char *filter, opencl_scan *scan)
+{
+    int fds[2];
+    fflush(stdout);
+    fflush(stderr);
+    if (pipe(fds) != 0) {
+        scan_opencl(filter, scan);
+        return;
+    }
+    const pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        scan_opencl(filter, scan);
+        return;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        static opencl_scan mine;
+        scan_opencl(filter, &mine);
+        const char *p = (const char *)&mine;
+        size_t left = sizeof mine;
+        while (left > 0) {
+            const ssize_t w = write(fds[1], p, left);
+            if (w <= 0 && errno != EINTR)
+                break;
+            if (w > 0) {
+                p += w;
+                left -= (size_t)w;
+            }
+        }
+        close(fds[1]);
+        _exit(0); /* no atexit handlers: nothing of the parent's is flushed or checked twice */
+    }
+    close(fds[1]);
+    memset(scan, 0, sizeof *scan);
+    char *p = (char *)scan;
+    size_t got = 0;
+    while (got < sizeof *scan) {
+        const ssize_t r = read(fds[0], p + got, sizeof *scan - got);
+        if (r == 0 || (r < 0 && errno != EINTR))
+            break;
+        if (r > 0)
+            got += (size_t)r;
+    }
+    close(fds[0]);
+    int wstatus = 0;
+    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+    }
+    if (got != sizeof *scan) {
+        memset(scan, 0, sizeof *scan);
+        scan->status = 1;
+        snprintf(scan->error, sizeof scan->error,
+                 "the OpenCL device scan died (%s %d)",
+                 WIFSIGNALED(wstatus) ? "signal" : "exit status",
+                 WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus));
+    }
+}
+
+static test_target *add_target(xcat_backend_kind backend, int isa, int device)
+{
+    test_target *t = &g_targets[g_num_targets++];
+    memset(t, 0, sizeof *t);
+    t->backend = backend;
+    t->isa = isa;
+    t->device = device;
+    return t;
+}
+
+void test_targets_init(void)
+{
+    if (g_num_targets > 0)
+        return;
+    for (int level = XCAT_ISA_SCALAR; level <= XCAT_ISA_AVX512; ++level) {
+        test_target *t = add_target(XCAT_BACKEND_CPU, level, 0);
+        snprintf(t->name, sizeof t->name, "cpu:%s", xcat_isa_name((xcat_isa)level));
+    }
+    g_first_opencl = g_num_targets;
+
+    const char *mode = getenv("XCAT_TEST_OPENCL");
+    const char *filter = getenv("XCAT_TEST_OPENCL_DEVICE");
+    g_require_opencl = mode && (strcmp(mode, "require") == 0 || strcmp(mode, "2") == 0);
+    char why[320] = "";
+    if (mode && (strcmp(mode, "0") == 0 || strcmp(mode, "off") == 0 ||
+                 strcmp(mode, "no") == 0)) {
+        snprintf(why, sizeof why, "XCAT_TEST_OPENCL=%s", mode);
+    } else {
+        static opencl_scan scan;
+        scan_opencl_isolated(filter, &scan);
+        if (scan.status == XCAT_ERROR_BACKEND_UNAVAILABLE)
+            snprintf(why, sizeof why, "the OpenCL backend is not built into this xcat");
+        else if (scan.status != XCAT_OK)
+            snprintf(why, sizeof why, "%s",
+                     scan.status == 1 ? scan.error
+                                      : xcat_status_string((xcat_status)scan.status));
+        else if (scan.total == 0)
+            snprintf(why, sizeof why, "no OpenCL platform or device is installed");
+        else if (scan.kept == 0)
+            snprintf(why, sizeof why,
+                     "none of the %d OpenCL devices matches XCAT_TEST_OPENCL_DEVICE='%.60s'%s%.160s",
+                     scan.total, filter ? filter : "", scan.error[0] ? "; " : "", scan.error);
+        for (int k = 0; k < scan.kept; ++k) {
+            test_target *t = add_target(XCAT_BACKEND_OPENCL, 0, scan.index[k]);
+            snprintf(t->name, sizeof t->name, "opencl:%d", scan.index[k]);
+            snprintf(t->detail, sizeof t->detail, "%s", scan.name[k]);
+        }
+        if (scan.kept > 0 && scan.total > scan.kept && !(filter && *filter))
+            printf("note: %d OpenCL devices, only the first %d are tested\n", scan.total,
+                   scan.kept);
+    }
+    if (g_num_targets == g_first_opencl) {
+        test_target *t = add_target(XCAT_BACKEND_OPENCL, 0, -1);
+        snprintf(t->name, sizeof t->name, "opencl:none");
+        snprintf(t->detail, sizeof t->detail, "%s", why);
+    }
+    printf("xcat tests: targets");
+    for (int k = 0; k < g_num_targets; ++k)
+        printf(" %s%s%s%s", g_targets[k].name, g_targets[k].detail[0] ? " [" : "",
+               g_targets[k].detail, g_targets[k].detail[0] ? "]" : "");
+    printf("\n");
+    fflush(stdout);
+}
+
+int test_num_targets(void)
+{
+    test_targets_init();
+    return g_num_targets;
+}
+
+const test_target *test_target_get(int index)
+{
+    test_targets_init();
+    ck_assert_msg(index >= 0 && index < g_num_targets, "target %d out of range", index);
+    return &g_targets[index];
+}
+
+int test_first_opencl_target(void)
+{
+    test_targets_init();
+    return g_first_opencl;
+}
+
+xcat_context *test_target_context(int index, int num_threads)
+{
+    const test_target *t = test_target_get(index);
+    if (t->backend == XCAT_BACKEND_CPU)
+        return test_context_at_isa(t->isa, num_threads);
+    if (t->device < 0) {
+        ck_assert_msg(!g_require_opencl, "XCAT_TEST_OPENCL=require but no OpenCL device: %s",
+                      t->detail);
+        printf("note: no OpenCL target (%s): test skipped\n", t->detail);
+        fflush(stdout);
+        return NULL;
+    }
+    xcat_context_options opt;
+    char msg[512] = "", device[16];
+    snprintf(device, sizeof device, "%d", t->device);
+    xcat_context_options_init(&opt);
+    opt.backend = XCAT_BACKEND_OPENCL;
+    opt.device = device;
+    opt.flags = XCAT_CONTEXT_IGNORE_ENV;
+    opt.error_message = msg;
+    opt.error_message_size = sizeof msg;
+    xcat_context *ctx = NULL;
+    const xcat_status st = xcat_context_create(&opt, &ctx);
+    ck_assert_msg(st == XCAT_OK && ctx != NULL, "xcat_context_create(%s [%s]): %s (%s)", t->name,
+                  t->detail, xcat_status_string(st), msg);
+    return ctx;
+}
+
+xcat_backend_kind test_context_backend(const xcat_context *ctx)
+{
+    xcat_context_info info;
+    xcat_context_info_init(&info);
+    test_expect_ok(ctx, xcat_context_get_info(ctx, &info), "xcat_context_get_info");
+    return info.backend;
+}
+
+void test_context_label(const xcat_context *ctx, char *buf, size_t size)
+{
+    xcat_context_info info;
+    xcat_context_info_init(&info);
+    test_expect_ok(ctx, xcat_context_get_info(ctx, &info), "xcat_context_get_info");
+    if (info.backend == XCAT_BACKEND_CPU)
+        snprintf(buf, size, "isa %s threads %d", xcat_isa_name(info.isa),
+                 (int)info.num_threads);
+    else
+        snprintf(buf, size, "%s '%s'", info.backend_name, info.device_name);
+}
+
+/* The OpenCL path of test_input_matrix(): a cl_mem of our own, wrapped at an offset. */
+static xcat_tensor *opencl_input_matrix(xcat_context *ctx, int64_t rows, int64_t cols,
+                                        int64_t stride, const float *data)
+{
+#ifdef XCAT_TEST_HAVE_OPENCL
+    enum { PREFIX = 7 }; /* elements before (0, 0): a nonzero, not 16-byte aligned offset */
+    cl_context clctx = NULL;
+    test_expect_ok(ctx, xcat_context_get_opencl(ctx, &clctx, NULL, NULL),
+                   "xcat_context_get_opencl");
+    const int64_t count = PREFIX + rows * stride;
+    float *host = test_alloc_floats(count);
+    for (int64_t k = 0; k < PREFIX; ++k)
+        host[k] = NAN;
+    memcpy(host + PREFIX, data, (size_t)(rows * stride) * sizeof *host);
+    cl_int err = CL_SUCCESS;
+    cl_mem buf = clCreateBuffer(clctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                                (size_t)count * sizeof *host, host, &err);
+    free(host);
+    ck_assert_msg(err == CL_SUCCESS && buf != NULL, "clCreateBuffer(%lld bytes): error %d",
+                  (long long)count * 4, (int)err);
+    xcat_tensor *t = NULL;
+    const xcat_status st = xcat_tensor_wrap_opencl(ctx, XCAT_DTYPE_F32, rows, cols, stride, buf,
+                                                   PREFIX * sizeof(float), &t);
+    clReleaseMemObject(buf); /* the tensor holds its own reference */
+    test_expect_ok(ctx, st, "xcat_tensor_wrap_opencl");
+    return t;
+#else
+    xcat_tensor *t = test_tensor(ctx, XCAT_DTYPE_F32, rows, cols, NULL);
+    test_expect_ok(ctx, xcat_tensor_write(t, data, stride), "xcat_tensor_write with stride");
+    return t;
+#endif
+}
+
+xcat_tensor *test_input_matrix(xcat_context *ctx, int64_t rows, int64_t cols, int64_t stride,
+                               float *data)
+{
+    ck_assert_int_ge(stride, cols);
+    if (stride == cols)
+        return test_tensor(ctx, XCAT_DTYPE_F32, rows, cols, data);
+    if (test_context_backend(ctx) == XCAT_BACKEND_OPENCL)
+        return opencl_input_matrix(ctx, rows, cols, stride, data);
+    xcat_tensor *t = NULL;
+    test_expect_ok(ctx, xcat_tensor_wrap_host(ctx, XCAT_DTYPE_F32, rows, cols, stride, data, &t),
+                   "xcat_tensor_wrap_host");
+    return t;
 }
 
 int test_run_suite(Suite *suite)

@@ -70,6 +70,56 @@ void test_expect_error(const xcat_context *ctx, xcat_status got, xcat_status wan
 /** Assert a call succeeded; the failure message carries the status and the last error. */
 void test_expect_ok(const xcat_context *ctx, xcat_status got, const char *what);
 
+/* ---- targets: the backends and devices a parametrised test runs on -------------------------- */
+/*
+ * The target table lists cpu:scalar, cpu:avx2, cpu:avx512, then every OpenCL device (at most
+ * TEST_MAX_OPENCL_TARGETS), or, when there is none, one placeholder OpenCL entry whose tests
+ * print why and pass. Loop tests use `_i` as an index into it. test_targets_init() builds it
+ * once, in main() before the suite is made (the loop bounds depend on it); it enumerates the
+ * OpenCL devices in a short-lived child process, so the test runner itself never initialises
+ * an OpenCL driver before Check forks its test children.
+ *
+ * Environment: XCAT_TEST_OPENCL=0 leaves the OpenCL devices out (placeholder); =require makes
+ * the placeholder fail instead of pass (CI on a machine that must have a device).
+ * XCAT_TEST_OPENCL_DEVICE=<text> keeps only the OpenCL devices whose index equals <text> or
+ * whose name, vendor or platform contains it (case-insensitive).
+ */
+#define TEST_MAX_OPENCL_TARGETS 8
+
+typedef struct test_target {
+    xcat_backend_kind backend; /* CPU or OPENCL */
+    int isa;                   /* CPU: the ISA level (xcat_isa) */
+    int device;                /* OPENCL: the device index; -1 for the placeholder */
+    char name[32];             /* "cpu:avx2", "opencl:0", "opencl:none" */
+    char detail[320];          /* OpenCL: device name; placeholder: why there is no device */
+} test_target;
+
+void test_targets_init(void);
+int test_num_targets(void);
+const test_target *test_target_get(int index);
+/** Index of the first OpenCL entry (there is always at least the placeholder). */
+int test_first_opencl_target(void);
+/** A context on target `index` (CPU: ISA level capped and checked, `num_threads` threads;
+ *  OpenCL: options.device = its index, IGNORE_ENV). NULL after printing a note when the
+ *  target cannot run here (ISA level missing, OpenCL placeholder): the caller returns and
+ *  passes. Fails the test if a real target's context cannot be created. */
+xcat_context *test_target_context(int index, int num_threads);
+/** The backend of a context. */
+xcat_backend_kind test_context_backend(const xcat_context *ctx);
+/** "isa avx2 threads 2" or "opencl 'device name'": for failure messages. */
+void test_context_label(const xcat_context *ctx, char *buf, size_t size);
+
+/**
+ * A rows×cols F32 input tensor from host data with row stride `stride` (>= cols) on any
+ * backend. Contiguous data is created and written. Strided data is, on the CPU backend,
+ * wrapped zero-copy (xcat_tensor_wrap_host: `data` must outlive the tensor); on OpenCL, put
+ * into a caller-made cl_mem (clCreateBuffer, padding included, after a prefix of 7 NaN
+ * elements) and wrapped with xcat_tensor_wrap_opencl(stride, offset_bytes = 28), so the
+ * interop path runs too (without the OpenCL headers: created and written with the stride).
+ */
+xcat_tensor *test_input_matrix(xcat_context *ctx, int64_t rows, int64_t cols, int64_t stride,
+                               float *data);
+
 /** Print the seed (test_seed_init), run one suite with CK_NORMAL output (Check's summary
  *  lines); returns the process exit status. */
 int test_run_suite(Suite *suite);

@@ -4,7 +4,7 @@
  * (materialised N×C logits, plain-C softmax, sgemm gradients), with the peak memory of each.
  *
  *     xcat-bench [--n LIST] [--c LIST] [--d LIST] [--repeats R] [--warmup W] [--quick]
- *                [--isa scalar|avx2|avx512] [--threads T] [--no-naive]
+ *                [--isa scalar|avx2|avx512] [--threads T] [--no-naive] [--no-ceiling]
  *                [--json FILE] [--csv FILE]
  *
  * Each method runs in its own forked child, which builds its inputs (the same deterministic
@@ -58,7 +58,7 @@ typedef struct int_list {
 typedef struct bench_options {
     int_list n, c, d;
     int repeats, warmup;
-    int quick, naive;
+    int quick, naive, ceiling;
     int isa;     /* -1: library default (XCAT_ISA_MAX or the best level) */
     int threads; /* 0: library / OpenMP default */
     const char *json_path, *csv_path;
@@ -963,6 +963,8 @@ static void usage(FILE *f)
             "  --isa LEVEL       cap the xcat context at scalar|avx2|avx512\n"
             "  --threads T       threads for xcat, OpenMP and OpenBLAS (default: all)\n"
             "  --no-naive        skip the materialised-logits baseline\n"
+            "  --no-ceiling      skip the OpenBLAS sgemm ceiling (e.g. on a GPU, whose\n"
+            "                    ceiling is measured by tools/peer_torch_ce.py)\n"
             "  --json FILE       write the records as a JSON array\n"
             "  --csv FILE        write the records as CSV\n"
             "The xcat context honours XCAT_BACKEND, XCAT_DEVICE, XCAT_NUM_THREADS and\n"
@@ -1057,6 +1059,7 @@ static int parse_args(int argc, char **argv, bench_options *o)
     o->repeats = -1;
     o->warmup = 1;
     o->naive = 1;
+    o->ceiling = 1;
     o->isa = -1;
     for (int i = 1; i < argc; ++i) {
         char flag[32];
@@ -1069,6 +1072,8 @@ static int parse_args(int argc, char **argv, bench_options *o)
             o->quick = 1;
         } else if (strcmp(flag, "--no-naive") == 0) {
             o->naive = 0;
+        } else if (strcmp(flag, "--no-ceiling") == 0) {
+            o->ceiling = 0;
         } else if (is_valued_flag(flag)) {
             const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
             if (!val || parse_valued(flag, val, o) != 0) {
@@ -1105,9 +1110,10 @@ static double naive_bytes(const shape *s)
 static void run_shape(const shape *s, const bench_options *o, child_result *res)
 {
     for (int k = 0; k < NUM_CHILDREN; ++k) {
-        if (k == CHILD_NAIVE && !o->naive) {
+        if ((k == CHILD_NAIVE && !o->naive) || (k == CHILD_SGEMM && !o->ceiling)) {
             memset(&res[k], 0, sizeof res[k]);
-            snprintf(res[k].note, sizeof res[k].note, "--no-naive");
+            snprintf(res[k].note, sizeof res[k].note, k == CHILD_NAIVE ? "--no-naive"
+                                                                        : "--no-ceiling");
             continue;
         }
         if (k == CHILD_NAIVE && naive_bytes(s) > memory_budget_bytes()) {

@@ -1,7 +1,9 @@
 /*
  * xcat-info — what the linked xcat library sees on this machine: its version, the default
- * context (backend, device, ISA level, threads), which CPU ISA levels are usable, and the
- * OpenCL backend's status and devices.
+ * context (backend, device, ISA level, threads), which CPU ISA levels are usable, the OpenCL
+ * backend's status, and every device of every backend (xcat_device_count/get_info): index,
+ * name, vendor, platform, type, compute units, memory sizes, work-group limit, OpenCL C version
+ * and the fp16 / subgroup / inline-PTX capabilities.
  *
  *     xcat-info [--json]
  *
@@ -9,6 +11,7 @@
  * context that fails because XCAT_BACKEND asks for it, is reported, not an error); 1 when not
  * even a scalar CPU context can be created; 2 on a usage error.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,7 +20,7 @@
 void tool_json_string(FILE *f, const char *s);
 void tool_cpu_model(char *buf, size_t size);
 
-enum { MAX_OPENCL_DEVICES = 16, NUM_ISA = 3 };
+enum { MAX_DEVICES = 64, NUM_ISA = 3 };
 
 /* The outcome of creating one context and asking it for its info. */
 typedef struct probe {
@@ -26,13 +29,26 @@ typedef struct probe {
     char error[1024];
 } probe;
 
+/* One device of one backend, or the failure to describe it. */
+typedef struct device {
+    xcat_status status;
+    xcat_device_info info;
+} device;
+
+/* A backend's device list: the status of xcat_device_count and the devices. */
+typedef struct backend_devices {
+    xcat_backend_kind backend;
+    xcat_status count_status;
+    int count;
+    device devices[MAX_DEVICES];
+} backend_devices;
+
 typedef struct report {
     char cpu_model[256];
     probe default_ctx;
     probe isa[NUM_ISA];
-    probe opencl;
-    probe opencl_devices[MAX_OPENCL_DEVICES];
-    int num_opencl_devices;
+    probe opencl; /* a context on the OpenCL backend, honouring XCAT_DEVICE */
+    backend_devices cpu, ocl;
 } report;
 
 static void probe_context(xcat_context_options *options, probe *p)
@@ -66,28 +82,18 @@ static int isa_usable(const probe *p, xcat_isa level)
     return p->status == XCAT_OK && p->info.isa == level;
 }
 
-/* Probe the OpenCL backend (honouring XCAT_DEVICE), then list its devices by index. */
-static void probe_opencl(report *r)
+static void list_devices(xcat_backend_kind backend, backend_devices *b)
 {
-    xcat_context_options o;
-    xcat_context_options_init(&o);
-    o.backend = XCAT_BACKEND_OPENCL;
-    probe_context(&o, &r->opencl);
-    r->num_opencl_devices = 0;
-    if (r->opencl.status != XCAT_OK)
+    memset(b, 0, sizeof *b);
+    b->backend = backend;
+    int32_t count = 0;
+    b->count_status = xcat_device_count(backend, &count);
+    if (b->count_status != XCAT_OK)
         return;
-    for (int i = 0; i < MAX_OPENCL_DEVICES; ++i) {
-        char index[16];
-        snprintf(index, sizeof index, "%d", i);
-        xcat_context_options_init(&o);
-        o.backend = XCAT_BACKEND_OPENCL;
-        o.flags = XCAT_CONTEXT_IGNORE_ENV;
-        o.device = index;
-        probe *d = &r->opencl_devices[r->num_opencl_devices];
-        probe_context(&o, d);
-        if (d->status != XCAT_OK)
-            break;
-        r->num_opencl_devices++;
+    b->count = count < MAX_DEVICES ? (int)count : MAX_DEVICES;
+    for (int i = 0; i < b->count; ++i) {
+        xcat_device_info_init(&b->devices[i].info);
+        b->devices[i].status = xcat_device_get_info(backend, i, &b->devices[i].info);
     }
 }
 
@@ -100,7 +106,21 @@ static void collect(report *r)
     probe_context(&o, &r->default_ctx);
     for (int level = 0; level < NUM_ISA; ++level)
         probe_isa((xcat_isa)level, &r->isa[level]);
-    probe_opencl(r);
+    xcat_context_options_init(&o);
+    o.backend = XCAT_BACKEND_OPENCL;
+    probe_context(&o, &r->opencl);
+    list_devices(XCAT_BACKEND_CPU, &r->cpu);
+    list_devices(XCAT_BACKEND_OPENCL, &r->ocl);
+}
+
+static const char *backend_name(xcat_backend_kind b)
+{
+    return b == XCAT_BACKEND_CPU ? "cpu" : b == XCAT_BACKEND_OPENCL ? "opencl" : "?";
+}
+
+static const char *device_type(const xcat_device_info *i)
+{
+    return i->is_gpu ? "gpu" : i->is_cpu ? "cpu" : "other";
 }
 
 /* ---- text ----------------------------------------------------------------------------- */
@@ -119,6 +139,68 @@ static void print_probe_text(const char *label, const probe *p)
     printf("\n");
 }
 
+/* "16.0 GiB", "64 KiB", "-" for 0 (unknown). */
+static const char *human_bytes(int64_t bytes, char *buf, size_t size)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    if (bytes <= 0) {
+        snprintf(buf, size, "-");
+        return buf;
+    }
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        ++u;
+    }
+    if (v == (double)(int64_t)v)
+        snprintf(buf, size, "%lld %s", (long long)v, units[u]);
+    else
+        snprintf(buf, size, "%.1f %s", v, units[u]);
+    return buf;
+}
+
+static const char *yes_no(int32_t v)
+{
+    return v ? "yes" : "no";
+}
+
+static void print_devices_text(const backend_devices *b)
+{
+    if (b->count_status != XCAT_OK) {
+        printf("  %-7s (%s)\n", backend_name(b->backend), xcat_status_string(b->count_status));
+        return;
+    }
+    if (b->count == 0) {
+        printf("  %-7s (no devices)\n", backend_name(b->backend));
+        return;
+    }
+    for (int k = 0; k < b->count; ++k) {
+        const device *d = &b->devices[k];
+        const xcat_device_info *i = &d->info;
+        if (d->status != XCAT_OK) {
+            printf("  %-7s %-3d %s\n", backend_name(b->backend), k,
+                   xcat_status_string(d->status));
+            continue;
+        }
+        char gmem[32], lmem[32], amax[32], wg[32];
+        snprintf(wg, sizeof wg, "%" PRId64, i->max_work_group_size);
+        printf("  %-7s %-3d %-5s %4d %10s %10s %10s %6s %-4s %-4s %-4s %s\n",
+               backend_name(b->backend), (int)i->index, device_type(i), (int)i->compute_units,
+               human_bytes(i->global_mem_bytes, gmem, sizeof gmem),
+               human_bytes(i->local_mem_bytes, lmem, sizeof lmem),
+               human_bytes(i->max_alloc_bytes, amax, sizeof amax),
+               i->max_work_group_size > 0 ? wg : "-", yes_no(i->has_fp16),
+               yes_no(i->has_subgroups), yes_no(i->inline_ptx), i->name);
+        if (b->backend == XCAT_BACKEND_CPU)
+            printf("  %14s isa %s%s%s\n", "", xcat_isa_name(i->isa),
+                   i->vendor[0] ? ", vendor " : "", i->vendor);
+        else
+            printf("  %14s vendor %s; platform %s; %s; driver %s\n", "", i->vendor, i->platform,
+                   i->opencl_c_version, i->driver_version);
+    }
+}
+
 static void print_text(const report *r)
 {
     unsigned lib = xcat_version_number();
@@ -132,12 +214,12 @@ static void print_text(const report *r)
         printf(" %s=%s", xcat_isa_name((xcat_isa)level),
                isa_usable(&r->isa[level], (xcat_isa)level) ? "yes" : "no");
     printf("\n");
-    print_probe_text("opencl", &r->opencl);
-    for (int i = 0; i < r->num_opencl_devices; ++i) {
-        char label[32];
-        snprintf(label, sizeof label, "  device %d", i);
-        print_probe_text(label, &r->opencl_devices[i]);
-    }
+    print_probe_text("opencl context", &r->opencl);
+    printf("devices\n");
+    printf("  %-7s %-3s %-5s %4s %10s %10s %10s %6s %-4s %-4s %-4s %s\n", "backend", "idx",
+           "type", "cu", "global", "local", "max-alloc", "max-wg", "fp16", "sg", "ptx", "name");
+    print_devices_text(&r->cpu);
+    print_devices_text(&r->ocl);
 }
 
 /* ---- JSON ----------------------------------------------------------------------------- */
@@ -165,6 +247,48 @@ static void print_probe_json(const probe *p)
     printf("}");
 }
 
+static const char *json_bool(int32_t v)
+{
+    return v ? "true" : "false";
+}
+
+static void print_device_json(xcat_backend_kind backend, int index, const device *d)
+{
+    const xcat_device_info *i = &d->info;
+    printf("{\"backend\": \"%s\", \"index\": %d, \"ok\": %s", backend_name(backend), index,
+           json_bool(d->status == XCAT_OK));
+    if (d->status != XCAT_OK) {
+        printf(", \"status\": ");
+        tool_json_string(stdout, xcat_status_string(d->status));
+        printf(", \"code\": %d}", (int)d->status);
+        return;
+    }
+    printf(", \"name\": ");
+    tool_json_string(stdout, i->name);
+    printf(", \"vendor\": ");
+    tool_json_string(stdout, i->vendor);
+    printf(", \"platform\": ");
+    tool_json_string(stdout, i->platform);
+    printf(", \"driver_version\": ");
+    tool_json_string(stdout, i->driver_version);
+    printf(", \"opencl_c_version\": ");
+    tool_json_string(stdout, i->opencl_c_version);
+    printf(", \"type\": \"%s\", \"is_gpu\": %s, \"is_cpu\": %s", device_type(i),
+           json_bool(i->is_gpu), json_bool(i->is_cpu));
+    printf(", \"compute_units\": %d, \"global_mem_bytes\": %" PRId64
+           ", \"local_mem_bytes\": %" PRId64 ", \"max_alloc_bytes\": %" PRId64
+           ", \"max_work_group_size\": %" PRId64,
+           (int)i->compute_units, i->global_mem_bytes, i->local_mem_bytes, i->max_alloc_bytes,
+           i->max_work_group_size);
+    printf(", \"fp16\": %s, \"subgroups\": %s, \"inline_ptx\": %s", json_bool(i->has_fp16),
+           json_bool(i->has_subgroups), json_bool(i->inline_ptx));
+    if (backend == XCAT_BACKEND_CPU) {
+        printf(", \"isa\": ");
+        tool_json_string(stdout, xcat_isa_name(i->isa));
+    }
+    printf("}");
+}
+
 static void print_json(const report *r)
 {
     printf("{\"version\": {\"library\": ");
@@ -182,21 +306,32 @@ static void print_json(const report *r)
                isa_usable(&r->isa[level], (xcat_isa)level) ? "true" : "false");
     printf("},\n \"opencl\": ");
     print_probe_json(&r->opencl);
-    printf(",\n \"opencl_devices\": [");
-    for (int i = 0; i < r->num_opencl_devices; ++i) {
-        if (i)
-            fputs(", ", stdout);
-        print_probe_json(&r->opencl_devices[i]);
+    const backend_devices *lists[2] = {&r->cpu, &r->ocl};
+    printf(",\n \"backends\": {");
+    for (int b = 0; b < 2; ++b) {
+        printf("%s\"%s\": {\"status\": ", b ? ", " : "", backend_name(lists[b]->backend));
+        tool_json_string(stdout, xcat_status_string(lists[b]->count_status));
+        printf(", \"code\": %d, \"device_count\": %d}", (int)lists[b]->count_status,
+               lists[b]->count);
     }
+    printf("},\n \"devices\": [");
+    int first = 1;
+    for (int b = 0; b < 2; ++b)
+        for (int k = 0; k < lists[b]->count; ++k) {
+            printf("%s\n  ", first ? "" : ",");
+            first = 0;
+            print_device_json(lists[b]->backend, k, &lists[b]->devices[k]);
+        }
     printf("]}\n");
 }
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: xcat-info [--json]\n"
-               "Print the xcat version, the default context, the usable CPU ISA levels and\n"
-               "the OpenCL backend's status. Honours XCAT_BACKEND, XCAT_DEVICE,\n"
-               "XCAT_NUM_THREADS and XCAT_ISA_MAX for the default context.\n");
+               "Print the xcat version, the default context, the usable CPU ISA levels, the\n"
+               "OpenCL backend's status and every device of every backend (the index is what\n"
+               "XCAT_DEVICE accepts). Honours XCAT_BACKEND, XCAT_DEVICE, XCAT_NUM_THREADS and\n"
+               "XCAT_ISA_MAX for the default context.\n");
 }
 
 int main(int argc, char **argv)

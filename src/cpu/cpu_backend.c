@@ -19,8 +19,10 @@ static bool contains_nocase(const char *hay, const char *needle)
     return n == 0;
 }
 
-static xcat_status cpu_context_init(xcat_context *ctx, const xcat_context_options *o)
+static xcat_status cpu_context_init(xcat_context *ctx, const xcat_context_options *o,
+                                    const void *interop)
 {
+    (void)interop;
     const char *model = xcat_cpu_model_name();
     snprintf(ctx->device_name, sizeof ctx->device_name, "%s (%s)", *model ? model : "CPU",
              xcat_isa_name(ctx->isa));

@@ -1,0 +1,651 @@
+/* ocl_ce.c — full-softmax cross-entropy on an OpenCL device (kernels: cl/gemm.cl, cl/ce.cl).
+ *
+ * Chunked over the catalog so that no N×C buffer exists; deterministic (no atomics, every
+ * reduction in a fixed order); 8·N·C·d flops for forward + backward:
+ *
+ *  Forward (the "LSE pass"), for each item chunk [c0, c0+nc):
+ *      S = H·E_chunkᵀ                      (gemm_nt; S is max_rows × Cc)
+ *      ce_fwd_rows: z = softcap(s·(S + b)); merge the chunk's (max, Σexp, Σz) into the row's
+ *                   running (m, r, zs), Σ_j exp(z_ij) = exp(m_i)·(1 + r_i); record z_target
+ *                   when y_i is in the chunk
+ *  then ce_finish (LSE_i = m_i + log1p(r_i), row loss w_i·ℓ_i, 0 for ignored rows) and, for
+ *  MEAN/SUM, ce_reduce (one work-group, fixed order; MEAN multiplies by reduction_scale).
+ *
+ *  Backward: the LSE pass again unless the forward's state is reused; ce_rowfactor (g_i);
+ *  then for each chunk:
+ *      S = H·E_chunkᵀ; ce_grad turns S into G in place,
+ *      G_ij = g_i·[(1+2λ·LSE_i)·exp(z_ij − LSE_i) − ε/C − (1−ε)·δ(j = y_i)]·φ_ij
+ *      dH (+)= G·E_chunk   (gemm_nn; beta 0 on the first chunk, 1 after: chunks in order)
+ *      dE_chunk = Gᵀ·H     (gemm_tn)
+ *      db_chunk = Σ_i G_ij (ce_colsum)
+ *  Forward 2·N·C·d flops, backward 6·N·C·d.
+ *
+ * Split K: when a GEMM's output has too few tiles to fill a GPU (dH is N×d, dE_chunk is Cc×d,
+ * both with a long K), its K range is cut into P slices computed into separate partial
+ * buffers and summed in slice order (ce_sum_parts): deterministic, no atomics. dH's slices
+ * accumulate over all chunks and are summed once at the end.
+ *
+ * Workspace (device memory; plan->workspace_bytes):
+ *      4·max_rows·Cc                     S (Cc chosen so this is <= min(256 MiB,
+ *                                        max_alloc/2, global_mem/8); Cc a multiple of BN)
+ *    + 4·7·max_rows                      m, r, Σz, z_target, LSE, row loss, g
+ *    + 4·P_nn·max_rows·d   (P_nn > 1)    dH split-K slices
+ *    + 4·P_tn·Cc·d         (P_tn > 1)    dE split-K slices
+ *    + 16                                scratch
+ *  which never grows with N×C.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ocl.h"
+
+#define CHUNK_BYTES_MAX ((int64_t)256 << 20)
+#define SPLIT_MAX 32
+
+typedef struct gemm_cfg {
+    int bm, bn, bk, tm, tn;
+} gemm_cfg;
+
+typedef struct ce_layout {
+    gemm_cfg g;
+    int wg;                   /* GEMM work-group size (bm/tm)·(bn/tn) */
+    int row_wg, red_wg, cs_x, cs_y, ew;
+    int64_t cc;               /* items per chunk; also S's row stride */
+    int p_nn, p_tn;           /* split-K slices the partial buffers are sized for */
+    int split_env;            /* XCAT_CL_SPLIT_K (testing): force this many slices; 0 = auto */
+    size_t s_bytes, vec_bytes, nn_bytes, tn_bytes, total;
+} ce_layout;
+
+enum { V_M, V_R, V_ZS, V_ZT, V_LSE, V_LOSS, V_G, V_COUNT };
+
+typedef struct ocl_ce_plan {
+    ce_layout L;
+    cl_kernel k_nt, k_nn, k_tn, k_rows, k_finish, k_reduce, k_rowfactor, k_grad, k_colsum,
+        k_sum;
+    cl_mem S, vec[V_COUNT], part_nn, part_tn, scratch;
+} ocl_ce_plan;
+
+/* ---- configuration ------------------------------------------------------------------------ */
+
+static int64_t cdiv(int64_t a, int64_t b)
+{
+    return (a + b - 1) / b;
+}
+
+static size_t gemm_local_bytes(const gemm_cfg *g)
+{
+    return (size_t)2 * 4 * (size_t)g->bk * (size_t)(g->bm + 4 + g->bn + 4);
+}
+
+static bool gemm_cfg_fits(const xcat_ocl_state *s, const gemm_cfg *g)
+{
+    if (g->bm < 4 || g->bn < 4 || g->bk < 1 || g->tm < 4 || g->tn < 4 || g->tm % 4 ||
+        g->tn % 4 || g->bm % g->tm || g->bn % g->tn || g->bm > 1024 || g->bn > 1024 ||
+        g->bk > 256 || g->tm > 16 || g->tn > 16)
+        return false;
+    const int wg = (g->bm / g->tm) * (g->bn / g->tn);
+    if ((g->bm * g->bk) % wg || (g->bn * g->bk) % wg) return false;
+    if ((size_t)wg > s->max_wg_size || (size_t)wg > s->max_wi_sizes[0]) return false;
+    return gemm_local_bytes(g) <= (size_t)s->local_mem;
+}
+
+static int pow2_at_most(size_t limit, int want)
+{
+    int v = 1;
+    while (v * 2 <= want && (size_t)(v * 2) <= limit) v *= 2;
+    return v;
+}
+
+/* Split-K slices for an output of `tiles` GEMM tiles with a K range of `k`: enough slices to
+ * give a GPU about two work-groups per compute unit, each slice at least 256 deep. CPUs
+ * (PoCL) have few cores and many small tiles: no split. */
+static int split_for(const xcat_ocl_state *s, const ce_layout *L, int64_t tiles, int64_t k)
+{
+    if (L->split_env > 0) return L->split_env;
+    if (!s->info.is_gpu) return 1;
+    const int64_t target = 2 * (int64_t)(s->info.compute_units > 0 ? s->info.compute_units : 1);
+    if (tiles >= target) return 1;
+    int64_t p = cdiv(target, tiles);
+    if (p > k / 256) p = k / 256;
+    if (p > SPLIT_MAX) p = SPLIT_MAX;
+    return p < 1 ? 1 : (int)p;
+}
+
+static xcat_status make_layout(const xcat_context *cctx, int64_t max_rows, int64_t classes,
+                               int64_t dim, ce_layout *L)
+{
+    xcat_context *ctx = (xcat_context *)cctx;
+    const xcat_ocl_state *s = xcat_ocl(ctx);
+    memset(L, 0, sizeof *L);
+    if (max_rows > INT32_MAX || classes > INT32_MAX || dim > INT32_MAX)
+        return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED,
+                          "OpenCL CE: max_rows, num_classes and dim must be < 2^31 (%lld, %lld, "
+                          "%lld)", (long long)max_rows, (long long)classes, (long long)dim);
+
+    /* GEMM tiles: GPUs 128×128×16 with 8×8 per work-item (256 work-items), CPUs 64×64×16
+     * with 4×4 (measured fastest of a handful on PoCL); smaller when the device can't. */
+    static const gemm_cfg gpu[] = {{128, 128, 16, 8, 8}, {64, 64, 16, 4, 4}, {32, 32, 8, 4, 4},
+                                   {16, 16, 8, 4, 4}, {8, 8, 4, 4, 4}, {4, 4, 4, 4, 4}};
+    static const gemm_cfg cpu[] = {{64, 64, 16, 4, 4}, {32, 32, 8, 4, 4}, {16, 16, 8, 4, 4},
+                                   {8, 8, 4, 4, 4}, {4, 4, 4, 4, 4}};
+    const gemm_cfg *list = s->info.is_gpu ? gpu : cpu;
+    const size_t n = s->info.is_gpu ? sizeof gpu / sizeof gpu[0] : sizeof cpu / sizeof cpu[0];
+    bool found = false;
+    const char *env = ctx->ignore_env ? NULL : getenv("XCAT_CL_GEMM_TILE");
+    if (env && *env) {
+        gemm_cfg g;
+        char tail;
+        if (sscanf(env, "%dx%dx%dx%dx%d%c", &g.bm, &g.bn, &g.bk, &g.tm, &g.tn, &tail) != 5 ||
+            !gemm_cfg_fits(s, &g))
+            return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT,
+                              "XCAT_CL_GEMM_TILE='%s': expected BMxBNxBKxTMxTN with TM, TN "
+                              "multiples of 4 dividing BM, BN, (BM/TM)·(BN/TN) work-items <= "
+                              "%zu dividing BM·BK and BN·BK, and 8·BK·(BM+BN+8) bytes <= %llu "
+                              "of local memory", env, s->max_wg_size,
+                              (unsigned long long)s->local_mem);
+        L->g = g;
+        found = true;
+    }
+    for (size_t i = 0; !found && i < n; i++)
+        if (gemm_cfg_fits(s, &list[i])) {
+            L->g = list[i];
+            found = true;
+        }
+    if (!found)
+        return xcat_error(ctx, XCAT_ERROR_OUT_OF_RESOURCES,
+                          "the device's work-group size (%zu) or local memory (%llu bytes) fits "
+                          "no GEMM tile", s->max_wg_size, (unsigned long long)s->local_mem);
+    L->wg = (L->g.bm / L->g.tm) * (L->g.bn / L->g.tn);
+    const size_t wmax = s->max_wg_size < s->max_wi_sizes[0] ? s->max_wg_size : s->max_wi_sizes[0];
+    const bool gpu_dev = s->info.is_gpu;
+    L->row_wg = pow2_at_most(wmax, gpu_dev ? 256 : 16);
+    L->red_wg = pow2_at_most(wmax, gpu_dev ? 256 : 64);
+    L->ew = pow2_at_most(wmax, gpu_dev ? 256 : 64);
+    L->cs_x = pow2_at_most(wmax, gpu_dev ? 32 : 16);
+    L->cs_y = pow2_at_most(wmax / (size_t)L->cs_x, gpu_dev ? 8 : 4);
+    if (s->max_wi_sizes[1] < (size_t)L->cs_y) L->cs_y = pow2_at_most(s->max_wi_sizes[1], L->cs_y);
+
+    /* Chunk width: S (max_rows × Cc floats) <= min(256 MiB, max_alloc/2, global_mem/8). */
+    int64_t limit = CHUNK_BYTES_MAX;
+    if (s->info.max_alloc_bytes > 0 && s->info.max_alloc_bytes / 2 < limit)
+        limit = s->info.max_alloc_bytes / 2;
+    if (s->info.global_mem_bytes > 0 && s->info.global_mem_bytes / 8 < limit)
+        limit = s->info.global_mem_bytes / 8;
+    int64_t cc = limit / (4 * max_rows);
+    if (cc >= L->g.bn) cc -= cc % L->g.bn;
+    if (cc < 1) cc = 1;
+    if (cc > classes) cc = classes;
+    L->cc = cc;
+
+    L->split_env = 0;
+    if (!ctx->ignore_env) {
+        const char *sp = getenv("XCAT_CL_SPLIT_K");
+        if (sp && *sp) {
+            int v = atoi(sp);
+            L->split_env = v >= 1 && v <= SPLIT_MAX ? v : 0;
+        }
+    }
+    L->p_nn = split_for(s, L, cdiv(max_rows, L->g.bm) * cdiv(dim, L->g.bn), cc);
+    L->p_tn = split_for(s, L, cdiv(cc, L->g.bm) * cdiv(dim, L->g.bn), max_rows);
+    /* Keep the slice buffers within a quarter of the largest allocation. */
+    const int64_t amax = s->info.max_alloc_bytes > 0 ? s->info.max_alloc_bytes / 4 : INT64_MAX;
+    while (L->p_nn > 1 && (int64_t)L->p_nn * max_rows * dim * 4 > amax) L->p_nn--;
+    while (L->p_tn > 1 && (int64_t)L->p_tn * cc * dim * 4 > amax) L->p_tn--;
+
+    L->s_bytes = (size_t)max_rows * (size_t)cc * 4;
+    L->vec_bytes = (size_t)max_rows * 4;
+    L->nn_bytes = L->p_nn > 1 ? (size_t)L->p_nn * (size_t)max_rows * (size_t)dim * 4 : 0;
+    L->tn_bytes = L->p_tn > 1 ? (size_t)L->p_tn * (size_t)cc * (size_t)dim * 4 : 0;
+    L->total = L->s_bytes + V_COUNT * L->vec_bytes + L->nn_bytes + L->tn_bytes + 16;
+    return XCAT_OK;
+}
+
+xcat_status xcat_ocl_ce_workspace_size(const xcat_context *ctx, const xcat_loss_desc *desc,
+                                       int64_t max_rows, int64_t classes, int64_t dim,
+                                       size_t *bytes)
+{
+    (void)desc;
+    ce_layout L;
+    xcat_status st = make_layout(ctx, max_rows, classes, dim, &L);
+    if (st) return st;
+    *bytes = L.total;
+    return XCAT_OK;
+}
+
+/* ---- plan ------------------------------------------------------------------------------------ */
+
+void xcat_ocl_ce_plan_release(xcat_loss_plan *plan)
+{
+    ocl_ce_plan *p = plan->backend_plan;
+    if (!p) return;
+    cl_kernel *ks[] = {&p->k_nt, &p->k_nn, &p->k_tn, &p->k_rows, &p->k_finish, &p->k_reduce,
+                       &p->k_rowfactor, &p->k_grad, &p->k_colsum, &p->k_sum};
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
+        if (*ks[i]) clReleaseKernel(*ks[i]);
+    cl_mem *ms[] = {&p->S, &p->part_nn, &p->part_tn, &p->scratch};
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+        if (*ms[i]) clReleaseMemObject(*ms[i]);
+    for (int i = 0; i < V_COUNT; i++)
+        if (p->vec[i]) clReleaseMemObject(p->vec[i]);
+    xcat_host_free(plan->ctx, p);
+    plan->backend_plan = NULL;
+}
+
+xcat_status xcat_ocl_ce_plan_init(xcat_loss_plan *plan)
+{
+    xcat_context *ctx = plan->ctx;
+    ocl_ce_plan *p = xcat_host_calloc(ctx, sizeof *p, 64);
+    if (!p) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "allocating the OpenCL CE plan");
+    plan->backend_plan = p;
+    xcat_status st = make_layout(ctx, plan->max_rows, plan->classes, plan->dim, &p->L);
+    const ce_layout *L = &p->L;
+    if (!st) {
+        char prelude[512];
+        snprintf(prelude, sizeof prelude,
+                 "#define BM %d\n#define BN %d\n#define BK %d\n#define TM %d\n#define TN %d\n"
+                 "#define ROW_WG %d\n#define RED_WG %d\n#define CS_X %d\n#define CS_Y %d\n"
+                 "#define EW %d\n",
+                 L->g.bm, L->g.bn, L->g.bk, L->g.tm, L->g.tn, L->row_wg, L->red_wg, L->cs_x,
+                 L->cs_y, L->ew);
+        static const char *const sources[] = {"gemm.cl", "ce.cl", NULL};
+        cl_program prog;
+        /* No -cl-fast-relaxed-math / -cl-mad-enable: exp, log, tanh must match the CPU. */
+        st = xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", &prog);
+        struct {
+            cl_kernel *k;
+            const char *name;
+        } ks[] = {{&p->k_nt, "gemm_nt"},       {&p->k_nn, "gemm_nn"},
+                  {&p->k_tn, "gemm_tn"},       {&p->k_rows, "ce_fwd_rows"},
+                  {&p->k_finish, "ce_finish"}, {&p->k_reduce, "ce_reduce"},
+                  {&p->k_rowfactor, "ce_rowfactor"}, {&p->k_grad, "ce_grad"},
+                  {&p->k_colsum, "ce_colsum"}, {&p->k_sum, "ce_sum_parts"}};
+        for (size_t i = 0; !st && i < sizeof ks / sizeof ks[0]; i++)
+            st = xcat_ocl_kernel(ctx, prog, ks[i].name, ks[i].k);
+    }
+    if (!st) {
+        /* A kernel the compiler could not fit at the required work-group size. */
+        size_t kwg = 0;
+        cl_int err = clGetKernelWorkGroupInfo(p->k_nt, xcat_ocl(ctx)->device,
+                                              CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
+        if (err != CL_SUCCESS)
+            st = xcat_ocl_error(ctx, err, "clGetKernelWorkGroupInfo");
+        else if (kwg < (size_t)L->wg)
+            st = xcat_error(ctx, XCAT_ERROR_OUT_OF_RESOURCES,
+                            "the GEMM kernel runs at most %zu work-items per group here, the "
+                            "tile needs %d (set XCAT_CL_GEMM_TILE smaller)", kwg, L->wg);
+    }
+    if (!st) st = xcat_ocl_buffer(ctx, L->s_bytes, false, &p->S);
+    for (int i = 0; !st && i < V_COUNT; i++)
+        st = xcat_ocl_buffer(ctx, L->vec_bytes, true, &p->vec[i]);
+    if (!st && L->nn_bytes) st = xcat_ocl_buffer(ctx, L->nn_bytes, false, &p->part_nn);
+    if (!st && L->tn_bytes) st = xcat_ocl_buffer(ctx, L->tn_bytes, false, &p->part_tn);
+    if (!st) st = xcat_ocl_buffer(ctx, 16, true, &p->scratch);
+    if (st) {
+        xcat_ocl_ce_plan_release(plan);
+        return st;
+    }
+    plan->workspace = NULL;
+    plan->workspace_bytes = L->total;
+    return XCAT_OK;
+}
+
+/* ---- launching ------------------------------------------------------------------------------- */
+
+typedef struct args {
+    cl_kernel k;
+    cl_uint i;
+    cl_int err;
+} args;
+
+static void arg(args *a, size_t size, const void *v)
+{
+    if (a->err == CL_SUCCESS) a->err = clSetKernelArg(a->k, a->i, size, v);
+    a->i++;
+}
+
+#define A_MEM(a, v) arg(a, sizeof(cl_mem), &(cl_mem){(v)})
+#define A_INT(a, v) arg(a, sizeof(cl_int), &(cl_int){(cl_int)(v)})
+#define A_LONG(a, v) arg(a, sizeof(cl_long), &(cl_long){(cl_long)(v)})
+#define A_ULONG(a, v) arg(a, sizeof(cl_ulong), &(cl_ulong){(cl_ulong)(v)})
+#define A_FLOAT(a, v) arg(a, sizeof(cl_float), &(cl_float){(cl_float)(v)})
+
+static xcat_status launch(xcat_context *ctx, const args *a, cl_uint dims, const size_t *global,
+                          const size_t *local, const char *what)
+{
+    if (a->err != CL_SUCCESS) return xcat_ocl_error(ctx, a->err, what);
+    cl_int err = clEnqueueNDRangeKernel(xcat_ocl(ctx)->queue, a->k, dims, NULL, global, local,
+                                        0, NULL, NULL);
+    return err == CL_SUCCESS ? XCAT_OK : xcat_ocl_error(ctx, err, what);
+}
+
+/* A matrix operand: buffer, element offset, row stride. */
+typedef struct mat {
+    cl_mem mem;
+    uint64_t off;
+    int64_t ld;
+} mat;
+
+static mat tensor_mat(const xcat_tensor *t)
+{
+    return (mat){xcat_ocl_mem(t), t->offset / xcat_dtype_size(t->dtype), t->stride};
+}
+
+static uint64_t elem_off(const xcat_tensor *t)
+{
+    return t->offset / xcat_dtype_size(t->dtype);
+}
+
+/* C = alpha·op(A)·op(B) + beta·C, M×N, inner K, in `parts` K slices stored cslice apart. */
+static xcat_status gemm(xcat_context *ctx, const ocl_ce_plan *p, cl_kernel k, int64_t M,
+                        int64_t N, int64_t K, float alpha, mat A, mat B, float beta, mat C,
+                        int parts, uint64_t cslice)
+{
+    const ce_layout *L = &p->L;
+    int64_t kslice = K;
+    if (parts > 1) kslice = cdiv(cdiv(K, parts), L->g.bk) * L->g.bk;
+    args a = {.k = k};
+    A_INT(&a, M);
+    A_INT(&a, N);
+    A_INT(&a, K);
+    A_FLOAT(&a, alpha);
+    A_MEM(&a, A.mem);
+    A_ULONG(&a, A.off);
+    A_LONG(&a, A.ld);
+    A_MEM(&a, B.mem);
+    A_ULONG(&a, B.off);
+    A_LONG(&a, B.ld);
+    A_FLOAT(&a, beta);
+    A_MEM(&a, C.mem);
+    A_ULONG(&a, C.off);
+    A_LONG(&a, C.ld);
+    A_INT(&a, kslice);
+    A_ULONG(&a, cslice);
+    const size_t global[2] = {(size_t)(cdiv(M, L->g.bm) * cdiv(N, L->g.bn)) * (size_t)L->wg,
+                              (size_t)parts};
+    const size_t local[2] = {(size_t)L->wg, 1};
+    return launch(ctx, &a, 2, global, local, "enqueueing a GEMM");
+}
+
+/* Per-call values shared by the passes. */
+typedef struct ce_call {
+    xcat_context *ctx;
+    const ocl_ce_plan *p;
+    const xcat_loss_plan *plan;
+    const xcat_loss_call *call;
+    int64_t N, C, d;
+    mat H, E;
+    cl_mem y, b, w; /* b, w: a dummy buffer when absent */
+    uint64_t offy, offb, offw;
+    int y64, has_b, has_w;
+} ce_call;
+
+static void call_init(ce_call *c, xcat_loss_plan *plan, const xcat_loss_call *call)
+{
+    const ocl_ce_plan *p = plan->backend_plan;
+    *c = (ce_call){.ctx = plan->ctx, .p = p, .plan = plan, .call = call, .N = call->rows,
+                   .C = plan->classes, .d = plan->dim, .H = tensor_mat(call->hidden),
+                   .E = tensor_mat(call->items), .y = xcat_ocl_mem(call->targets),
+                   .offy = elem_off(call->targets),
+                   .y64 = call->targets->dtype == XCAT_DTYPE_I64, .b = p->scratch,
+                   .w = p->scratch};
+    if (call->bias) {
+        c->b = xcat_ocl_mem(call->bias);
+        c->offb = elem_off(call->bias);
+        c->has_b = 1;
+    }
+    if (call->row_weights) {
+        c->w = xcat_ocl_mem(call->row_weights);
+        c->offw = elem_off(call->row_weights);
+        c->has_w = 1;
+    }
+}
+
+/* S = H·E[c0 : c0+nc]ᵀ for the call's rows. */
+static xcat_status logits_chunk(const ce_call *c, int64_t c0, int64_t nc)
+{
+    const ocl_ce_plan *p = c->p;
+    mat E = c->E;
+    E.off += (uint64_t)c0 * (uint64_t)E.ld;
+    return gemm(c->ctx, p, p->k_nt, c->N, nc, c->d, 1.0f, c->H, E, 0.0f,
+                (mat){p->S, 0, p->L.cc}, 1, 0);
+}
+
+/* The LSE pass: per-row m, l, Σz, z_target over all chunks, then LSE and the row losses.
+ * `loss` (NULL: none) receives w_i·ℓ_i at element offset `offloss`; `lse_out` is optional. */
+static xcat_status lse_pass(const ce_call *c, cl_mem loss, uint64_t offloss,
+                            const xcat_tensor *lse_out)
+{
+    const ocl_ce_plan *p = c->p;
+    const ce_layout *L = &p->L;
+    const xcat_loss_desc *D = &c->plan->desc;
+    xcat_status st = XCAT_OK;
+    for (int64_t c0 = 0; !st && c0 < c->C; c0 += L->cc) {
+        const int64_t nc = c->C - c0 < L->cc ? c->C - c0 : L->cc;
+        st = logits_chunk(c, c0, nc);
+        if (st) break;
+        args a = {.k = p->k_rows};
+        A_MEM(&a, p->S);
+        A_LONG(&a, L->cc);
+        A_INT(&a, nc);
+        A_LONG(&a, c0);
+        A_MEM(&a, c->b);
+        A_ULONG(&a, c->offb);
+        A_INT(&a, c->has_b);
+        A_MEM(&a, c->y);
+        A_ULONG(&a, c->offy);
+        A_INT(&a, c->y64);
+        A_LONG(&a, D->ignore_index);
+        A_FLOAT(&a, D->scale);
+        A_FLOAT(&a, D->softcap);
+        A_INT(&a, c0 == 0);
+        A_MEM(&a, p->vec[V_M]);
+        A_MEM(&a, p->vec[V_R]);
+        A_MEM(&a, p->vec[V_ZS]);
+        A_MEM(&a, p->vec[V_ZT]);
+        const size_t global = (size_t)L->row_wg * (size_t)c->N, local = (size_t)L->row_wg;
+        st = launch(c->ctx, &a, 1, &global, &local, "enqueueing ce_fwd_rows");
+    }
+    if (st) return st;
+    args a = {.k = p->k_finish};
+    A_INT(&a, c->N);
+    A_MEM(&a, p->vec[V_M]);
+    A_MEM(&a, p->vec[V_R]);
+    A_MEM(&a, p->vec[V_ZS]);
+    A_MEM(&a, p->vec[V_ZT]);
+    A_MEM(&a, c->y);
+    A_ULONG(&a, c->offy);
+    A_INT(&a, c->y64);
+    A_LONG(&a, D->ignore_index);
+    A_MEM(&a, c->w);
+    A_ULONG(&a, c->offw);
+    A_INT(&a, c->has_w);
+    A_FLOAT(&a, D->label_smoothing);
+    A_FLOAT(&a, (float)c->C);
+    A_FLOAT(&a, D->z_loss);
+    A_MEM(&a, p->vec[V_LSE]);
+    A_INT(&a, loss != NULL);
+    A_MEM(&a, loss ? loss : p->scratch);
+    A_ULONG(&a, offloss);
+    A_INT(&a, lse_out != NULL);
+    A_MEM(&a, lse_out ? xcat_ocl_mem(lse_out) : p->scratch);
+    A_ULONG(&a, lse_out ? elem_off(lse_out) : 0);
+    const size_t local = (size_t)L->ew, global = (size_t)cdiv(c->N, L->ew) * local;
+    return launch(c->ctx, &a, 1, &global, &local, "enqueueing ce_finish");
+}
+
+static xcat_status finish(xcat_context *ctx, xcat_status st)
+{
+    /* Results are readable when forward/backward return; on an error, drain the queue so
+     * that nothing still runs against the caller's buffers. */
+    cl_int err = clFinish(xcat_ocl(ctx)->queue);
+    if (!st && err != CL_SUCCESS) st = xcat_ocl_error(ctx, err, "clFinish");
+    return st;
+}
+
+xcat_status xcat_ocl_ce_forward(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                xcat_tensor *loss, xcat_tensor *lse)
+{
+    ce_call c;
+    call_init(&c, plan, call);
+    const ocl_ce_plan *p = c.p;
+    const bool none = plan->desc.reduction == XCAT_REDUCTION_NONE;
+    xcat_status st = none ? lse_pass(&c, xcat_ocl_mem(loss), elem_off(loss), lse)
+                          : lse_pass(&c, p->vec[V_LOSS], 0, lse);
+    if (!st && !none) {
+        args a = {.k = p->k_reduce};
+        A_INT(&a, c.N);
+        A_MEM(&a, p->vec[V_LOSS]);
+        A_FLOAT(&a, call->reduction_scale);
+        A_MEM(&a, xcat_ocl_mem(loss));
+        A_ULONG(&a, elem_off(loss));
+        const size_t n = (size_t)p->L.red_wg;
+        st = launch(c.ctx, &a, 1, &n, &n, "enqueueing ce_reduce");
+    }
+    return finish(c.ctx, st);
+}
+
+xcat_status xcat_ocl_ce_backward(xcat_loss_plan *plan, const xcat_loss_call *call, bool reuse,
+                                 const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
+                                 xcat_tensor *d_items, xcat_tensor *d_bias)
+{
+    ce_call c;
+    call_init(&c, plan, call);
+    const ocl_ce_plan *p = c.p;
+    const ce_layout *L = &p->L;
+    const xcat_loss_desc *D = &plan->desc;
+    xcat_context *ctx = c.ctx;
+    const xcat_ocl_state *s = xcat_ocl(ctx);
+    xcat_status st = reuse ? XCAT_OK : lse_pass(&c, NULL, 0, NULL);
+
+    if (!st) { /* g_i */
+        args a = {.k = p->k_rowfactor};
+        A_INT(&a, c.N);
+        A_MEM(&a, c.y);
+        A_ULONG(&a, c.offy);
+        A_INT(&a, c.y64);
+        A_LONG(&a, D->ignore_index);
+        A_MEM(&a, c.w);
+        A_ULONG(&a, c.offw);
+        A_INT(&a, c.has_w);
+        A_MEM(&a, grad_loss ? xcat_ocl_mem(grad_loss) : p->scratch);
+        A_ULONG(&a, grad_loss ? elem_off(grad_loss) : 0);
+        A_INT(&a, !grad_loss ? 0 : D->reduction == XCAT_REDUCTION_NONE ? 2 : 1);
+        A_FLOAT(&a, call->reduction_scale);
+        A_MEM(&a, p->vec[V_G]);
+        const size_t local = (size_t)L->ew, global = (size_t)cdiv(c.N, L->ew) * local;
+        st = launch(ctx, &a, 1, &global, &local, "enqueueing ce_rowfactor");
+    }
+
+    /* Split-K slices for this call (at most what the partial buffers were sized for). */
+    int p_nn = 1;
+    if (d_hidden && L->p_nn > 1) {
+        p_nn = split_for(s, L, cdiv(c.N, L->g.bm) * cdiv(c.d, L->g.bn), L->cc);
+        if (p_nn > L->p_nn) p_nn = L->p_nn;
+    }
+    mat dH = {0};
+    uint64_t dh_slice = 0;
+    if (d_hidden) {
+        dH = tensor_mat(d_hidden);
+        if (p_nn > 1) {
+            dH = (mat){p->part_nn, 0, c.d};
+            dh_slice = (uint64_t)c.N * (uint64_t)c.d;
+        }
+    }
+
+    for (int64_t c0 = 0; !st && c0 < c.C; c0 += L->cc) {
+        const int64_t nc = c.C - c0 < L->cc ? c.C - c0 : L->cc;
+        const mat S = {p->S, 0, L->cc};
+        st = logits_chunk(&c, c0, nc);
+        if (st) break;
+        { /* S → G in place */
+            const int64_t nblk = cdiv(nc, L->ew);
+            args a = {.k = p->k_grad};
+            A_MEM(&a, p->S);
+            A_LONG(&a, L->cc);
+            A_INT(&a, nc);
+            A_INT(&a, nblk);
+            A_LONG(&a, c0);
+            A_MEM(&a, c.b);
+            A_ULONG(&a, c.offb);
+            A_INT(&a, c.has_b);
+            A_MEM(&a, c.y);
+            A_ULONG(&a, c.offy);
+            A_INT(&a, c.y64);
+            A_FLOAT(&a, D->scale);
+            A_FLOAT(&a, D->softcap);
+            A_FLOAT(&a, D->label_smoothing);
+            A_FLOAT(&a, (float)c.C);
+            A_FLOAT(&a, D->z_loss);
+            A_MEM(&a, p->vec[V_LSE]);
+            A_MEM(&a, p->vec[V_G]);
+            const size_t local = (size_t)L->ew;
+            const size_t global = (size_t)nblk * (size_t)c.N * local;
+            st = launch(ctx, &a, 1, &global, &local, "enqueueing ce_grad");
+        }
+        mat Ec = c.E;
+        Ec.off += (uint64_t)c0 * (uint64_t)Ec.ld;
+        if (!st && d_hidden) /* dH (+)= G·E_chunk, chunks in order */
+            st = gemm(ctx, p, p->k_nn, c.N, c.d, nc, 1.0f, S, Ec, c0 == 0 ? 0.0f : 1.0f, dH,
+                      p_nn, dh_slice);
+        if (!st && d_items) { /* dE_chunk = Gᵀ·H */
+            mat dE = tensor_mat(d_items);
+            dE.off += (uint64_t)c0 * (uint64_t)dE.ld;
+            int pt = 1;
+            if (L->p_tn > 1) {
+                pt = split_for(s, L, cdiv(nc, L->g.bm) * cdiv(c.d, L->g.bn), c.N);
+                if (pt > L->p_tn) pt = L->p_tn;
+            }
+            if (pt == 1) {
+                st = gemm(ctx, p, p->k_tn, nc, c.d, c.N, 1.0f, S, c.H, 0.0f, dE, 1, 0);
+            } else {
+                const uint64_t slice = (uint64_t)nc * (uint64_t)c.d;
+                st = gemm(ctx, p, p->k_tn, nc, c.d, c.N, 1.0f, S, c.H, 0.0f,
+                          (mat){p->part_tn, 0, c.d}, pt, slice);
+                if (!st) {
+                    const int64_t nblk = cdiv(c.d, L->ew);
+                    args a = {.k = p->k_sum};
+                    A_INT(&a, c.d);
+                    A_INT(&a, nblk);
+                    A_INT(&a, pt);
+                    A_MEM(&a, p->part_tn);
+                    A_ULONG(&a, slice);
+                    A_MEM(&a, dE.mem);
+                    A_ULONG(&a, dE.off);
+                    A_LONG(&a, dE.ld);
+                    const size_t local = (size_t)L->ew;
+                    const size_t global = (size_t)nblk * (size_t)nc * local;
+                    st = launch(ctx, &a, 1, &global, &local, "enqueueing ce_sum_parts");
+                }
+            }
+        }
+        if (!st && d_bias) { /* db_chunk = column sums of G */
+            args a = {.k = p->k_colsum};
+            A_MEM(&a, p->S);
+            A_LONG(&a, L->cc);
+            A_INT(&a, nc);
+            A_INT(&a, c.N);
+            A_MEM(&a, xcat_ocl_mem(d_bias));
+            A_ULONG(&a, elem_off(d_bias) + (uint64_t)c0);
+            const size_t local[2] = {(size_t)L->cs_x, (size_t)L->cs_y};
+            const size_t global[2] = {(size_t)cdiv(nc, L->cs_x) * local[0], local[1]};
+            st = launch(ctx, &a, 2, global, local, "enqueueing ce_colsum");
+        }
+    }
+    if (!st && d_hidden && p_nn > 1) { /* dH = Σ slices, in slice order */
+        const mat out = tensor_mat(d_hidden);
+        const int64_t nblk = cdiv(c.d, L->ew);
+        args a = {.k = p->k_sum};
+        A_INT(&a, c.d);
+        A_INT(&a, nblk);
+        A_INT(&a, p_nn);
+        A_MEM(&a, p->part_nn);
+        A_ULONG(&a, dh_slice);
+        A_MEM(&a, out.mem);
+        A_ULONG(&a, out.off);
+        A_LONG(&a, out.ld);
+        const size_t local = (size_t)L->ew, global = (size_t)nblk * (size_t)c.N * local;
+        st = launch(ctx, &a, 1, &global, &local, "enqueueing ce_sum_parts");
+    }
+    return finish(ctx, st);
+}
