@@ -1,6 +1,5 @@
-/* ce.cl — the kernels of full-softmax cross-entropy: the two GEMMs with fused epilogues
- * (built on gemm_tile() of gemm.cl, which must precede this file in the program) and the row,
- * column and reduction kernels. Notation as in include/xcat.h: x_ij = h_i·e_j (a GEMM tile S), r = s·(x + b_j),
+/* ce.cl — the row, column and reduction kernels of full-softmax cross-entropy (the GEMMs are
+ * in gemm.cl). Notation as in include/xcat.h: x_ij = h_i·e_j (a GEMM tile S), r = s·(x + b_j),
  * z = c·tanh(r/c) with a softcap c > 0 else r, φ = dz/dx = s·(1 − (z/c)²) with a softcap else s.
  *
  * Everything is fp32 with the OpenCL builtins exp / log / tanh (no relaxed math). Every
@@ -10,12 +9,14 @@
  * Targets are I32 or I64 (runtime flag y64); bias / weights are optional (flags). Vector
  * arguments come as (buffer, element offset) because tensors may be views.
  *
- * Work-group sizes come from the prelude: GEMM_WG (the fused GEMMs, from gemm.cl's tiles),
- * RED_WG (ce_reduce; a power of two), CS_X × CS_Y (ce_colsum; CS_Y a power of two), EW
+ * Work-group sizes come from the prelude: ROW_WG (ce_fwd_rows; a power of two), RED_WG (ce_reduce; a power of two), CS_X × CS_Y (ce_colsum; CS_Y a power of two), EW
  * (the element-wise kernels). Row counts never go into NDRange dimensions 1 or 2 (some drivers
  * cap those at 65535 groups): 2-D work is flattened into dimension 0.
  */
 
+#ifndef ROW_WG
+#define ROW_WG 64
+#endif
 #ifndef RED_WG
 #define RED_WG 64
 #endif
@@ -68,98 +69,68 @@ inline void ce_merge(float *m1, float *r1, const float m2, const float r2)
     }
 }
 
-/* The forward's GEMM with its row statistics fused in (S is never written): the work-group
- * computes its BM×BN tile of x = H·E_chunkᵀ in registers, turns it into logits
- * z = softcap(s·(x + b)), and reduces each of its rows to (max m, r, Σz) over the tile's
- * columns: first each work-item over its TN columns in column order, then the BN/TN
- * work-items of a row in tx order through local memory. The tile's partials go to
- * pm/pr/pz[tn·ldp + row] (tn = the tile's column index in the chunk); the work-item that holds
- * a row's target column writes z_target. Launch as a gemm_nt of M = rows, N = nc, K = d. */
-__kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void
-ce_gemm_stats(const int M, const int N, const int K, __global const float *restrict H,
-              const ulong offH, const long ldh, __global const float *restrict E,
-              const ulong offE, const long lde, const long c0,
-              __global const float *restrict bias, const ulong offb, const int has_bias,
-              __global const int *restrict y, const ulong offy, const int y64, const float s,
-              const float cap, __global float *restrict pm, __global float *restrict pr,
-              __global float *restrict pz, const long ldp, __global float *restrict zt)
+/* One item chunk [c0, c0 + nc) of the forward: row i of S (raw dot products) becomes logits,
+ * and the chunk's (max, Σexp, Σz) is merged into the row's running state (m, r, zs); the
+ * target's logit is recorded when it falls in the chunk. One work-group per row; work-item t
+ * takes columns t, t + ROW_WG, … with an online max / sum-of-exp, then a fixed tree.
+ * Global size ROW_WG·rows. (Measured on an H100: fusing this into the GEMM's epilogue, which
+ * saves writing and reading S, was slower at d = 128: the per-row reductions across the
+ * work-group cost more than the traffic.) */
+__kernel __attribute__((reqd_work_group_size(ROW_WG, 1, 1))) void
+ce_fwd_rows(__global const float *restrict S, const long ldS, const int nc, const long c0,
+            __global const float *restrict bias, const ulong offb, const int has_bias,
+            __global const int *restrict y, const ulong offy, const int y64, const long ignore,
+            const float s, const float cap, const int first, __global float *restrict m,
+            __global float *restrict r, __global float *restrict zs, __global float *restrict zt)
 {
-    __local float4 As4[2 * GEMM_SA];
-    __local float4 Bs4[2 * GEMM_SB];
-    __local float red[3 * GEMM_WG];
-    const int ntn = (N + BN - 1) / BN, gid = get_group_id(0);
-    const int tn = gid % ntn, m0 = (gid / ntn) * BM, n0 = tn * BN;
-    float acc[TM][TN];
-    gemm_tile(M, N, H + offH, ldh, E + offE, lde, 0, K, m0, n0, As4, Bs4, 0, 1, acc);
-
-    const int lid = get_local_id(0), tx = lid % GEMM_RN, ty = lid / GEMM_RN;
-    float bj[TN];
-    for (int j = 0; j < TN; j++) {
-        const int col = n0 + GEMM_COL(tx, j);
-        bj[j] = has_bias && col < N ? bias[offb + c0 + col] : 0.0f;
-    }
-    for (int i = 0; i < TM; i++) {
-        const int row = m0 + GEMM_ROW(ty, i);
-        float tm = -INFINITY, tr = 0.0f, tz = 0.0f;
-        if (row < M) {
-            const long yi = ce_target(y, offy, y64, row);
-            for (int j = 0; j < TN; j++) {
-                const int col = n0 + GEMM_COL(tx, j);
-                if (col >= N) continue;
-                const float z = ce_logit(has_bias ? acc[i][j] + bj[j] : acc[i][j], s, cap);
-                tz += z;
-                if (z > tm) {
-                    tr = (tr + 1.0f) * exp(tm - z); /* the old maximum joins r; exp(−inf) = 0 */
-                    tm = z;
-                } else {
-                    tr += exp(z - tm); /* a NaN z lands here and makes the row NaN */
-                }
-                if (c0 + col == yi) zt[row] = z;
-            }
+    __local float lm[ROW_WG], lr[ROW_WG], lz[ROW_WG];
+    const int lid = get_local_id(0);
+    const long i = get_group_id(0);
+    const long yi = ce_target(y, offy, y64, i);
+    /* Ignored rows skip the work but not the barriers (no early return: every work-item of
+     * the group must reach every barrier; PoCL miscompiles the early-return form). */
+    const int n = yi == ignore ? 0 : nc;
+    __global const float *row = S + i * ldS;
+    __global const float *bc = has_bias ? bias + offb + c0 : bias;
+    float tm = -INFINITY, tr = 0.0f, tz = 0.0f;
+    for (int j = lid; j < n; j += ROW_WG) {
+        const float z = ce_logit(has_bias ? row[j] + bc[j] : row[j], s, cap);
+        tz += z;
+        if (z > tm) {
+            tr = (tr + 1.0f) * exp(tm - z); /* the old maximum joins r; exp(−inf) = 0 */
+            tm = z;
+        } else {
+            tr += exp(z - tm); /* a NaN z lands here and makes the row NaN */
         }
-        red[lid] = tm;
-        red[GEMM_WG + lid] = tr;
-        red[2 * GEMM_WG + lid] = tz;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (tx == 0 && row < M) {
-            float mm = red[lid], rr = red[GEMM_WG + lid], zz = red[2 * GEMM_WG + lid];
-            for (int t = 1; t < GEMM_RN; t++) {
-                ce_merge(&mm, &rr, red[lid + t], red[GEMM_WG + lid + t]);
-                zz += red[2 * GEMM_WG + lid + t];
-            }
-            const long at = (long)tn * ldp + row;
-            pm[at] = mm;
-            pr[at] = rr;
-            pz[at] = zz;
+    }
+    lm[lid] = tm;
+    lr[lid] = tr;
+    lz[lid] = tz;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int h = ROW_WG / 2; h > 0; h >>= 1) {
+        if (lid < h) {
+            float a = lm[lid], b = lr[lid];
+            ce_merge(&a, &b, lm[lid + h], lr[lid + h]);
+            lm[lid] = a;
+            lr[lid] = b;
+            lz[lid] += lz[lid + h];
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-}
-
-/* Merge a chunk's ntiles tile partials of each row, in tile order, into the row's running
- * state (m, r, zs) (first chunk: start empty). One work-item per row. */
-__kernel void ce_merge_parts(const int rows, const int ntiles, __global const float *restrict pm,
-                             __global const float *restrict pr,
-                             __global const float *restrict pz, const long ldp,
-                             const int first, __global float *restrict m,
-                             __global float *restrict r, __global float *restrict zs)
-{
-    const int i = get_global_id(0);
-    if (i >= rows) return;
-    float mm = -INFINITY, rr = 0.0f, zz = 0.0f;
-    if (!first) {
-        mm = m[i];
-        rr = r[i];
-        zz = zs[i];
+    if (lid == 0 && n > 0) {
+        float rm = lm[0], rr = lr[0], rz = lz[0];
+        if (!first) {
+            ce_merge(&rm, &rr, m[i], r[i]);
+            rz += zs[i];
+        }
+        m[i] = rm;
+        r[i] = rr;
+        zs[i] = rz;
+        if (yi >= c0 && yi < c0 + nc) {
+            const int j = (int)(yi - c0);
+            zt[i] = ce_logit(has_bias ? row[j] + bc[j] : row[j], s, cap);
+        }
     }
-    for (int t = 0; t < ntiles; t++) {
-        const long at = (long)t * ldp + i;
-        ce_merge(&mm, &rr, pm[at], pr[at]);
-        zz += pz[at];
-    }
-    m[i] = mm;
-    r[i] = rr;
-    zs[i] = zz;
 }
 
 /* After the last chunk: LSE_i = m_i + log1p(r_i) and the weighted row loss
@@ -236,54 +207,37 @@ __kernel void ce_rowfactor(const int rows, __global const int *restrict y, const
     g[i] = v;
 }
 
-/* The backward's GEMM with the gradient fused in: S[i][j] = G_ij for the chunk,
- *   G_ij = g_i·[(1+2λ·LSE_i)·exp(z_ij − LSE_i) − ε/C − (1−ε)·δ(j=y_i)]·φ_ij,
+/* In place on a chunk of S: G_ij = g_i·[(1+2λ·LSE_i)·exp(z_ij − LSE_i) − ε/C − (1−ε)·δ(j=y_i)]·φ_ij,
  * formed as (a·exp(z − LSE) − c)·φ with a = g(1+2λLSE), c = g·ε/C, then the target's
- * −g(1−ε)·φ (the CPU backend's order of operations); rows with g_i = 0 (ignored) are 0.
- * Launch as a gemm_nt of M = rows, N = nc, K = d. */
-__kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void
-ce_gemm_grad(const int M, const int N, const int K, __global const float *restrict H,
-             const ulong offH, const long ldh, __global const float *restrict E,
-             const ulong offE, const long lde, const long c0,
-             __global const float *restrict bias, const ulong offb, const int has_bias,
-             __global const int *restrict y, const ulong offy, const int y64, const float s,
-             const float cap, const float eps, const float num_classes, const float lambda,
-             __global const float *restrict lse, __global const float *restrict g,
-             __global float *restrict S, const long ldS)
+ * −g(1−ε)·φ (the CPU backend's order of operations); rows with g_i = 0 (ignored) become 0.
+ * Global size EW·nblk·rows, nblk = ceil(nc / EW): group g does columns
+ * [(g % nblk)·EW, +EW) of row g / nblk. (Measured on an H100: fusing this into the GEMM's
+ * epilogue saved < 1 %.) */
+__kernel __attribute__((reqd_work_group_size(EW, 1, 1))) void
+ce_grad(__global float *restrict S, const long ldS, const int nc, const int nblk, const long c0,
+        __global const float *restrict bias, const ulong offb, const int has_bias,
+        __global const int *restrict y, const ulong offy, const int y64, const float s,
+        const float cap, const float eps, const float num_classes, const float lambda,
+        __global const float *restrict lse, __global const float *restrict g)
 {
-    __local float4 As4[2 * GEMM_SA];
-    __local float4 Bs4[2 * GEMM_SB];
-    const int ntn = (N + BN - 1) / BN, gid = get_group_id(0);
-    const int m0 = (gid / ntn) * BM, n0 = (gid % ntn) * BN;
-    float acc[TM][TN];
-    gemm_tile(M, N, H + offH, ldh, E + offE, lde, 0, K, m0, n0, As4, Bs4, 0, 1, acc);
-
-    const int lid = get_local_id(0), tx = lid % GEMM_RN, ty = lid / GEMM_RN;
-    float bj[TN];
-    for (int j = 0; j < TN; j++) {
-        const int col = n0 + GEMM_COL(tx, j);
-        bj[j] = has_bias && col < N ? bias[offb + c0 + col] : 0.0f;
+    const int grp = get_group_id(0);
+    const long i = grp / nblk;
+    const int j = (grp % nblk) * EW + get_local_id(0);
+    if (j >= nc) return;
+    __global float *p = S + i * ldS + j;
+    const float gi = g[i];
+    if (gi == 0.0f) {
+        *p = 0.0f;
+        return;
     }
-    for (int i = 0; i < TM; i++) {
-        const int row = m0 + GEMM_ROW(ty, i);
-        if (row >= M) continue;
-        const float gi = g[row], li = lse[row];
-        const long yi = ce_target(y, offy, y64, row);
-        const float a = gi * (1.0f + 2.0f * lambda * li), c = gi * eps / num_classes;
-        __global float *srow = S + (long)row * ldS;
-        for (int j = 0; j < TN; j++) {
-            const int col = n0 + GEMM_COL(tx, j);
-            if (col >= N) continue;
-            float v = 0.0f;
-            if (gi != 0.0f) {
-                const float z = ce_logit(has_bias ? acc[i][j] + bj[j] : acc[i][j], s, cap);
-                const float phi = ce_phi(z, s, cap);
-                v = (a * exp(z - li) - c) * phi;
-                if (c0 + col == yi) v -= gi * (1.0f - eps) * phi;
-            }
-            srow[col] = v;
-        }
-    }
+    const float li = lse[i];
+    const float x = has_bias ? *p + bias[offb + c0 + j] : *p;
+    const float z = ce_logit(x, s, cap);
+    const float a = gi * (1.0f + 2.0f * lambda * li), c = gi * eps / num_classes;
+    const float phi = ce_phi(z, s, cap);
+    float v = (a * exp(z - li) - c) * phi;
+    if (c0 + j == ce_target(y, offy, y64, i)) v -= gi * (1.0f - eps) * phi;
+    *p = v;
 }
 
 /* db[off + j] = Σ_i S[i][j], i in row order per lane: work-item (x, t) sums the rows

@@ -65,25 +65,77 @@
 #endif
 
 /* Load one BM×BK tile of op(A) (or BK×BN of op(B)) into registers, zero outside the matrix.
- * kcont: the matrix is stored with k contiguous (A of NN/NT; B of NT). */
-#define GEMM_LOAD(reg, L, P, ld, kcont, o0, olim, k0, klim, T)                              \
-    for (int r_ = 0; r_ < (L); r_++) {                                                      \
-        const int e_ = lid + r_ * GEMM_WG;                                                  \
-        const int kk_ = (kcont) ? e_ % BK : e_ / (T);                                       \
-        const int oo_ = (kcont) ? e_ / BK : e_ % (T);                                       \
-        const int go_ = (o0) + oo_, gk_ = (k0) + kk_;                                       \
-        float v_ = 0.0f;                                                                    \
-        if (go_ < (olim) && gk_ < (klim))                                                   \
-            v_ = (kcont) ? (P)[(long)go_ * (ld) + gk_] : (P)[(long)gk_ * (ld) + go_];       \
-        reg[r_] = v_;                                                                       \
+ * kcont: the matrix is stored with k contiguous (A of NN/NT; B of NT). T: the tile's extent
+ * along m (or n). vec (uniform): the operand's offset and row stride are multiples of 4, so
+ * groups of 4 elements along the contiguous dimension are loaded as one aligned float4
+ * (element-wise at the matrix edges). Only when the prelude sets GEMM_VEC_LOADS (GPUs): PoCL
+ * 5/6 miscompiles this path in some shapes (NT with both operands aligned, K % 4 != 0). */
+#if defined(GEMM_VEC_LOADS) && GEMM_VEC_LOADS && (BK % 4 == 0) && \
+    ((BM * BK / 4) % GEMM_WG == 0) && ((BN * BK / 4) % GEMM_WG == 0)
+#define GEMM_VEC 1
+#else
+#define GEMM_VEC 0
+#endif
+
+#define GEMM_LOAD(reg, L, P, ld, kcont, o0, olim, k0, klim, T, vec)                         \
+    if (GEMM_VEC && (vec)) {                                                                \
+        for (int r_ = 0; r_ < (L) / 4; r_++) {                                              \
+            const int q_ = lid + r_ * GEMM_WG;                                              \
+            const int kk_ = (kcont) ? 4 * (q_ % (BK / 4)) : q_ / ((T) / 4);                 \
+            const int oo_ = (kcont) ? q_ / (BK / 4) : 4 * (q_ % ((T) / 4));                 \
+            const int go_ = (o0) + oo_, gk_ = (k0) + kk_;                                   \
+            __global const float *p_ =                                                      \
+                (kcont) ? (P) + (long)go_ * (ld) + gk_ : (P) + (long)gk_ * (ld) + go_;      \
+            /* in_: the group's row (column) exists; n_: how many of its 4 elements do */   \
+            const int in_ = (kcont) ? go_ < (olim) : gk_ < (klim);                          \
+            const int n_ = in_ ? ((kcont) ? (klim) - gk_ : (olim) - go_) : 0;               \
+            float4 v_;                                                                      \
+            if (n_ >= 4) {                                                                  \
+                v_ = *(__global const float4 *)p_;                                          \
+            } else {                                                                        \
+                v_.x = n_ > 0 ? p_[0] : 0.0f;                                               \
+                v_.y = n_ > 1 ? p_[1] : 0.0f;                                               \
+                v_.z = n_ > 2 ? p_[2] : 0.0f;                                               \
+                v_.w = 0.0f;                                                                \
+            }                                                                               \
+            reg[4 * r_] = v_.x;                                                             \
+            reg[4 * r_ + 1] = v_.y;                                                         \
+            reg[4 * r_ + 2] = v_.z;                                                         \
+            reg[4 * r_ + 3] = v_.w;                                                         \
+        }                                                                                   \
+    } else {                                                                                \
+        for (int r_ = 0; r_ < (L); r_++) {                                                  \
+            const int e_ = lid + r_ * GEMM_WG;                                              \
+            const int kk_ = (kcont) ? e_ % BK : e_ / (T);                                   \
+            const int oo_ = (kcont) ? e_ / BK : e_ % (T);                                   \
+            const int go_ = (o0) + oo_, gk_ = (k0) + kk_;                                   \
+            float v_ = 0.0f;                                                                \
+            if (go_ < (olim) && gk_ < (klim))                                               \
+                v_ = (kcont) ? (P)[(long)go_ * (ld) + gk_] : (P)[(long)gk_ * (ld) + go_];   \
+            reg[r_] = v_;                                                                   \
+        }                                                                                   \
     }
 
-#define GEMM_STORE(reg, L, S, LDS, kcont, T)                                                \
-    for (int r_ = 0; r_ < (L); r_++) {                                                      \
-        const int e_ = lid + r_ * GEMM_WG;                                                  \
-        const int kk_ = (kcont) ? e_ % BK : e_ / (T);                                       \
-        const int oo_ = (kcont) ? e_ / BK : e_ % (T);                                       \
-        (S)[kk_ * (LDS) + oo_] = reg[r_];                                                   \
+#define GEMM_STORE(reg, L, S, LDS, kcont, T, vec)                                           \
+    if (GEMM_VEC && (vec)) {                                                                \
+        for (int r_ = 0; r_ < (L) / 4; r_++) {                                              \
+            const int q_ = lid + r_ * GEMM_WG;                                              \
+            const int kk_ = (kcont) ? 4 * (q_ % (BK / 4)) : q_ / ((T) / 4);                 \
+            const int oo_ = (kcont) ? q_ / (BK / 4) : 4 * (q_ % ((T) / 4));                 \
+            if (kcont) {                                                                    \
+                for (int c_ = 0; c_ < 4; c_++) (S)[(kk_ + c_) * (LDS) + oo_] = reg[4 * r_ + c_]; \
+            } else {                                                                        \
+                *(__local float4 *)((S) + kk_ * (LDS) + oo_) =                              \
+                    (float4)(reg[4 * r_], reg[4 * r_ + 1], reg[4 * r_ + 2], reg[4 * r_ + 3]); \
+            }                                                                               \
+        }                                                                                   \
+    } else {                                                                                \
+        for (int r_ = 0; r_ < (L); r_++) {                                                  \
+            const int e_ = lid + r_ * GEMM_WG;                                              \
+            const int kk_ = (kcont) ? e_ % BK : e_ / (T);                                   \
+            const int oo_ = (kcont) ? e_ / BK : e_ % (T);                                   \
+            (S)[kk_ * (LDS) + oo_] = reg[r_];                                               \
+        }                                                                                   \
     }
 
 /* Position of a work-item's i-th row / j-th column inside the BM×BN tile. */
@@ -96,7 +148,8 @@
 inline void gemm_tile(const int M, const int N, __global const float *restrict A, const long lda,
                       __global const float *restrict B, const long ldb, const int kbeg,
                       const int kend, const int m0, const int n0, __local float4 *As4,
-                      __local float4 *Bs4, const int ta, const int tb, float acc[TM][TN])
+                      __local float4 *Bs4, const int ta, const int tb, const int va,
+                      const int vb, float acc[TM][TN])
 {
     const int lid = get_local_id(0);
     const int tx = lid % GEMM_RN, ty = lid / GEMM_RN;
@@ -108,11 +161,11 @@ inline void gemm_tile(const int M, const int N, __global const float *restrict A
     float ra[GEMM_LA], rb[GEMM_LB];
     const int nt = kend > kbeg ? (kend - kbeg + BK - 1) / BK : 0;
     if (nt > 0) {
-        GEMM_LOAD(ra, GEMM_LA, A, lda, a_kcont, m0, M, kbeg, kend, BM)
-        GEMM_LOAD(rb, GEMM_LB, B, ldb, b_kcont, n0, N, kbeg, kend, BN)
+        GEMM_LOAD(ra, GEMM_LA, A, lda, a_kcont, m0, M, kbeg, kend, BM, va)
+        GEMM_LOAD(rb, GEMM_LB, B, ldb, b_kcont, n0, N, kbeg, kend, BN, vb)
         __local float *as = (__local float *)As4, *bs = (__local float *)Bs4;
-        GEMM_STORE(ra, GEMM_LA, as, GEMM_LDA, a_kcont, BM)
-        GEMM_STORE(rb, GEMM_LB, bs, GEMM_LDB, b_kcont, BN)
+        GEMM_STORE(ra, GEMM_LA, as, GEMM_LDA, a_kcont, BM, va)
+        GEMM_STORE(rb, GEMM_LB, bs, GEMM_LDB, b_kcont, BN, vb)
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     for (int t = 0; t < nt; t++) {
@@ -120,8 +173,8 @@ inline void gemm_tile(const int M, const int N, __global const float *restrict A
         const int more = t + 1 < nt;
         if (more) {
             const int k0 = kbeg + (t + 1) * BK;
-            GEMM_LOAD(ra, GEMM_LA, A, lda, a_kcont, m0, M, k0, kend, BM)
-            GEMM_LOAD(rb, GEMM_LB, B, ldb, b_kcont, n0, N, k0, kend, BN)
+            GEMM_LOAD(ra, GEMM_LA, A, lda, a_kcont, m0, M, k0, kend, BM, va)
+            GEMM_LOAD(rb, GEMM_LB, B, ldb, b_kcont, n0, N, k0, kend, BN, vb)
         }
         __local const float4 *a4 = As4 + cur * GEMM_SA + ty;
         __local const float4 *b4 = Bs4 + cur * GEMM_SB + tx;
@@ -152,8 +205,8 @@ inline void gemm_tile(const int M, const int N, __global const float *restrict A
         if (more) {
             __local float *as = (__local float *)(As4 + (1 - cur) * GEMM_SA);
             __local float *bs = (__local float *)(Bs4 + (1 - cur) * GEMM_SB);
-            GEMM_STORE(ra, GEMM_LA, as, GEMM_LDA, a_kcont, BM)
-            GEMM_STORE(rb, GEMM_LB, bs, GEMM_LDB, b_kcont, BN)
+            GEMM_STORE(ra, GEMM_LA, as, GEMM_LDA, a_kcont, BM, va)
+            GEMM_STORE(rb, GEMM_LB, bs, GEMM_LDB, b_kcont, BN, vb)
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
@@ -181,6 +234,9 @@ inline void gemm_store(const int M, const int N, const float alpha, const float 
     }
 }
 
+/* Whether an operand at element offset `off` with row stride `ld` allows float4 loads. */
+#define GEMM_ALIGNED(off, ld) ((((off) | (ulong)(ld)) & 3) == 0)
+
 #define GEMM_ARGS                                                                           \
     const int M, const int N, const int K, const float alpha, __global const float *restrict A, \
         const ulong offA, const long lda, __global const float *restrict B, const ulong offB,  \
@@ -200,7 +256,7 @@ inline void gemm_store(const int M, const int N, const float alpha, const float 
         const int kend = K - kbeg < kslice ? K : kbeg + kslice;                             \
         float acc[TM][TN];                                                                  \
         gemm_tile(M, N, A + offA, lda, B + offB, ldb, kbeg, kend, m0, n0, As4, Bs4, ta, tb, \
-                  acc);                                                                     \
+                  GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), acc);                   \
         gemm_store(M, N, alpha, beta, C + offC + z * cslice, ldc, m0, n0, acc);             \
     }
 

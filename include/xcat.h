@@ -140,8 +140,9 @@ typedef struct xcat_context_options {
     /** Which backend. AUTO (default) reads XCAT_BACKEND=auto|cpu|opencl, then prefers the
      *  first OpenCL GPU, else the native CPU backend. An explicit choice beats the env. */
     xcat_backend_kind backend;
-    /** Device selector: an index into the backend's device list or a case-insensitive name
-     *  substring. NULL (default): XCAT_DEVICE, else the first device. */
+    /** Device selector: an index into the backend's device list (xcat_device_get_info) or a
+     *  case-insensitive substring of the device, vendor or platform name. NULL (default):
+     *  XCAT_DEVICE, else for OpenCL the first GPU (or the first device when there is no GPU). */
     const char *device;
     /** CPU worker threads. 0 (default): XCAT_NUM_THREADS, else every online core. Results
      *  never depend on this number (bitwise). */

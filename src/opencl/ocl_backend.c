@@ -104,7 +104,10 @@ static xcat_status open_selected(xcat_context *ctx, xcat_ocl_state *s,
         return xcat_error(ctx, XCAT_ERROR_BACKEND_UNAVAILABLE,
                           "no OpenCL platform or device is installed (the CPU backend still "
                           "works: XCAT_BACKEND=cpu or auto)");
-    if (xcat_ocl_device_select(sel, false, &index) != XCAT_OK)
+    /* No selector: the first GPU if there is one (the reason to ask for OpenCL), else the
+     * first device (e.g. PoCL). */
+    bool found = (!sel || !*sel) && xcat_ocl_device_select(NULL, true, &index) == XCAT_OK;
+    if (!found && xcat_ocl_device_select(sel, false, &index) != XCAT_OK)
         return xcat_error(ctx, XCAT_ERROR_DEVICE_NOT_FOUND,
                           "device '%s' matches none of the %d OpenCL devices (xcat-info lists "
                           "them)", sel ? sel : "", (int)count);

@@ -25,6 +25,14 @@
  * buffers and summed in slice order (ce_sum_parts): deterministic, no atomics. dH's slices
  * accumulate over all chunks and are summed once at the end.
  *
+ * GEMM tiles (gemm.cl; XCAT_CL_GEMM_TILE=BMxBNxBKxTMxTN overrides unless IGNORE_ENV): GPUs
+ * 128×128×16 with 8×8 outputs per work-item (256 work-items) and float4 global loads where
+ * an operand's offset and stride allow; CPUs (PoCL) 64×64×16 with 4×4, scalar loads. Smaller
+ * tiles when the device's work-group size or local memory can't take these.
+ *
+ * Testing knobs (also ignored under IGNORE_ENV): XCAT_CL_SPLIT_K=P forces P K-slices in both
+ * split GEMMs; XCAT_CL_VEC_LOADS=0|1 turns the float4 loads off / on.
+ *
  * Workspace (device memory; plan->workspace_bytes):
  *      4·max_rows·Cc                     S (Cc chosen so this is <= min(256 MiB,
  *                                        max_alloc/2, global_mem/8); Cc a multiple of BN)
@@ -51,6 +59,7 @@ typedef struct ce_layout {
     gemm_cfg g;
     int wg;                   /* GEMM work-group size (bm/tm)·(bn/tn) */
     int row_wg, red_wg, cs_x, cs_y, ew;
+    int vec_loads;            /* float4 global loads in the GEMMs (GPUs; see gemm.cl) */
     int64_t cc;               /* items per chunk; also S's row stride */
     int p_nn, p_tn;           /* split-K slices the partial buffers are sized for */
     int split_env;            /* XCAT_CL_SPLIT_K (testing): force this many slices; 0 = auto */
@@ -61,7 +70,7 @@ enum { V_M, V_R, V_ZS, V_ZT, V_LSE, V_LOSS, V_G, V_COUNT };
 
 typedef struct ocl_ce_plan {
     ce_layout L;
-    cl_kernel k_nt, k_nn, k_tn, k_rows, k_finish, k_reduce, k_rowfactor, k_grad, k_colsum,
+    cl_kernel k_nt, k_rows, k_grad, k_nn, k_tn, k_finish, k_reduce, k_rowfactor, k_colsum,
         k_sum;
     cl_mem S, vec[V_COUNT], part_nn, part_tn, scratch;
 } ocl_ce_plan;
@@ -159,6 +168,11 @@ static xcat_status make_layout(const xcat_context *cctx, int64_t max_rows, int64
     L->wg = (L->g.bm / L->g.tm) * (L->g.bn / L->g.tn);
     const size_t wmax = s->max_wg_size < s->max_wi_sizes[0] ? s->max_wg_size : s->max_wi_sizes[0];
     const bool gpu_dev = s->info.is_gpu;
+    L->vec_loads = gpu_dev;
+    if (!ctx->ignore_env) { /* testing: XCAT_CL_VEC_LOADS=0|1 */
+        const char *v = getenv("XCAT_CL_VEC_LOADS");
+        if (v && (v[0] == '0' || v[0] == '1') && !v[1]) L->vec_loads = v[0] == '1';
+    }
     L->row_wg = pow2_at_most(wmax, gpu_dev ? 256 : 16);
     L->red_wg = pow2_at_most(wmax, gpu_dev ? 256 : 64);
     L->ew = pow2_at_most(wmax, gpu_dev ? 256 : 64);
@@ -219,8 +233,9 @@ void xcat_ocl_ce_plan_release(xcat_loss_plan *plan)
 {
     ocl_ce_plan *p = plan->backend_plan;
     if (!p) return;
-    cl_kernel *ks[] = {&p->k_nt, &p->k_nn, &p->k_tn, &p->k_rows, &p->k_finish, &p->k_reduce,
-                       &p->k_rowfactor, &p->k_grad, &p->k_colsum, &p->k_sum};
+    cl_kernel *ks[] = {&p->k_nt,     &p->k_rows,   &p->k_grad,      &p->k_nn,
+                       &p->k_tn,     &p->k_finish, &p->k_reduce,    &p->k_rowfactor,
+                       &p->k_colsum, &p->k_sum};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         if (*ks[i]) clReleaseKernel(*ks[i]);
     cl_mem *ms[] = {&p->S, &p->part_nn, &p->part_tn, &p->scratch};
@@ -245,9 +260,9 @@ xcat_status xcat_ocl_ce_plan_init(xcat_loss_plan *plan)
         snprintf(prelude, sizeof prelude,
                  "#define BM %d\n#define BN %d\n#define BK %d\n#define TM %d\n#define TN %d\n"
                  "#define ROW_WG %d\n#define RED_WG %d\n#define CS_X %d\n#define CS_Y %d\n"
-                 "#define EW %d\n",
+                 "#define EW %d\n#define GEMM_VEC_LOADS %d\n",
                  L->g.bm, L->g.bn, L->g.bk, L->g.tm, L->g.tn, L->row_wg, L->red_wg, L->cs_x,
-                 L->cs_y, L->ew);
+                 L->cs_y, L->ew, L->vec_loads);
         static const char *const sources[] = {"gemm.cl", "ce.cl", NULL};
         cl_program prog;
         /* No -cl-fast-relaxed-math / -cl-mad-enable: exp, log, tanh must match the CPU. */
@@ -255,25 +270,29 @@ xcat_status xcat_ocl_ce_plan_init(xcat_loss_plan *plan)
         struct {
             cl_kernel *k;
             const char *name;
-        } ks[] = {{&p->k_nt, "gemm_nt"},       {&p->k_nn, "gemm_nn"},
-                  {&p->k_tn, "gemm_tn"},       {&p->k_rows, "ce_fwd_rows"},
-                  {&p->k_finish, "ce_finish"}, {&p->k_reduce, "ce_reduce"},
+        } ks[] = {{&p->k_nt, "gemm_nt"},           {&p->k_nn, "gemm_nn"},
+                  {&p->k_tn, "gemm_tn"},           {&p->k_rows, "ce_fwd_rows"},
+                  {&p->k_finish, "ce_finish"},     {&p->k_reduce, "ce_reduce"},
                   {&p->k_rowfactor, "ce_rowfactor"}, {&p->k_grad, "ce_grad"},
-                  {&p->k_colsum, "ce_colsum"}, {&p->k_sum, "ce_sum_parts"}};
+                  {&p->k_colsum, "ce_colsum"},     {&p->k_sum, "ce_sum_parts"}};
         for (size_t i = 0; !st && i < sizeof ks / sizeof ks[0]; i++)
             st = xcat_ocl_kernel(ctx, prog, ks[i].name, ks[i].k);
     }
     if (!st) {
         /* A kernel the compiler could not fit at the required work-group size. */
-        size_t kwg = 0;
-        cl_int err = clGetKernelWorkGroupInfo(p->k_nt, xcat_ocl(ctx)->device,
-                                              CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
-        if (err != CL_SUCCESS)
-            st = xcat_ocl_error(ctx, err, "clGetKernelWorkGroupInfo");
-        else if (kwg < (size_t)L->wg)
-            st = xcat_error(ctx, XCAT_ERROR_OUT_OF_RESOURCES,
-                            "the GEMM kernel runs at most %zu work-items per group here, the "
-                            "tile needs %d (set XCAT_CL_GEMM_TILE smaller)", kwg, L->wg);
+        const cl_kernel gk[] = {p->k_nt, p->k_nn, p->k_tn};
+        for (size_t i = 0; !st && i < sizeof gk / sizeof gk[0]; i++) {
+            size_t kwg = 0;
+            cl_int err = clGetKernelWorkGroupInfo(gk[i], xcat_ocl(ctx)->device,
+                                                  CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg,
+                                                  NULL);
+            if (err != CL_SUCCESS)
+                st = xcat_ocl_error(ctx, err, "clGetKernelWorkGroupInfo");
+            else if (kwg < (size_t)L->wg)
+                st = xcat_error(ctx, XCAT_ERROR_OUT_OF_RESOURCES,
+                                "a GEMM kernel runs at most %zu work-items per group here, the "
+                                "tile needs %d (set XCAT_CL_GEMM_TILE smaller)", kwg, L->wg);
+        }
     }
     if (!st) st = xcat_ocl_buffer(ctx, L->s_bytes, false, &p->S);
     for (int i = 0; !st && i < V_COUNT; i++)
@@ -401,17 +420,14 @@ static void call_init(ce_call *c, xcat_loss_plan *plan, const xcat_loss_call *ca
     }
 }
 
-/* S = H·E[c0 : c0+nc]ᵀ for the call's rows. */
-static xcat_status logits_chunk(const ce_call *c, int64_t c0, int64_t nc)
+/* Rows [c0, ...) of a matrix operand. */
+static mat chunk_of(mat E, int64_t c0)
 {
-    const ocl_ce_plan *p = c->p;
-    mat E = c->E;
     E.off += (uint64_t)c0 * (uint64_t)E.ld;
-    return gemm(c->ctx, p, p->k_nt, c->N, nc, c->d, 1.0f, c->H, E, 0.0f,
-                (mat){p->S, 0, p->L.cc}, 1, 0);
+    return E;
 }
 
-/* The LSE pass: per-row m, l, Σz, z_target over all chunks, then LSE and the row losses.
+/* The LSE pass: per-row m, r, Σz, z_target over all chunks, then LSE and the row losses.
  * `loss` (NULL: none) receives w_i·ℓ_i at element offset `offloss`; `lse_out` is optional. */
 static xcat_status lse_pass(const ce_call *c, cl_mem loss, uint64_t offloss,
                             const xcat_tensor *lse_out)
@@ -422,7 +438,8 @@ static xcat_status lse_pass(const ce_call *c, cl_mem loss, uint64_t offloss,
     xcat_status st = XCAT_OK;
     for (int64_t c0 = 0; !st && c0 < c->C; c0 += L->cc) {
         const int64_t nc = c->C - c0 < L->cc ? c->C - c0 : L->cc;
-        st = logits_chunk(c, c0, nc);
+        st = gemm(c->ctx, p, p->k_nt, c->N, nc, c->d, 1.0f, c->H, chunk_of(c->E, c0), 0.0f,
+                  (mat){p->S, 0, L->cc}, 1, 0);
         if (st) break;
         args a = {.k = p->k_rows};
         A_MEM(&a, p->S);
@@ -556,9 +573,8 @@ xcat_status xcat_ocl_ce_backward(xcat_loss_plan *plan, const xcat_loss_call *cal
     for (int64_t c0 = 0; !st && c0 < c.C; c0 += L->cc) {
         const int64_t nc = c.C - c0 < L->cc ? c.C - c0 : L->cc;
         const mat S = {p->S, 0, L->cc};
-        st = logits_chunk(&c, c0, nc);
-        if (st) break;
-        { /* S → G in place */
+        { /* S = H·E_chunkᵀ, then G in place */
+            st = gemm(ctx, p, p->k_nt, c.N, nc, c.d, 1.0f, c.H, chunk_of(c.E, c0), 0.0f, S, 1, 0);
             const int64_t nblk = cdiv(nc, L->ew);
             args a = {.k = p->k_grad};
             A_MEM(&a, p->S);
@@ -581,10 +597,9 @@ xcat_status xcat_ocl_ce_backward(xcat_loss_plan *plan, const xcat_loss_call *cal
             A_MEM(&a, p->vec[V_G]);
             const size_t local = (size_t)L->ew;
             const size_t global = (size_t)nblk * (size_t)c.N * local;
-            st = launch(ctx, &a, 1, &global, &local, "enqueueing ce_grad");
+            if (!st) st = launch(ctx, &a, 1, &global, &local, "enqueueing ce_grad");
         }
-        mat Ec = c.E;
-        Ec.off += (uint64_t)c0 * (uint64_t)Ec.ld;
+        const mat Ec = chunk_of(c.E, c0);
         if (!st && d_hidden) /* dH (+)= G·E_chunk, chunks in order */
             st = gemm(ctx, p, p->k_nn, c.N, c.d, nc, 1.0f, S, Ec, c0 == 0 ? 0.0f : 1.0f, dH,
                       p_nn, dh_slice);
