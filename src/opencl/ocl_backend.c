@@ -58,9 +58,17 @@ xcat_status xcat_ocl_buffer(xcat_context *ctx, size_t bytes, bool zero, cl_mem *
     if (err != CL_SUCCESS) return xcat_ocl_error(ctx, err, "clCreateBuffer");
     if (zero) {
         /* Filling also makes lazy allocators commit the memory now, so an out-of-memory
-         * device fails here with a clear status rather than in a later kernel. */
-        const cl_uchar z = 0;
-        err = clEnqueueFillBuffer(s->queue, m, &z, 1, 0, bytes, 0, NULL, NULL);
+         * device fails here with a clear status rather than in a later kernel. The fill goes
+         * in pieces of at most 256 MiB with the widest pattern the size allows: one fill of a
+         * 2.4 GB buffer with a 1-byte pattern broke NVIDIA's driver (580.159, H100). */
+        const cl_uint z[4] = {0, 0, 0, 0};
+        const size_t pattern = bytes % 16 == 0 ? 16 : bytes % 4 == 0 ? 4 : 1;
+        const size_t piece = (size_t)256 << 20;
+        err = CL_SUCCESS;
+        for (size_t at = 0; at < bytes && err == CL_SUCCESS; at += piece) {
+            size_t n = bytes - at < piece ? bytes - at : piece;
+            err = clEnqueueFillBuffer(s->queue, m, z, pattern, at, n, 0, NULL, NULL);
+        }
         if (err == CL_SUCCESS) err = clFinish(s->queue);
         if (err != CL_SUCCESS) {
             clReleaseMemObject(m);
