@@ -839,8 +839,10 @@ static void print_shape_table(const record_list *l, int first, const shape *s,
            "% sgemm", "peak RSS MiB");
     for (int i = first; i < l->count; ++i) {
         const record *r = &l->v[i];
-        printf("  %-22s %11.3f %11.3f %9.1f %7.1f%% %13.1f\n", record_label(r->method),
-               r->median_ms, r->min_ms, r->gflops, r->pct, r->src->rss_mib);
+        char pct[16] = "       -";
+        if (isfinite(r->pct)) snprintf(pct, sizeof pct, "%7.1f%%", r->pct);
+        printf("  %-22s %11.3f %11.3f %9.1f %8s %13.1f\n", record_label(r->method),
+               r->median_ms, r->min_ms, r->gflops, pct, r->src->rss_mib);
     }
     print_failures(res);
     print_shape_notes(res);
