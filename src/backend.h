@@ -66,6 +66,9 @@ extern const xcat_backend_ops xcat_ocl_backend;
  * xcat_context_create and by the interop constructors. */
 xcat_status xcat_context_build(const xcat_context_options *options, const xcat_backend_ops *ops,
                                xcat_backend_kind kind, const void *interop, xcat_context **out);
+/* The caller's options (NULL = defaults), read up to their struct_size: a struct from an
+ * older or newer header is honoured field by field. */
+xcat_context_options xcat_context_options_copy(const xcat_context_options *in);
 /* Write a creation error into options->error_message (there is no context yet). */
 xcat_status xcat_context_create_error(const xcat_context_options *options, xcat_status status,
                                       const char *fmt, ...)

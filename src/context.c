@@ -31,8 +31,7 @@ void xcat_context_info_init(xcat_context_info *info)
     info->struct_size = sizeof *info;
 }
 
-/* Copy the caller's options, honouring a struct_size from an older or newer header. */
-static xcat_context_options copy_options(const xcat_context_options *in)
+xcat_context_options xcat_context_options_copy(const xcat_context_options *in)
 {
     xcat_context_options o;
     xcat_context_options_init(&o);
@@ -137,7 +136,7 @@ static xcat_status resolve_threads(xcat_context_options *o, int32_t *threads)
 
 xcat_status xcat_context_create(const xcat_context_options *options, xcat_context **out)
 {
-    xcat_context_options o = copy_options(options);
+    xcat_context_options o = xcat_context_options_copy(options);
     if (o.error_message && o.error_message_size) o.error_message[0] = '\0';
     if (!out) return xcat_context_create_error(&o, XCAT_ERROR_INVALID_ARGUMENT, "out is NULL");
     *out = NULL;

@@ -279,13 +279,7 @@ xcat_status xcat_context_create_opencl(cl_context context, cl_device_id device,
                                        cl_command_queue queue,
                                        const xcat_context_options *options, xcat_context **out)
 {
-    xcat_context_options o;
-    xcat_context_options_init(&o);
-    if (options) {
-        size_t n = options->struct_size < sizeof o ? options->struct_size : sizeof o;
-        memcpy(&o, options, n);
-        o.struct_size = sizeof o;
-    }
+    xcat_context_options o = xcat_context_options_copy(options);
     if (!out) return XCAT_ERROR_INVALID_ARGUMENT;
     *out = NULL;
     if (!context || !device)
