@@ -10,7 +10,8 @@
  * context, whose programs come from the on-disk binary cache (XCAT_CACHE_DIR, set by
  * tests/CMakeLists.txt) or are compiled (seconds on PoCL). So the tests that run on OpenCL
  * group their cases: one iteration per target runs the whole reference table.
- * XCAT_TEST_CASE=<text> runs only the reference cases whose name contains <text>.
+ * XCAT_TEST_CASE=<text> runs only the reference cases whose name contains <text>;
+ * XCAT_TEST_VERBOSE=1 prints every case as it starts (to name the one a crash happened in).
  *
  * Tolerances. xcat accumulates in fp32 (unit roundoff u ≈ 6e-8): a logit is a d-term dot
  * product (error ≲ √d·u·|z| typically), LSE a blocked sum of C exponentials (≲ log2(C)·u
@@ -246,6 +247,10 @@ static void fx_init(ce_fixture *fx, const ce_case *cs, xcat_context *ctx, int64_
     test_context_label(ctx, label, sizeof label);
     snprintf(fx->tag, sizeof fx->tag, "case '%s' (N %lld, C %lld, d %lld) %s", cs->name,
              (long long)cs->n, (long long)cs->c, (long long)cs->d, label);
+    if (getenv("XCAT_TEST_VERBOSE")) { /* names the case a crash happened in */
+        printf("running %s\n", fx->tag);
+        fflush(stdout);
+    }
 
     xcat_loss_desc_init(&fx->desc, XCAT_LOSS_CE);
     fx->desc.reduction = cs->reduction;
