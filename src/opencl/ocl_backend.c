@@ -329,13 +329,13 @@ xcat_status xcat_tensor_wrap_opencl(xcat_context *ctx, xcat_dtype dtype, int64_t
     xcat_tensor *t = NULL;
     xcat_status st = xcat_tensor_new_handle(ctx, dtype, rows, cols, row_stride, out, &t);
     if (st) return st;
-    if (offset_bytes > size || span_bytes(t) > size - offset_bytes) {
+    const size_t span = span_bytes(t);
+    if (offset_bytes > size || span > size - offset_bytes) {
         xcat_tensor_free(t);
         return xcat_error(ctx, XCAT_ERROR_SHAPE_MISMATCH,
                           "a %lld x %lld tensor (stride %lld) at offset %zu needs %zu bytes; "
                           "the buffer has %zu", (long long)rows, (long long)cols,
-                          (long long)row_stride, offset_bytes, span_bytes(t) + offset_bytes,
-                          size);
+                          (long long)row_stride, offset_bytes, span + offset_bytes, size);
     }
     clRetainMemObject(buffer);
     t->handle = buffer;
