@@ -23,3 +23,9 @@ endif()
 if(NOT XCAT_BLAS_LIBRARY OR NOT XCAT_BLAS_INCLUDE_DIR)
   message(FATAL_ERROR "OpenBLAS not found: run tools/install-deps.sh (Debian: libopenblas-openmp-dev)")
 endif()
+if(NOT XCAT_BLAS_FLAVOUR MATCHES "openmp|serial")
+  message(WARNING "xcat: using ${XCAT_BLAS_FLAVOUR} at ${XCAT_BLAS_LIBRARY}. If this is OpenBLAS's "
+    "pthreads build, its threads contend with xcat's CPU workers (a CE benchmark on a 16-core "
+    "Xeon did not finish in 7 minutes). Install the OpenMP or serial build "
+    "(Debian: libopenblas-openmp-dev or libopenblas-serial-dev).")
+endif()
