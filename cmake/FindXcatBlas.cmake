@@ -25,7 +25,7 @@ if(NOT XCAT_BLAS_LIBRARY OR NOT XCAT_BLAS_INCLUDE_DIR)
 endif()
 if(NOT XCAT_BLAS_FLAVOUR MATCHES "openmp|serial")
   message(WARNING "xcat: using ${XCAT_BLAS_FLAVOUR} at ${XCAT_BLAS_LIBRARY}. If this is OpenBLAS's "
-    "pthreads build, its threads contend with xcat's CPU workers (a CE benchmark on a 16-core "
-    "Xeon did not finish in 7 minutes). Install the OpenMP or serial build "
+    "pthreads build, its threads may contend with xcat's CPU workers (a CE benchmark on a "
+    "16-core Xeon with it did not finish in 7 minutes). Install the OpenMP or serial build "
     "(Debian: libopenblas-openmp-dev or libopenblas-serial-dev).")
 endif()
