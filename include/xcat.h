@@ -145,7 +145,10 @@ typedef struct xcat_context_options {
      *  XCAT_DEVICE, else for OpenCL the first GPU (or the first device when there is no GPU). */
     const char *device;
     /** CPU worker threads. 0 (default): XCAT_NUM_THREADS, else every online core. Results
-     *  never depend on this number (bitwise). */
+     *  never depend on this number (bitwise). With OpenBLAS's pthreads build, xcat sets
+     *  OpenBLAS to one thread while a CPU loss call runs and restores the previous count when
+     *  it returns (OpenBLAS's setting is process-wide: do not call BLAS from other threads
+     *  concurrently with an xcat call if that matters to you). */
     int32_t num_threads;
     /** Highest CPU ISA level to use. -1 (default): XCAT_ISA_MAX=scalar|avx2|avx512, else the
      *  best level the CPU and OS support. A cap above what the machine supports is lowered. */

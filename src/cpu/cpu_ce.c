@@ -173,6 +173,23 @@ static void blas_single_threaded(void)
     if (omp_get_num_threads() == 1) omp_set_num_threads(1);
 }
 
+/* OpenBLAS's pthreads build ignores OpenMP nesting: inside every tile GEMM of every xcat worker
+ * it would wake its own thread pool (measured 4.6× slower on 2 cores). For the duration of a
+ * pass it is held to one thread, and the caller's setting is restored afterwards. (The OpenMP
+ * and serial builds need nothing: see blas_single_threaded.) */
+static int blas_pin_begin(void)
+{
+    if (openblas_get_parallel() != 1) return 0;
+    int n = openblas_get_num_threads();
+    if (n > 1) openblas_set_num_threads(1);
+    return n;
+}
+
+static void blas_pin_end(int saved)
+{
+    if (saved > 1) openblas_set_num_threads(saved);
+}
+
 /* ---- pass 1: forward over row blocks -------------------------------------------------------- */
 
 typedef struct row_scratch {
@@ -309,6 +326,7 @@ static void run_forward(const ce_job *j)
 {
     compute_colsum(j);
     const int64_t Nb = j->p->tile_rows, blocks = (j->N + Nb - 1) / Nb;
+    const int pinned = blas_pin_begin();
 #pragma omp parallel num_threads(j->p->threads)
     {
         blas_single_threaded();
@@ -319,6 +337,7 @@ static void run_forward(const ce_job *j)
             forward_row_block(j, &r, r0, j->N - r0 < Nb ? j->N - r0 : Nb);
         }
     }
+    blas_pin_end(pinned);
 }
 
 /* BLAS takes int dimensions and strides; xcat's own offsets are 64-bit. */
@@ -433,6 +452,7 @@ static void run_backward_items(const ce_job *j, const float *g, float *dE, int64
                                float *db)
 {
     const int64_t Cc = j->p->tile_items, chunks = (j->C + Cc - 1) / Cc;
+    const int pinned = blas_pin_begin();
 #pragma omp parallel num_threads(j->p->threads)
     {
         blas_single_threaded();
@@ -443,6 +463,7 @@ static void run_backward_items(const ce_job *j, const float *g, float *dE, int64
             backward_chunk(j, g, r.S, dE, ldde, db, c0, j->C - c0 < Cc ? j->C - c0 : Cc);
         }
     }
+    blas_pin_end(pinned);
 }
 
 xcat_status xcat_cpu_ce_backward(xcat_loss_plan *plan, const xcat_loss_call *call, bool reuse,
