@@ -86,7 +86,7 @@ static xcat_status assemble(xcat_context *ctx, const char *prelude, const char *
         if (n == 16) return xcat_error(ctx, XCAT_ERROR_INTERNAL, "too many sources");
         st = load_source(ctx, sources[n], &texts[n], &owned[n]);
         if (st) break;
-        total += strlen(texts[n]) + 32;
+        total += strlen(texts[n]) + strlen(sources[n]) + 16; /* + the #line directive */
     }
     char *buf = st ? NULL : malloc(total);
     if (!st && !buf) st = xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "program source");
