@@ -1,9 +1,10 @@
 /*
  * xcat.h — the whole public API of xcat, and its manual.
  *
- * xcat computes losses over very large item catalogs (full-softmax cross-entropy and, as they
- * land, the sampled-softmax family) forward and backward, tile by tile, so that the
- * rows × catalog logits matrix never exists in memory; and (later) item-scoring top-K.
+ * xcat computes losses over very large item catalogs (full-softmax cross-entropy and the
+ * sampled-softmax family) forward and backward, tile by tile, so that the rows × catalog
+ * logits matrix never exists in memory; and item-scoring top-K with exclusions, fused with
+ * the scoring, plus the ranking metrics of its results.
  *
  * Conventions
  * -----------
@@ -309,16 +310,72 @@ XCAT_API void xcat_tensor_free(xcat_tensor *tensor);
  * outputs, whatever the number of threads. No rows×catalog buffer is ever allocated: the plan's
  * workspace is O(N·d + C + tile sizes) (see xcat_loss_plan_workspace_size()).
  *
- * Later kinds (sampled CE, BCE, gBCE, in-batch + logQ, SCE) use the same descriptor: their
- * fields are already present and ignored by XCAT_LOSS_CE.
+ * The sampled kinds
+ * -----------------
+ * Row i has its positive p = y_i and a list of negatives n_i1..n_iK drawn by the sampler (or
+ * given by the caller). Every candidate's logit z is formed as above (scale, bias, softcap).
+ * A negative is *masked* (contributes nothing, forward and backward alike) when it equals the
+ * row's positive (an accidental hit), when it appears in the row's listed items
+ * (args.row_items, e.g. the user's whole history), or when a given index is −1 (padding).
+ * m_ik ∈ {0, 1} marks the unmasked ones. Label smoothing and z-loss must be 0 for these kinds.
+ *
+ * XCAT_LOSS_SAMPLED_CE (CE⁻; Klenitskiy & Vasilev 2023, Zhelnin et al. 2025):
+ *     ℓ_i = log( e^{z_p} + Σ_k m_ik·e^{z_ik − c_ik} ) − z_p
+ *   with the correction c_ik: NONE 0; UNIFORM log(K/(C−1)); LOGQ log(K·q(n_ik)), q = the
+ *   sampler's probability of the item (uniform: 1/C, distinct uniform: 1/(C−1), popularity:
+ *   count/Σcount; given negatives: the plan's item counts, which LOGQ then requires).
+ *   `lse` receives the log-denominator log(e^{z_p} + Σ_k m_ik·e^{z_ik − c_ik}).
+ *
+ * XCAT_LOSS_BCE / XCAT_LOSS_GBCE (SASRec; gSASRec, Petrov & Macdonald 2023), σ the logistic:
+ *     ℓ_i = −[ β·log σ(z_p) + Σ_k m_ik·log(1 − σ(z_ik)) ] / (K + 1)
+ *   BCE: β = 1. GBCE: β = 1 − t·(1 − α), α = K/(C−1), t = desc.gbce_t ∈ [0, 1] (t = 0 is BCE).
+ *   Correction must be NONE; `lse` must be NULL.
+ *
+ * XCAT_LOSS_INBATCH (two-tower retrieval): the negatives of row i are the positives y_j of the
+ *   call's other non-ignored rows j ≠ i (masked where y_j = y_i or listed in row i's items),
+ *   plus K = desc.num_negatives extra negatives from the sampler (UNIFORM or POPULARITY; K = 0
+ *   means in-batch only). Q(j) is item j's frequency from xcat_loss_plan_set_item_counts()
+ *   (required for LOGQ and LOGQ_CORRECTED). Each candidate's corrected logit is z̃ = z − log Q
+ *   for in-batch candidates and z̃ = z − log(K·q) for extra negatives (q as for SAMPLED_CE).
+ *     NONE:   ℓ_i = log( e^{z_p} + Σ_j m_ij·e^{z_j} ) − z_p                (plain in-batch)
+ *     LOGQ:   ℓ_i = log( e^{z̃_p} + Σ_j m_ij·e^{z̃_j} ) − z̃_p              (Yi et al. 2019: the
+ *             positive is corrected too)
+ *     LOGQ_CORRECTED (Khrylchenko et al., RecSys 2025, arXiv 2507.09331): negatives use
+ *             Q'(j) = Q(j)/(1 − Q(p)), the normaliser runs over the negatives only, and the row
+ *             is weighted by w_i = stop_gradient(1 − P̂_i):
+ *             S_i = log Σ_j m_ij·e^{z_j − log Q'(j)},  P̂_i = e^{z_p} / (e^{z_p} + e^{S_i}),
+ *             ℓ_i = −w_i·(z_p − S_i)   (0 for a row with no unmasked negative).
+ *   `lse` receives the log-denominator of the row's softmax (S_i for LOGQ_CORRECTED).
+ *
+ * Negatives are drawn *inside the kernels* from Philox4x32-10 keyed by (desc.seed, args.step,
+ * row, k): forward, backward, xcat_loss_draw_negatives() and every backend draw the same
+ * items, bit for bit, and no N×K index buffer is ever stored. Change args.step every training
+ * step for fresh negatives. Samplers:
+ *   UNIFORM        each negative uniform over [0, C) (with replacement);
+ *                  with XCAT_LOSS_DISTINCT_NEGATIVES: K distinct items uniform over the C−1
+ *                  items other than the positive (without replacement; K <= C−1), through a
+ *                  keyed permutation, still O(1) per draw and no storage;
+ *   POPULARITY     q(j) ∝ counts given by xcat_loss_plan_set_item_counts(); Walker's alias
+ *                  table built once per set, O(1) per draw;
+ *   GIVEN_PER_ROW  args.negatives is an N×K I32/I64 matrix of items (−1 = padding);
+ *   GIVEN_SHARED   args.negatives is a vector of K items shared by every row: the logits are
+ *                  an N×K GEMM, not gathers;
+ *   IN_BATCH       only with XCAT_LOSS_INBATCH (its extras then use desc.num_negatives = 0).
+ * XCAT_LOSS_REJECT_HITS redraws (up to 16 times, then masks) a drawn negative that would be
+ * masked, instead of masking it. Rows are numbered within the call: row i of a call is row i
+ * of args.hidden.
+ *
+ * Backward of the sampled kinds writes dE (and db) densely: every item that is no candidate
+ * gets 0. It stays deterministic without float atomics: each item's gradient is summed in a
+ * fixed (row, k) order by the item's single owner.
  */
 
 typedef enum xcat_loss_kind {
     XCAT_LOSS_CE = 0,          /* full-softmax cross-entropy (implemented) */
-    XCAT_LOSS_SAMPLED_CE = 1,  /* reserved: CE over the positive and K sampled negatives */
-    XCAT_LOSS_BCE = 2,         /* reserved: binary CE with K negatives (SASRec) */
-    XCAT_LOSS_GBCE = 3,        /* reserved: generalised BCE (gSASRec) */
-    XCAT_LOSS_INBATCH = 4,     /* reserved: in-batch negatives with logQ correction */
+    XCAT_LOSS_SAMPLED_CE = 1,  /* CE over the positive and K sampled negatives (CE⁻) */
+    XCAT_LOSS_BCE = 2,         /* binary CE with K negatives (SASRec) */
+    XCAT_LOSS_GBCE = 3,        /* generalised BCE with calibration t (gSASRec) */
+    XCAT_LOSS_INBATCH = 4,     /* in-batch negatives (+ optional sampled ones), logQ */
     XCAT_LOSS_SCE = 5,         /* reserved: scalable CE with MIPS buckets */
     XCAT_LOSS_KIND_FORCE_32BIT = 0x7FFFFFFF
 } xcat_loss_kind;
@@ -330,7 +387,7 @@ typedef enum xcat_reduction {
     XCAT_REDUCTION_FORCE_32BIT = 0x7FFFFFFF
 } xcat_reduction;
 
-/** Sampler of negatives (sampled kinds; reserved for now). */
+/** Sampler of negatives (sampled kinds; see above). */
 typedef enum xcat_sampler {
     XCAT_SAMPLER_UNIFORM = 0,
     XCAT_SAMPLER_POPULARITY = 1,
@@ -340,7 +397,7 @@ typedef enum xcat_sampler {
     XCAT_SAMPLER_FORCE_32BIT = 0x7FFFFFFF
 } xcat_sampler;
 
-/** Logit correction of sampled negatives (sampled kinds; reserved for now). */
+/** Logit correction of sampled negatives (sampled kinds; see above). */
 typedef enum xcat_correction {
     XCAT_CORRECTION_NONE = 0,
     XCAT_CORRECTION_UNIFORM = 1,
@@ -352,6 +409,10 @@ typedef enum xcat_correction {
 /** The forward pass computes only the loss (evaluation): it skips the work that lets
  *  xcat_loss_backward() reuse it, so a following backward does one more pass over the catalog. */
 #define XCAT_LOSS_FORWARD_ONLY 0x1u
+/** Sampled kinds: redraw a negative that would be masked instead of masking it. */
+#define XCAT_LOSS_REJECT_HITS 0x2u
+/** UNIFORM sampler: K distinct negatives per row, never the positive (without replacement). */
+#define XCAT_LOSS_DISTINCT_NEGATIVES 0x4u
 
 typedef struct xcat_loss_desc {
     uint32_t struct_size;
@@ -364,12 +425,12 @@ typedef struct xcat_loss_desc {
     float label_smoothing;    /* ε in [0, 1); default 0 */
     float z_loss;             /* λ >= 0; default 0 */
     uint32_t flags;           /* XCAT_LOSS_* flags */
-    /* --- sampled kinds (reserved; ignored by XCAT_LOSS_CE) --- */
-    int64_t num_negatives;
-    xcat_sampler sampler;
-    xcat_correction correction;
-    float gbce_t;
-    uint64_t seed;
+    /* --- sampled kinds (ignored by XCAT_LOSS_CE) --- */
+    int64_t num_negatives;    /* K >= 1 (INBATCH: extras, >= 0); GIVEN_*: the tensor's K */
+    xcat_sampler sampler;     /* default UNIFORM */
+    xcat_correction correction; /* default NONE */
+    float gbce_t;             /* GBCE calibration t in [0, 1]; default 0 */
+    uint64_t seed;            /* Philox key of the drawn negatives; default 0 */
     /* --- SCE (reserved) --- */
     int64_t sce_buckets;
     int64_t sce_rows_per_bucket;
@@ -409,6 +470,12 @@ typedef struct xcat_loss_args {
     const xcat_tensor *bias;        /* b: vector of C F32, or NULL */
     const xcat_tensor *targets;     /* y: vector of N, I32 or I64 */
     const xcat_tensor *row_weights; /* w: vector of N F32, or NULL (all 1) */
+    /* --- sampled kinds --- */
+    const xcat_tensor *negatives;   /* GIVEN_PER_ROW: N×K, GIVEN_SHARED: vector of K; I32/I64 */
+    const xcat_tensor *row_items_offsets; /* optional CSR of items that count as hits per row: */
+    const xcat_tensor *row_items;   /* offsets: vector of N+1 I64, row_items: vector of nnz
+                                       I32/I64, each row's ids ascending (repeats allowed) */
+    uint64_t step;                  /* mixed into the RNG counter: new step, new negatives */
 } xcat_loss_args;
 
 XCAT_API void xcat_loss_args_init(xcat_loss_args *args);
@@ -437,6 +504,116 @@ XCAT_API xcat_status xcat_loss_forward(xcat_loss_plan *plan, const xcat_loss_arg
 XCAT_API xcat_status xcat_loss_backward(xcat_loss_plan *plan, const xcat_loss_args *args,
                                         const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
                                         xcat_tensor *d_items, xcat_tensor *d_bias);
+
+/**
+ * Give the plan the item counts (or probabilities) used by the POPULARITY sampler and by the
+ * LOGQ corrections; may be called again at any time (e.g. as counts drift), later calls
+ * replace earlier ones. `counts` is a vector of C: I32/I64 counts (>= 0, sum > 0; normalised
+ * by xcat) or F32 probabilities (each >= 0, finite, summing to 1 within 1e-3). Builds the
+ * alias table once here (O(C)), so draws cost O(1). Items with count 0 are never drawn by
+ * POPULARITY; their LOGQ correction is undefined, so a candidate with Q = 0 is masked.
+ * Errors: INVALID_ARGUMENT (not a sampled kind, bad dtype, sum 0, probabilities not summing
+ * to 1), OUT_OF_RANGE (a negative or non-finite entry; the message names the first),
+ * SHAPE_MISMATCH, OUT_OF_MEMORY.
+ */
+XCAT_API xcat_status xcat_loss_plan_set_item_counts(xcat_loss_plan *plan,
+                                                    const xcat_tensor *counts);
+
+/**
+ * Write the negatives a forward/backward with the same plan and args would use: an N×K I32
+ * or I64 matrix `out` (N = the call's rows; INBATCH: its K extras), one item per (row, k),
+ * with −1 where the negative is masked. Draws only: no logits are computed.
+ * Errors: as forward; INVALID_ARGUMENT for XCAT_LOSS_CE or an INBATCH plan with K = 0.
+ */
+XCAT_API xcat_status xcat_loss_draw_negatives(xcat_loss_plan *plan, const xcat_loss_args *args,
+                                              xcat_tensor *out);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Item-scoring top-K and ranking metrics                                                     */
+/* ---------------------------------------------------------------------------------------- */
+/*
+ * For M queries U (M×d) and the catalog E (C×d), score s_qj = u_q·e_j (+ b_j) and keep, per
+ * query, the K best items: indices and scores sorted by score descending, ties broken by the
+ * lower item index, so results are deterministic and identical across backends whenever the
+ * scores are. The M×C score matrix is never stored: scoring and selection are fused, tile by
+ * tile. Excluded items: the query's CSR list (its history; O(nnz)) and the global banned list.
+ * Where fewer than K items remain, the tail is index −1 and score −INFINITY. A NaN score
+ * counts as excluded (it never enters a result).
+ */
+
+typedef struct xcat_topk_args {
+    uint32_t struct_size;
+    const xcat_tensor *queries;         /* U: M×d F32, any row stride */
+    const xcat_tensor *items;           /* E: C×d F32, any row stride */
+    const xcat_tensor *bias;            /* b: vector of C F32, or NULL */
+    const xcat_tensor *exclude_offsets; /* CSR row pointers: vector of M+1 I64, or NULL */
+    const xcat_tensor *exclude_items;   /* vector of nnz I32/I64: query q excludes
+                                           exclude_items[offsets[q] .. offsets[q+1]),
+                                           ascending per query (repeats allowed) */
+    const xcat_tensor *banned_items;    /* vector of item ids excluded for every query (any
+                                           order, repeats allowed; e.g. the padding item 0), or
+                                           NULL */
+} xcat_topk_args;
+
+XCAT_API void xcat_topk_args_init(xcat_topk_args *args);
+
+/**
+ * The `k` best items per query. `indices`: M×k I32 or I64 (required); `scores`: M×k F32 or
+ * NULL. k from 1 up to C (k = 16384 and beyond are supported; workspace grows with M·k only
+ * on the device backends, never with M×C).
+ * Errors: INVALID_ARGUMENT (NULL, k <= 0, k > C, malformed CSR: offsets not starting at 0, not
+ * non-decreasing, ending past the items vector; ids not ascending within a query),
+ * OUT_OF_RANGE (an excluded or banned id outside [0, C); the message names it),
+ * SHAPE_MISMATCH, DTYPE_MISMATCH, WRONG_CONTEXT, OUT_OF_MEMORY, DEVICE_OUT_OF_MEMORY.
+ */
+XCAT_API xcat_status xcat_topk(xcat_context *ctx, const xcat_topk_args *args, int64_t k,
+                               xcat_tensor *indices, xcat_tensor *scores);
+
+/**
+ * Sampled evaluation (as in the SASRec paper): rank each query's target among R negatives drawn
+ * uniformly (Philox keyed by (seed, query, r)) from the items that are neither the target nor
+ * excluded/banned for the query (redrawn up to 64 times, then dropped). `ranks[q]` (vector of
+ * M, I64) = the number of drawn negatives scoring above the target, ties counted when the
+ * negative's index is lower (the top-K tie rule); 0 is the best rank. `targets`: vector of M
+ * I32/I64 in [0, C). Feed `ranks` to xcat_metrics_from_ranks().
+ */
+XCAT_API xcat_status xcat_rank_sampled(xcat_context *ctx, const xcat_topk_args *args,
+                                       const xcat_tensor *targets, int64_t num_negatives,
+                                       uint64_t seed, xcat_tensor *ranks);
+
+/** Ranking metrics, averaged over the queries that have at least one target. */
+typedef struct xcat_metrics {
+    uint32_t struct_size;
+    int64_t queries;  /* queries counted (with >= 1 target) */
+    double hr;        /* HR@K: 1 if any target is in the top K */
+    double ndcg;      /* NDCG@K: Σ_{hits at rank r (1-based)} 1/log2(r+1), divided by the
+                         ideal Σ_{r=1..min(T,K)} 1/log2(r+1), T = the query's target count */
+    double mrr;       /* MRR@K: 1/r of the first hit, 0 if none */
+    double recall;    /* Recall@K: hits / T */
+    double precision; /* Precision@K: hits / K */
+    double coverage;  /* distinct items over all queries' top K / C (catalog coverage) */
+} xcat_metrics;
+/* These are RecBole's definitions (recbole/evaluator/metrics.py: Hit, NDCG, MRR, Recall,
+ * Precision, ItemCoverage), which RePlay shares for one target per query. */
+
+XCAT_API void xcat_metrics_init(xcat_metrics *metrics);
+
+/**
+ * Metrics at cutoff `k_at` (1 <= k_at <= the columns of `indices`) of top-K results `indices`
+ * (M×K I32/I64, from xcat_topk) against held-out targets: one per query (`target_offsets`
+ * NULL, `targets` a vector of M; −1 = no target) or many (CSR: `target_offsets` vector of M+1
+ * I64, `targets` vector of nnz; repeats within a query count once). `num_items` = C, for the
+ * coverage. Computed in float64 on the host (tensors of any backend are read back).
+ */
+XCAT_API xcat_status xcat_metrics_from_topk(xcat_context *ctx, const xcat_tensor *indices,
+                                            int64_t k_at, const xcat_tensor *target_offsets,
+                                            const xcat_tensor *targets, int64_t num_items,
+                                            xcat_metrics *out);
+
+/** Metrics at cutoff `k_at` from 0-based target ranks (xcat_rank_sampled): hit when rank <
+ *  k_at, NDCG 1/log2(rank+2), MRR 1/(rank+1); recall = hr, precision = hr/k_at, coverage 0. */
+XCAT_API xcat_status xcat_metrics_from_ranks(xcat_context *ctx, const xcat_tensor *ranks,
+                                             int64_t k_at, xcat_metrics *out);
 
 #ifdef __cplusplus
 }

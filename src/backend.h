@@ -11,6 +11,7 @@
 typedef enum xcat_op {
     XCAT_OP_LOSS_CE = 0,
     XCAT_OP_TOPK = 1,
+    XCAT_OP_LOSS_SAMPLED = 2, /* SAMPLED_CE, BCE, GBCE, INBATCH */
 } xcat_op;
 
 /* One loss call, validated. Vectors are resolved to plain pointers' owners (tensors). */
@@ -18,7 +19,26 @@ typedef struct xcat_loss_call {
     const xcat_tensor *hidden, *items, *bias, *targets, *row_weights;
     int64_t rows;            /* N of this call (<= plan max_rows) */
     double reduction_scale;  /* MEAN: 1 / Σ w over non-ignored rows (0 if none); else 1 */
+    /* Sampled kinds (NULL / 0 otherwise). The CSR of row items was checked on the host and is
+     * also given as host int64 copies (which live in the plan until the next call). */
+    const xcat_tensor *negatives;            /* GIVEN_* samplers */
+    int64_t num_negatives;                   /* K of this call */
+    const xcat_tensor *row_items_offsets, *row_items;
+    const int64_t *h_row_items_offsets, *h_row_items; /* host copies, or NULL */
+    uint64_t step;
 } xcat_loss_call;
+
+/* One top-K or sampled-rank call, validated (src/topk.c). The exclusion CSR and the banned
+ * list were checked on the host; their int64 host copies are valid for the call. */
+typedef struct xcat_topk_call {
+    const xcat_tensor *queries, *items, *bias;
+    const xcat_tensor *exclude_offsets, *exclude_items, *banned_items; /* caller's, or NULL */
+    const int64_t *h_offsets;  /* M+1, or NULL when there are no per-query exclusions */
+    const int64_t *h_exclude;  /* nnz */
+    const int64_t *h_banned;   /* num_banned, sorted ascending, unique */
+    int64_t num_banned;
+    int64_t m, c, d, k;
+} xcat_topk_call;
 
 typedef struct xcat_backend_ops {
     const char *name;
@@ -55,6 +75,20 @@ typedef struct xcat_backend_ops {
     xcat_status (*loss_backward)(xcat_loss_plan *plan, const xcat_loss_call *call, bool reuse,
                                  const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
                                  xcat_tensor *d_items, xcat_tensor *d_bias);
+    /* Sampled kinds: the plan's sampling table (plan->sampling, built on the host by the API
+     * layer) changed: upload what the backend needs. NULL when nothing is to be done. */
+    xcat_status (*loss_sampling_changed)(xcat_loss_plan *plan);
+    /* Write the call's negatives (N×K, −1 where masked) into `out` (I32/I64). */
+    xcat_status (*loss_draw_negatives)(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                       xcat_tensor *out);
+
+    /* Top-K: `indices` M×k (I32/I64), `scores` M×k F32 or NULL. */
+    xcat_status (*topk)(xcat_context *ctx, const xcat_topk_call *call, xcat_tensor *indices,
+                        xcat_tensor *scores);
+    /* Sampled evaluation: `h_targets` host copy of the M targets; `ranks` vector of M I64. */
+    xcat_status (*rank_sampled)(xcat_context *ctx, const xcat_topk_call *call,
+                                const int64_t *h_targets, int64_t num_negatives, uint64_t seed,
+                                xcat_tensor *ranks);
 } xcat_backend_ops;
 
 extern const xcat_backend_ops xcat_cpu_backend;

@@ -53,6 +53,7 @@ struct xcat_loss_plan {
     void *backend_plan; /* owned by the backend */
     xcat_loss_saved saved;
     void *host_scratch; /* max_rows·12 bytes: host copies of device targets and weights */
+    struct xcat_sampling *sampling; /* sampled kinds: item counts, alias table (src/sampling.h) */
 };
 
 /* ---- errors ---- */

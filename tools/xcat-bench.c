@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "xcat.h"
 
 void tool_json_string(FILE *f, const char *s);
@@ -100,13 +101,6 @@ typedef struct child_result {
     double rss_mib;
 } child_result;
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
 static double physical_memory_bytes(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
@@ -126,30 +120,6 @@ typedef struct inputs {
     float *h, *e, *b;
     int32_t *y;
 } inputs;
-
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform values with mean 0 and standard deviation `sd`. */
-static void fill_uniform(float *x, int64_t count, float sd, uint64_t seed)
-{
-    const double a = sd * sqrt(3.0);
-    for (int64_t i = 0; i < count; ++i) {
-        double u = (double)(splitmix64(&seed) >> 11) * (1.0 / 9007199254740992.0);
-        x[i] = (float)((2.0 * u - 1.0) * a);
-    }
-}
-
-static void *alloc_bytes(size_t bytes)
-{
-    size_t rounded = (bytes + 63) / 64 * 64;
-    return aligned_alloc(64, rounded ? rounded : 64);
-}
 
 static float *alloc_floats(int64_t count)
 {
@@ -192,35 +162,6 @@ static int inputs_make(const shape *s, inputs *in)
 
 /* One timed iteration: fills parts_ms[0..nparts), returns 0 or -1 (error in the report). */
 typedef int (*step_fn)(void *state, double *parts_ms);
-
-static void progress(const char *label, const char *phase, int i, int total)
-{
-    if (isatty(STDERR_FILENO))
-        fprintf(stderr, "\r\033[K%s: %s %d/%d", label, phase, i, total);
-    else
-        fprintf(stderr, "%s: %s %d/%d\n", label, phase, i, total);
-    fflush(stderr);
-}
-
-static void progress_done(void)
-{
-    if (isatty(STDERR_FILENO)) {
-        fprintf(stderr, "\r\033[K");
-        fflush(stderr);
-    }
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median_of(double *v, int count)
-{
-    qsort(v, (size_t)count, sizeof *v, cmp_double);
-    return count % 2 ? v[count / 2] : 0.5 * (v[count / 2 - 1] + v[count / 2]);
-}
 
 static int run_repeats(const char *label, step_fn step, void *state, int nparts,
                        const bench_options *o, child_report *rep)
@@ -1178,6 +1119,10 @@ static int write_outputs(const bench_options *o, const record_list *l, const cha
 
 int main(int argc, char **argv)
 {
+    /* Sub-commands for the other operations; the default is the full-softmax CE benchmark. */
+    if (argc > 1 && strcmp(argv[1], "topk") == 0) return xcat_bench_topk_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "sampled") == 0)
+        return xcat_bench_sampled_main(argc - 1, argv + 1);
     bench_options o;
     int prc = parse_args(argc, argv, &o);
     if (prc != 0)

@@ -6,6 +6,8 @@
 
 #include "baseline_guard.h"
 #include "cpu_ce.h"
+#include "cpu_sampled.h"
+#include "cpu_topk.h"
 
 static bool contains_nocase(const char *hay, const char *needle)
 {
@@ -92,12 +94,15 @@ static xcat_status cpu_loss_workspace_size(const xcat_context *ctx, const xcat_l
                                            int64_t max_rows, int64_t classes, int64_t dim,
                                            size_t *bytes)
 {
+    if (desc->kind != XCAT_LOSS_CE)
+        return xcat_cpu_sampled_workspace_size(ctx, desc, max_rows, classes, dim, bytes);
     xcat_cpu_ce_plan layout;
     return xcat_cpu_ce_layout(ctx, desc, max_rows, classes, dim, &layout, bytes);
 }
 
 static xcat_status cpu_loss_plan_init(xcat_loss_plan *plan)
 {
+    if (plan->desc.kind != XCAT_LOSS_CE) return xcat_cpu_sampled_plan_init(plan);
     xcat_context *ctx = plan->ctx;
     xcat_cpu_ce_plan *p = xcat_host_calloc(ctx, sizeof *p, 64);
     if (!p) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "allocating the CPU plan");
@@ -121,9 +126,30 @@ static xcat_status cpu_loss_plan_init(xcat_loss_plan *plan)
 
 static void cpu_loss_plan_release(xcat_loss_plan *plan)
 {
+    if (plan->desc.kind != XCAT_LOSS_CE) {
+        xcat_cpu_sampled_plan_release(plan);
+        return;
+    }
     xcat_host_free(plan->ctx, plan->workspace);
     xcat_host_free(plan->ctx, plan->backend_plan);
     plan->workspace = plan->backend_plan = NULL;
+}
+
+static xcat_status cpu_loss_forward(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                    xcat_tensor *loss, xcat_tensor *lse)
+{
+    if (plan->desc.kind == XCAT_LOSS_CE) return xcat_cpu_ce_forward(plan, call, loss, lse);
+    return xcat_cpu_sampled_forward(plan, call, loss, lse);
+}
+
+static xcat_status cpu_loss_backward(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                     bool reuse, const xcat_tensor *grad_loss,
+                                     xcat_tensor *d_hidden, xcat_tensor *d_items,
+                                     xcat_tensor *d_bias)
+{
+    if (plan->desc.kind == XCAT_LOSS_CE)
+        return xcat_cpu_ce_backward(plan, call, reuse, grad_loss, d_hidden, d_items, d_bias);
+    return xcat_cpu_sampled_backward(plan, call, reuse, grad_loss, d_hidden, d_items, d_bias);
 }
 
 const xcat_backend_ops xcat_cpu_backend = {
@@ -139,6 +165,10 @@ const xcat_backend_ops xcat_cpu_backend = {
     .loss_workspace_size = cpu_loss_workspace_size,
     .loss_plan_init = cpu_loss_plan_init,
     .loss_plan_release = cpu_loss_plan_release,
-    .loss_forward = xcat_cpu_ce_forward,
-    .loss_backward = xcat_cpu_ce_backward,
+    .loss_forward = cpu_loss_forward,
+    .loss_backward = cpu_loss_backward,
+    .loss_sampling_changed = NULL, /* the CPU kernels read plan->sampling directly */
+    .loss_draw_negatives = xcat_cpu_sampled_draw_negatives,
+    .topk = xcat_cpu_topk,
+    .rank_sampled = xcat_cpu_rank_sampled,
 };

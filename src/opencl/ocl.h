@@ -80,4 +80,27 @@ xcat_status xcat_ocl_ce_backward(xcat_loss_plan *plan, const xcat_loss_call *cal
                                  const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
                                  xcat_tensor *d_items, xcat_tensor *d_bias);
 
+/* ocl_sampled.c: the sampled kinds (SAMPLED_CE, BCE, GBCE, INBATCH). */
+xcat_status xcat_ocl_sampled_workspace_size(const xcat_context *ctx, const xcat_loss_desc *desc,
+                                            int64_t max_rows, int64_t classes, int64_t dim,
+                                            size_t *bytes);
+xcat_status xcat_ocl_sampled_plan_init(xcat_loss_plan *plan);
+void xcat_ocl_sampled_plan_release(xcat_loss_plan *plan);
+xcat_status xcat_ocl_sampled_forward(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                     xcat_tensor *loss, xcat_tensor *lse);
+xcat_status xcat_ocl_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                      bool reuse, const xcat_tensor *grad_loss,
+                                      xcat_tensor *d_hidden, xcat_tensor *d_items,
+                                      xcat_tensor *d_bias);
+xcat_status xcat_ocl_sampled_sampling_changed(xcat_loss_plan *plan);
+xcat_status xcat_ocl_sampled_draw_negatives(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                            xcat_tensor *out);
+
+/* ocl_topk.c: fused scoring + top-K selection, and sampled evaluation ranks. */
+xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *call, xcat_tensor *indices,
+                          xcat_tensor *scores);
+xcat_status xcat_ocl_rank_sampled(xcat_context *ctx, const xcat_topk_call *call,
+                                  const int64_t *h_targets, int64_t num_negatives, uint64_t seed,
+                                  xcat_tensor *ranks);
+
 #endif /* XCAT_OCL_H */

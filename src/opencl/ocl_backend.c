@@ -256,6 +256,47 @@ static xcat_status ocl_tensor_read(xcat_context *ctx, const xcat_tensor *t, void
     return rect_copy(ctx, t, dst, dst_stride, false);
 }
 
+/* Loss entries: full-softmax CE (ocl_ce.c) or the sampled kinds (ocl_sampled.c). */
+static xcat_status ocl_loss_workspace_size(const xcat_context *ctx, const xcat_loss_desc *desc,
+                                           int64_t max_rows, int64_t classes, int64_t dim,
+                                           size_t *bytes)
+{
+    if (desc->kind == XCAT_LOSS_CE)
+        return xcat_ocl_ce_workspace_size(ctx, desc, max_rows, classes, dim, bytes);
+    return xcat_ocl_sampled_workspace_size(ctx, desc, max_rows, classes, dim, bytes);
+}
+
+static xcat_status ocl_loss_plan_init(xcat_loss_plan *plan)
+{
+    if (plan->desc.kind == XCAT_LOSS_CE) return xcat_ocl_ce_plan_init(plan);
+    return xcat_ocl_sampled_plan_init(plan);
+}
+
+static void ocl_loss_plan_release(xcat_loss_plan *plan)
+{
+    if (plan->desc.kind == XCAT_LOSS_CE)
+        xcat_ocl_ce_plan_release(plan);
+    else
+        xcat_ocl_sampled_plan_release(plan);
+}
+
+static xcat_status ocl_loss_forward(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                    xcat_tensor *loss, xcat_tensor *lse)
+{
+    if (plan->desc.kind == XCAT_LOSS_CE) return xcat_ocl_ce_forward(plan, call, loss, lse);
+    return xcat_ocl_sampled_forward(plan, call, loss, lse);
+}
+
+static xcat_status ocl_loss_backward(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                     bool reuse, const xcat_tensor *grad_loss,
+                                     xcat_tensor *d_hidden, xcat_tensor *d_items,
+                                     xcat_tensor *d_bias)
+{
+    if (plan->desc.kind == XCAT_LOSS_CE)
+        return xcat_ocl_ce_backward(plan, call, reuse, grad_loss, d_hidden, d_items, d_bias);
+    return xcat_ocl_sampled_backward(plan, call, reuse, grad_loss, d_hidden, d_items, d_bias);
+}
+
 const xcat_backend_ops xcat_ocl_backend = {
     .name = "opencl",
     .context_init = ocl_context_init,
@@ -266,11 +307,15 @@ const xcat_backend_ops xcat_ocl_backend = {
     .tensor_release = ocl_tensor_release,
     .tensor_write = ocl_tensor_write,
     .tensor_read = ocl_tensor_read,
-    .loss_workspace_size = xcat_ocl_ce_workspace_size,
-    .loss_plan_init = xcat_ocl_ce_plan_init,
-    .loss_plan_release = xcat_ocl_ce_plan_release,
-    .loss_forward = xcat_ocl_ce_forward,
-    .loss_backward = xcat_ocl_ce_backward,
+    .loss_workspace_size = ocl_loss_workspace_size,
+    .loss_plan_init = ocl_loss_plan_init,
+    .loss_plan_release = ocl_loss_plan_release,
+    .loss_forward = ocl_loss_forward,
+    .loss_backward = ocl_loss_backward,
+    .loss_sampling_changed = xcat_ocl_sampled_sampling_changed,
+    .loss_draw_negatives = xcat_ocl_sampled_draw_negatives,
+    .topk = xcat_ocl_topk,
+    .rank_sampled = xcat_ocl_rank_sampled,
 };
 
 /* ---- interop (include/xcat_opencl.h) ------------------------------------------------------- */

@@ -1,0 +1,1 @@
+/* sampled.cl — kernels of the sampled loss kinds (being written). */

@@ -1,0 +1,1 @@
+/* topk.cl — fused scoring + top-K selection kernels (being written). */

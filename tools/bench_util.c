@@ -1,0 +1,75 @@
+/* bench_util.c — see bench_util.h. */
+#include "bench_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void fill_uniform(float *x, int64_t count, float sd, uint64_t seed)
+{
+    const double a = sd * sqrt(3.0);
+    for (int64_t i = 0; i < count; ++i) {
+        double u = (double)(splitmix64(&seed) >> 11) * (1.0 / 9007199254740992.0);
+        x[i] = (float)((2.0 * u - 1.0) * a);
+    }
+}
+
+void *alloc_bytes(size_t bytes)
+{
+    size_t rounded = (bytes + 63) / 64 * 64;
+    return aligned_alloc(64, rounded ? rounded : 64);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double median_of(double *v, int count)
+{
+    qsort(v, (size_t)count, sizeof *v, cmp_double);
+    return count % 2 ? v[count / 2] : 0.5 * (v[count / 2 - 1] + v[count / 2]);
+}
+
+void progress(const char *label, const char *phase, int i, int total)
+{
+    if (isatty(STDERR_FILENO))
+        fprintf(stderr, "\r\033[K%s: %s %d/%d", label, phase, i, total);
+    else
+        fprintf(stderr, "%s: %s %d/%d\n", label, phase, i, total);
+    fflush(stderr);
+}
+
+void progress_done(void)
+{
+    if (isatty(STDERR_FILENO)) {
+        fprintf(stderr, "\r\033[K");
+        fflush(stderr);
+    }
+}
+
+double peak_rss_mib(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
+    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+}
