@@ -28,6 +28,9 @@ typedef struct xcat_row_kernels {
      * not NULL, db[j] += that value. */
     void (*grad)(float *x, const float *b, int64_t n, float s, float cap, float lse, float a,
                  float c, float *db);
+    /* Top-K filter: idx[0..count) ← every j < n with x[j] > t, ascending; returns count. NaN
+     * never passes (comparisons with NaN are false). */
+    int64_t (*select_above)(const float *x, int64_t n, float t, int32_t *idx);
 } xcat_row_kernels;
 
 /* The kernels of `isa` (which must be built in and supported: see xcat_cpu_isa_detect). */

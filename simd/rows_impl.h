@@ -9,7 +9,8 @@
  *   [-126, 127]), v_lt_select(x, t, y, z) = x < t ? y : z (lane-wise),
  *   v_tail_mask(n) (first n lanes), v_loadu, v_storeu, v_load_tail(p, mask) (others 0),
  *   v_store_tail(p, v, mask), v_select_mask(mask, a, b) = mask ? a : b,
- *   v_hsum, v_hmax, ROWS_PREFIX (name prefix), ROWS_ISA (xcat_isa value).
+ *   v_hsum, v_hmax, v_gt_bits(a, b) (bit l set where lane l of a > b, as an unsigned),
+ *   ROWS_PREFIX (name prefix), ROWS_ISA (xcat_isa value).
  *
  * exp accuracy: range reduction x = n·ln2 + r (ln2 in two parts, Cody–Waite), |r| <= ln2/2,
  * degree-6 polynomial (Cephes expf coefficients): relative error <= 2 ulp on [-87.3, 88.7];
@@ -148,9 +149,28 @@ static void ROWS_FN(grad)(float *x, const float *b, int64_t n, float s, float ca
     }
 }
 
+/* Most lanes fail the threshold once a top-K has filled up: one compare + bit test per vector,
+ * and only passing lanes are visited one by one. */
+static int64_t ROWS_FN(select_above)(const float *x, int64_t n, float t, int32_t *idx)
+{
+    const VF vt = v_set1(t);
+    int64_t count = 0, j = 0;
+    for (; j + VW <= n; j += VW) {
+        unsigned bits = v_gt_bits(v_loadu(x + j), vt);
+        while (bits) {
+            idx[count++] = (int32_t)(j + __builtin_ctz(bits));
+            bits &= bits - 1;
+        }
+    }
+    for (; j < n; ++j)
+        if (x[j] > t) idx[count++] = (int32_t)j;
+    return count;
+}
+
 const xcat_row_kernels ROWS_CAT(xcat_row_kernels_, ROWS_NAME) = {
     .isa = ROWS_ISA,
     .logits = ROWS_FN(logits),
     .softmax_weights = ROWS_FN(softmax_weights),
     .grad = ROWS_FN(grad),
+    .select_above = ROWS_FN(select_above),
 };

@@ -60,9 +60,18 @@ static void scalar_grad(float *x, const float *b, int64_t n, float s, float cap,
     }
 }
 
+static int64_t scalar_select_above(const float *x, int64_t n, float t, int32_t *idx)
+{
+    int64_t count = 0;
+    for (int64_t j = 0; j < n; ++j)
+        if (x[j] > t) idx[count++] = (int32_t)j;
+    return count;
+}
+
 const xcat_row_kernels xcat_row_kernels_scalar = {
     .isa = XCAT_ISA_SCALAR,
     .logits = scalar_logits,
     .softmax_weights = scalar_softmax_weights,
     .grad = scalar_grad,
+    .select_above = scalar_select_above,
 };

@@ -33,6 +33,7 @@
 #include <cblas.h>
 
 #include "baseline_guard.h"
+#include "cpu_blas.h"
 #include "cpu_ce.h"
 
 #define ALIGN_UP(x, a) (((x) + (a) - 1) / (a) * (a))
@@ -163,31 +164,6 @@ static void job_init(ce_job *j, xcat_loss_plan *plan, const xcat_loss_call *call
         .colsum = (float *)(ws + p->off_colsum),
         .colsum_acc = (double *)(ws + p->off_colsum + ALIGN_UP((size_t)plan->dim * 4, 64)),
     };
-}
-
-/* OpenBLAS's OpenMP build runs single-threaded inside an *active* parallel region, but a team
- * of one thread is not active, and it would then start its own threads for every tile. Setting
- * this worker's nthreads ICV (scoped to the region's implicit task) keeps it to one. */
-static void blas_single_threaded(void)
-{
-    if (omp_get_num_threads() == 1) omp_set_num_threads(1);
-}
-
-/* OpenBLAS's pthreads build ignores OpenMP nesting: inside every tile GEMM of every xcat worker
- * it would wake its own thread pool (measured 4.6× slower on 2 cores). For the duration of a
- * pass it is held to one thread, and the caller's setting is restored afterwards. (The OpenMP
- * and serial builds need nothing: see blas_single_threaded.) */
-static int blas_pin_begin(void)
-{
-    if (openblas_get_parallel() != 1) return 0;
-    int n = openblas_get_num_threads();
-    if (n > 1) openblas_set_num_threads(1);
-    return n;
-}
-
-static void blas_pin_end(int saved)
-{
-    if (saved > 1) openblas_set_num_threads(saved);
 }
 
 /* ---- pass 1: forward over row blocks -------------------------------------------------------- */
