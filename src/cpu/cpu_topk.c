@@ -1,14 +1,275 @@
-/* cpu_topk.c — fused scoring + top-K on the CPU backend. (Being written.) */
-#include "cpu_topk.h"
+/* cpu_topk.c — fused scoring + top-K on the CPU backend, and sampled evaluation ranks.
+ *
+ * Each worker owns whole queries (blocks of `mb` queries, dynamic schedule), so results do not
+ * depend on the thread count. For a block it walks the catalog in tiles of `ct` items:
+ * OpenBLAS computes the mb×ct score tile into a cache-resident buffer, then, per query, the ISA's
+ * select_above kernel keeps only scores above the query's current threshold (the k-th best so
+ * far; one compare per lane, passing lanes are rare once k items are known) and appends them to
+ * the query's candidate buffer. Exclusions are applied to the candidates only, by walking the
+ * query's ascending exclusion list and the global banned list alongside the ascending item ids
+ * (O(nnz + candidates) per query). When a buffer fills, a quickselect keeps its k best and the
+ * threshold rises. The M×C score matrix never exists: the workspace is per worker
+ * mb·ct floats + mb·(k + slack) candidates.
+ *
+ * Order: score descending, ties by lower item id. Items arrive in ascending id order, so a new
+ * item whose score equals the threshold always loses to the current k-th: the filter is a strict
+ * `>`, exactly the tie rule. NaN scores fail every comparison and are never selected. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
-xcat_status xcat_cpu_topk(xcat_context *ctx, const xcat_topk_call *call, xcat_tensor *indices,
+#define XCAT_RNG_HOST 1
+#include "../cl/rng.cl"
+
+#include "baseline_guard.h"
+#include "cpu_blas.h"
+#include "cpu_topk.h"
+#include "kernels.h"
+
+typedef struct cand {
+    float s;
+    int64_t i;
+} cand;
+
+/* a ranks before b */
+static inline int better(cand a, cand b)
+{
+    return a.s > b.s || (a.s == b.s && a.i < b.i);
+}
+
+static inline void swap_cand(cand *a, cand *b)
+{
+    cand t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Reorder v[0..n) so that v[0..k) are its k best (in no particular order); 0 < k < n. */
+static void select_best(cand *v, int64_t n, int64_t k)
+{
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        /* median of three as the pivot, moved to hi */
+        int64_t mid = lo + (hi - lo) / 2;
+        if (better(v[mid], v[lo])) swap_cand(&v[mid], &v[lo]);
+        if (better(v[hi], v[lo])) swap_cand(&v[hi], &v[lo]);
+        if (better(v[mid], v[hi])) swap_cand(&v[mid], &v[hi]);
+        const cand p = v[hi];
+        int64_t store = lo;
+        for (int64_t i = lo; i < hi; ++i)
+            if (better(v[i], p)) swap_cand(&v[i], &v[store++]);
+        swap_cand(&v[store], &v[hi]);
+        if (store == k - 1 || store == k) return;
+        if (store < k) lo = store + 1; else hi = store - 1;
+    }
+}
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const cand x = *(const cand *)a, y = *(const cand *)b;
+    return better(x, y) ? -1 : better(y, x) ? 1 : 0;
+}
+
+/* One query's running selection. */
+typedef struct qsel {
+    cand *buf;
+    int64_t n;
+    float thr;    /* valid when full */
+    int full;     /* the k-th best is known: only scores > thr can enter */
+    int64_t ex;   /* next position in the query's exclusion list */
+    int64_t ban;  /* next position in the banned list */
+} qsel;
+
+typedef struct topk_job {
+    const xcat_topk_call *c;
+    const xcat_row_kernels *kern;
+    const float *U, *E, *b;
+    int64_t ldu, lde;
+    int64_t mb, ct, cap;
+} topk_job;
+
+static void prune(qsel *q, int64_t k)
+{
+    select_best(q->buf, q->n, k);
+    q->n = k;
+    cand worst = q->buf[0];
+    for (int64_t i = 1; i < k; ++i)
+        if (better(worst, q->buf[i])) worst = q->buf[i];
+    q->thr = worst.s;
+    q->full = 1;
+}
+
+/* Is item j excluded for query `qi`? Items are asked in ascending order per query. */
+static inline int skip_item(const xcat_topk_call *c, qsel *q, int64_t qi, int64_t j)
+{
+    if (c->h_offsets) {
+        const int64_t end = c->h_offsets[qi + 1];
+        while (q->ex < end && c->h_exclude[q->ex] < j) ++q->ex;
+        if (q->ex < end && c->h_exclude[q->ex] == j) return 1;
+    }
+    if (c->num_banned) {
+        while (q->ban < c->num_banned && c->h_banned[q->ban] < j) ++q->ban;
+        if (q->ban < c->num_banned && c->h_banned[q->ban] == j) return 1;
+    }
+    return 0;
+}
+
+static void offer(const topk_job *jb, qsel *q, int64_t qi, float s, int64_t j)
+{
+    if (q->full && !(s > q->thr)) return; /* the threshold may have risen within this tile */
+    if (skip_item(jb->c, q, qi, j)) return;
+    q->buf[q->n++] = (cand){s, j};
+    if (q->n == jb->cap) prune(q, jb->c->k);
+}
+
+static void run_block(const topk_job *jb, int64_t q0, int64_t nq, float *S, int32_t *idx,
+                      qsel *qs, xcat_tensor *indices, xcat_tensor *scores)
+{
+    const xcat_topk_call *c = jb->c;
+    for (int64_t r = 0; r < nq; ++r)
+        qs[r] = (qsel){.buf = qs[r].buf, .ex = c->h_offsets ? c->h_offsets[q0 + r] : 0};
+    for (int64_t j0 = 0; j0 < c->c; j0 += jb->ct) {
+        const int64_t nc = c->c - j0 < jb->ct ? c->c - j0 : jb->ct;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nc, (int)c->d, 1.0f,
+                    jb->U + q0 * jb->ldu, (int)jb->ldu, jb->E + j0 * jb->lde, (int)jb->lde,
+                    0.0f, S, (int)jb->ct);
+        for (int64_t r = 0; r < nq; ++r) {
+            float *row = S + r * jb->ct;
+            qsel *q = &qs[r];
+            if (jb->b)
+                for (int64_t j = 0; j < nc; ++j) row[j] += jb->b[j0 + j];
+            if (!q->full) {
+                /* Until k items are known every non-NaN score is a candidate (−inf too). */
+                for (int64_t j = 0; j < nc; ++j)
+                    if (!isnan(row[j])) offer(jb, q, q0 + r, row[j], j0 + j);
+                continue;
+            }
+            const int64_t n = jb->kern->select_above(row, nc, q->thr, idx);
+            for (int64_t t = 0; t < n; ++t) offer(jb, q, q0 + r, row[idx[t]], j0 + idx[t]);
+        }
+    }
+    /* Final order of each query's best k; the tail (fewer than k items left) is −1 / −inf. */
+    const int64_t k = c->k;
+    for (int64_t r = 0; r < nq; ++r) {
+        qsel *q = &qs[r];
+        if (q->n > k) prune(q, k);
+        qsort(q->buf, (size_t)q->n, sizeof *q->buf, cmp_cand);
+        const int64_t row = q0 + r;
+        for (int64_t t = 0; t < k; ++t) {
+            const int64_t id = t < q->n ? q->buf[t].i : -1;
+            if (indices->dtype == XCAT_DTYPE_I64)
+                ((int64_t *)indices->data)[row * indices->stride + t] = id;
+            else
+                ((int32_t *)indices->data)[row * indices->stride + t] = (int32_t)id;
+            if (scores)
+                ((float *)scores->data)[row * scores->stride + t] =
+                    t < q->n ? q->buf[t].s : -INFINITY;
+        }
+    }
+}
+
+xcat_status xcat_cpu_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tensor *indices,
                           xcat_tensor *scores)
 {
-    return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED, "top-K is not implemented yet");
+    const int threads = ctx->num_threads;
+    /* Candidate slack: a buffer of k + max(k, 1024) keeps pruning rare (each prune is O(cap)). */
+    const int64_t cap = c->k + (c->k > 1024 ? c->k : 1024);
+    /* Query block: big enough for an efficient sgemm and to read E few times, small enough that
+     * the candidate buffers stay within ~128 MiB per worker; shrunk so every worker has work. */
+    int64_t mb = (int64_t)((128u << 20) / ((size_t)cap * sizeof(cand)));
+    if (mb > 256) mb = 256;
+    if (mb < 1) mb = 1;
+    const int64_t per_thread = (c->m + threads - 1) / threads;
+    if (mb > per_thread) mb = per_thread;
+    const int64_t ct = 1024;
+    topk_job jb = {.c = c, .kern = xcat_row_kernels_get(ctx->isa),
+                   .U = c->queries->data, .E = c->items->data,
+                   .b = c->bias ? c->bias->data : NULL, .ldu = c->queries->stride,
+                   .lde = c->items->stride, .mb = mb, .ct = ct, .cap = cap};
+    const size_t per_worker = (size_t)mb * (size_t)ct * sizeof(float) +
+                              (size_t)ct * sizeof(int32_t) + (size_t)mb * sizeof(qsel) +
+                              (size_t)mb * (size_t)cap * sizeof(cand);
+    char *ws = xcat_host_alloc(ctx, per_worker * (size_t)threads, 64);
+    if (!ws)
+        return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "top-K workspace: %zu bytes",
+                          per_worker * (size_t)threads);
+    const int64_t nblocks = (c->m + mb - 1) / mb;
+    const int saved = blas_pin_begin();
+#pragma omp parallel num_threads(threads)
+    {
+        blas_single_threaded();
+        char *w = ws + per_worker * (size_t)omp_get_thread_num();
+        float *S = (float *)w;
+        int32_t *idx = (int32_t *)(S + mb * ct);
+        qsel *qs = (qsel *)(idx + ct);
+        cand *bufs = (cand *)(qs + mb);
+        for (int64_t r = 0; r < mb; ++r) qs[r].buf = bufs + r * cap;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t blk = 0; blk < nblocks; ++blk) {
+            const int64_t q0 = blk * mb;
+            run_block(&jb, q0, c->m - q0 < mb ? c->m - q0 : mb, S, idx, qs, indices, scores);
+        }
+    }
+    blas_pin_end(saved);
+    xcat_host_free(ctx, ws);
+    return XCAT_OK;
 }
-xcat_status xcat_cpu_rank_sampled(xcat_context *ctx, const xcat_topk_call *call,
+
+/* ---- sampled evaluation ------------------------------------------------------------------ */
+
+static float score_of(const xcat_topk_call *c, int64_t q, int64_t j)
+{
+    const float *u = (const float *)c->queries->data + q * c->queries->stride;
+    const float *e = (const float *)c->items->data + j * c->items->stride;
+    float s = 0.0f;
+    for (int64_t t = 0; t < c->d; ++t) s += u[t] * e[t];
+    if (c->bias) s += ((const float *)c->bias->data)[j];
+    return s;
+}
+
+/* Is x in the ascending v[lo..hi] (inclusive, lo <= hi)? */
+static int in_sorted(const int64_t *v, int64_t lo, int64_t hi, int64_t x)
+{
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < x) lo = mid + 1; else hi = mid;
+    }
+    return v[lo] == x;
+}
+
+/* A drawn negative is usable when it is neither the target, nor excluded, nor banned. */
+static int usable(const xcat_topk_call *c, int64_t q, int64_t target, int64_t j)
+{
+    if (j == target) return 0;
+    if (c->h_offsets) {
+        const int64_t lo = c->h_offsets[q], hi = c->h_offsets[q + 1];
+        if (lo < hi && in_sorted(c->h_exclude, lo, hi - 1, j)) return 0;
+    }
+    if (c->num_banned && in_sorted(c->h_banned, 0, c->num_banned - 1, j)) return 0;
+    return 1;
+}
+
+xcat_status xcat_cpu_rank_sampled(xcat_context *ctx, const xcat_topk_call *c,
                                   const int64_t *h_targets, int64_t num_negatives, uint64_t seed,
                                   xcat_tensor *ranks)
 {
-    return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED, "sampled ranks are not implemented yet");
+    int64_t *out = ranks->data; /* a contiguous vector */
+#pragma omp parallel for schedule(static) num_threads(ctx->num_threads)
+    for (int64_t q = 0; q < c->m; ++q) {
+        const int64_t y = h_targets[q];
+        const float st = score_of(c, q, y);
+        int64_t rank = 0;
+        for (int64_t r = 0; r < num_negatives; ++r) {
+            for (uint32_t a = 0; a < 64; ++a) {
+                const int64_t j = xr_draw_uniform(seed, 0, (xr_u32)q, (xr_u32)r, a,
+                                                  (xr_u32)c->c);
+                if (!usable(c, q, y, j)) continue;
+                const float s = score_of(c, q, j);
+                rank += s > st || (s == st && j < y);
+                break;
+            }
+        }
+        out[q] = rank;
+    }
+    return XCAT_OK;
 }
