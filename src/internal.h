@@ -54,6 +54,7 @@ struct xcat_loss_plan {
     xcat_loss_saved saved;
     void *host_scratch; /* max_rows·12 bytes: host copies of device targets and weights */
     struct xcat_sampling *sampling; /* sampled kinds: item counts, alias table (src/sampling.h) */
+    int64_t *h_row_items_offsets, *h_row_items; /* the last call's row-items CSR, on the host */
 };
 
 /* ---- errors ---- */

@@ -1,5 +1,6 @@
 /* loss_plan.c — loss descriptors and plans: everything validated once, at plan creation. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "backend.h"
@@ -39,6 +40,73 @@ static xcat_status copy_desc(xcat_context *ctx, const xcat_loss_desc *in, xcat_l
     return XCAT_OK;
 }
 
+/* The sampled kinds' fields (their sizes against C are checked in check_sampled_sizes). */
+static xcat_status check_sampled_desc(xcat_context *ctx, const xcat_loss_desc *d)
+{
+    if (d->label_smoothing != 0.0f || d->z_loss != 0.0f)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.label_smoothing and "
+                          "desc.z_loss must be 0 for the sampled kinds");
+    if ((unsigned)d->sampler > XCAT_SAMPLER_IN_BATCH)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.sampler = %d is not a "
+                          "xcat_sampler", (int)d->sampler);
+    if ((unsigned)d->correction > XCAT_CORRECTION_LOGQ_CORRECTED)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.correction = %d is not a "
+                          "xcat_correction", (int)d->correction);
+    if (d->sampler == XCAT_SAMPLER_IN_BATCH && d->kind != XCAT_LOSS_INBATCH)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.sampler = IN_BATCH goes with "
+                          "XCAT_LOSS_INBATCH only");
+    if (d->kind == XCAT_LOSS_INBATCH && d->sampler != XCAT_SAMPLER_IN_BATCH &&
+        d->sampler != XCAT_SAMPLER_UNIFORM && d->sampler != XCAT_SAMPLER_POPULARITY)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "XCAT_LOSS_INBATCH draws its extra "
+                          "negatives with UNIFORM or POPULARITY");
+    if ((d->flags & XCAT_LOSS_DISTINCT_NEGATIVES) && d->sampler != XCAT_SAMPLER_UNIFORM)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "XCAT_LOSS_DISTINCT_NEGATIVES needs "
+                          "the UNIFORM sampler");
+    if ((d->kind == XCAT_LOSS_BCE || d->kind == XCAT_LOSS_GBCE) &&
+        d->correction != XCAT_CORRECTION_NONE)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "BCE and GBCE take no logit "
+                          "correction (desc.correction must be NONE)");
+    if (d->kind == XCAT_LOSS_SAMPLED_CE && d->correction == XCAT_CORRECTION_LOGQ_CORRECTED)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "LOGQ_CORRECTED is defined for "
+                          "XCAT_LOSS_INBATCH only");
+    if (d->kind == XCAT_LOSS_GBCE && !(d->gbce_t >= 0.0f && d->gbce_t <= 1.0f))
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.gbce_t = %g: must be in "
+                          "[0, 1]", (double)d->gbce_t);
+    const bool given = d->sampler == XCAT_SAMPLER_GIVEN_PER_ROW ||
+                       d->sampler == XCAT_SAMPLER_GIVEN_SHARED;
+    if (!given && (d->num_negatives < 1 || d->num_negatives > INT32_MAX))
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.num_negatives = %lld: K must "
+                          "be in [1, 2^31)", (long long)d->num_negatives);
+    if (given && d->num_negatives < 0)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.num_negatives = %lld: given "
+                          "negatives take K from args.negatives (0) or must match it",
+                          (long long)d->num_negatives);
+    /* Implemented so far: the CPU backend's SAMPLED_CE / BCE / GBCE with the uniform (also
+     * distinct) and given samplers, corrections NONE and UNIFORM. */
+    if (d->kind == XCAT_LOSS_INBATCH || d->sampler == XCAT_SAMPLER_POPULARITY ||
+        d->correction == XCAT_CORRECTION_LOGQ)
+        return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED, "this release does not implement %s yet",
+                          d->kind == XCAT_LOSS_INBATCH ? "XCAT_LOSS_INBATCH"
+                          : d->sampler == XCAT_SAMPLER_POPULARITY ? "the POPULARITY sampler"
+                                                                  : "the LOGQ correction");
+    return XCAT_OK;
+}
+
+static xcat_status check_sampled_sizes(xcat_context *ctx, const xcat_loss_desc *d,
+                                       int64_t classes)
+{
+    if (d->kind == XCAT_LOSS_CE) return XCAT_OK;
+    if (classes < 2 || classes > INT32_MAX)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "num_classes = %lld: the sampled "
+                          "kinds need 2 <= C < 2^31 (negatives are drawn in 32 bits)",
+                          (long long)classes);
+    if ((d->flags & XCAT_LOSS_DISTINCT_NEGATIVES) && d->num_negatives > classes - 1)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.num_negatives = %lld: "
+                          "distinct negatives need K <= C − 1 = %lld", (long long)d->num_negatives,
+                          (long long)classes - 1);
+    return XCAT_OK;
+}
+
 static xcat_status check_desc(xcat_context *ctx, const xcat_loss_desc *d)
 {
     if ((unsigned)d->kind > XCAT_LOSS_SCE)
@@ -65,17 +133,19 @@ static xcat_status check_desc(xcat_context *ctx, const xcat_loss_desc *d)
     if (!(isfinite(d->z_loss) && d->z_loss >= 0.0f))
         return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT,
                           "desc.z_loss = %g: must be finite and >= 0", (double)d->z_loss);
-    if (d->flags & ~XCAT_LOSS_FORWARD_ONLY)
+    if (d->flags & ~(XCAT_LOSS_FORWARD_ONLY | XCAT_LOSS_REJECT_HITS |
+                     XCAT_LOSS_DISTINCT_NEGATIVES))
         return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.flags = 0x%x has unknown bits",
                           d->flags);
-    if (d->kind != XCAT_LOSS_CE)
-        return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED,
-                          "loss kind %d is reserved for a later release; this release "
-                          "implements XCAT_LOSS_CE", (int)d->kind);
     if (d->dtype != XCAT_DTYPE_F32)
         return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED,
                           "desc.dtype = %d: this release stores H and E as F32 only",
                           (int)d->dtype);
+    if (d->kind == XCAT_LOSS_CE) return XCAT_OK;
+    if (d->kind == XCAT_LOSS_SCE)
+        return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED,
+                          "XCAT_LOSS_SCE is reserved for a later release");
+    return check_sampled_desc(ctx, d);
     return XCAT_OK;
 }
 
@@ -105,6 +175,7 @@ xcat_status xcat_loss_workspace_size(xcat_context *ctx, const xcat_loss_desc *de
     xcat_status st = copy_desc(ctx, desc, &d);
     if (!st) st = check_desc(ctx, &d);
     if (!st) st = check_sizes(ctx, max_rows, num_classes, dim);
+    if (!st) st = check_sampled_sizes(ctx, &d, num_classes);
     if (st) return st;
     return ctx->ops->loss_workspace_size(ctx, &d, max_rows, num_classes, dim, bytes);
 }
@@ -120,6 +191,7 @@ xcat_status xcat_loss_plan_create(xcat_context *ctx, const xcat_loss_desc *desc,
     xcat_status st = copy_desc(ctx, desc, &d);
     if (!st) st = check_desc(ctx, &d);
     if (!st) st = check_sizes(ctx, max_rows, num_classes, dim);
+    if (!st) st = check_sampled_sizes(ctx, &d, num_classes);
     if (st) return st;
     xcat_loss_plan *plan = xcat_host_calloc(ctx, sizeof *plan, 64);
     if (!plan) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "allocating a loss plan");
@@ -155,6 +227,8 @@ void xcat_loss_plan_free(xcat_loss_plan *plan)
     if (!plan) return;
     xcat_context *ctx = plan->ctx;
     ctx->ops->loss_plan_release(plan);
+    xcat_host_free(ctx, plan->h_row_items_offsets);
+    xcat_host_free(ctx, plan->h_row_items);
     xcat_host_free(ctx, plan->host_scratch);
     xcat_host_free(ctx, plan);
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "loss_validate.h"
+#include "topk_validate.h"
 
 static xcat_status check_tensor(xcat_loss_plan *plan, const xcat_tensor *t, const char *name,
                                 bool required)
@@ -99,15 +100,101 @@ static xcat_status scan_targets(xcat_loss_plan *plan, xcat_loss_call *call)
     return XCAT_OK;
 }
 
-xcat_status xcat_loss_call_prepare(xcat_loss_plan *plan, const xcat_loss_args *args,
+/* The sampled kinds' inputs: given negatives (values in [−1, C)) and the row-items CSR (ids
+ * ascending per row, in range), checked on the host once per call. */
+static xcat_status prepare_sampled(xcat_loss_plan *plan, const xcat_loss_args *a,
                                    xcat_loss_call *call)
 {
     xcat_context *ctx = plan->ctx;
-    if (!args) return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "args is NULL");
-    if (args->struct_size < offsetof(xcat_loss_args, row_weights) + sizeof args->row_weights)
+    const xcat_loss_desc *d = &plan->desc;
+    const int64_t n = call->rows, c = plan->classes;
+    xcat_status st = XCAT_OK;
+    call->num_negatives = d->num_negatives;
+    call->step = a->step;
+    if (d->sampler == XCAT_SAMPLER_GIVEN_PER_ROW || d->sampler == XCAT_SAMPLER_GIVEN_SHARED) {
+        const xcat_tensor *t = a->negatives;
+        if ((st = check_tensor(plan, t, "negatives", true))) return st;
+        if (t->dtype != XCAT_DTYPE_I32 && t->dtype != XCAT_DTYPE_I64)
+            return xcat_error(ctx, XCAT_ERROR_DTYPE_MISMATCH, "negatives must be I32 or I64");
+        const bool per_row = d->sampler == XCAT_SAMPLER_GIVEN_PER_ROW;
+        const int64_t k = per_row ? t->cols : xcat_tensor_vector_length(t);
+        if ((per_row && t->rows != n) || k < 1)
+            return xcat_error(ctx, XCAT_ERROR_SHAPE_MISMATCH, "negatives is %lld×%lld: expected "
+                              "%s", (long long)t->rows, (long long)t->cols,
+                              per_row ? "N×K (one row per hidden row)" : "a vector of K");
+        if (d->num_negatives && d->num_negatives != k)
+            return xcat_error(ctx, XCAT_ERROR_SHAPE_MISMATCH, "negatives has K = %lld but "
+                              "desc.num_negatives = %lld", (long long)k,
+                              (long long)d->num_negatives);
+        call->negatives = t;
+        call->num_negatives = k;
+        if (!t->data)
+            return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED, "given negatives on this backend");
+        const bool i64 = t->dtype == XCAT_DTYPE_I64;
+        for (int64_t r = 0; r < (per_row ? n : 1); ++r)
+            for (int64_t k2 = 0; k2 < k; ++k2) {
+                const int64_t at = per_row ? r * t->stride + k2 : k2;
+                const int64_t v = i64 ? ((const int64_t *)t->data)[at]
+                                      : ((const int32_t *)t->data)[at];
+                if (v < -1 || v >= c)
+                    return xcat_error(ctx, XCAT_ERROR_OUT_OF_RANGE, "negatives[%lld][%lld] = "
+                                      "%lld is outside [−1, %lld)", (long long)r,
+                                      (long long)k2, (long long)v, (long long)c);
+            }
+    }
+    if (!a->row_items_offsets != !a->row_items)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "row_items_offsets and row_items "
+                          "go together: give both or neither");
+    xcat_host_free(ctx, plan->h_row_items_offsets);
+    xcat_host_free(ctx, plan->h_row_items);
+    plan->h_row_items_offsets = plan->h_row_items = NULL;
+    if (!a->row_items) return XCAT_OK;
+    int64_t noff = 0, nnz = 0;
+    st = xcat_read_index_vector(ctx, a->row_items_offsets, "row_items_offsets",
+                                &plan->h_row_items_offsets, &noff);
+    if (!st) st = xcat_read_index_vector(ctx, a->row_items, "row_items", &plan->h_row_items, &nnz);
+    const int64_t *o = plan->h_row_items_offsets, *v = plan->h_row_items;
+    if (!st && (noff != n + 1 || o[0] != 0))
+        st = xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "row_items_offsets: need %lld CSR "
+                        "offsets starting at 0", (long long)n + 1);
+    for (int64_t r = 0; !st && r < n; ++r) {
+        if (o[r + 1] < o[r] || o[r + 1] > nnz)
+            st = xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "row_items_offsets[%lld] = %lld: "
+                            "offsets must be non-decreasing and at most %lld", (long long)r + 1,
+                            (long long)o[r + 1], (long long)nnz);
+        for (int64_t i = o[r]; !st && i < o[r + 1]; ++i) {
+            if (v[i] < 0 || v[i] >= c)
+                st = xcat_error(ctx, XCAT_ERROR_OUT_OF_RANGE, "row_items[%lld] = %lld (row "
+                                "%lld) is outside [0, %lld)", (long long)i, (long long)v[i],
+                                (long long)r, (long long)c);
+            else if (i > o[r] && v[i] < v[i - 1])
+                st = xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "row_items of row %lld are "
+                                "not ascending", (long long)r);
+        }
+    }
+    if (st) return st;
+    call->row_items_offsets = a->row_items_offsets;
+    call->row_items = a->row_items;
+    call->h_row_items_offsets = plan->h_row_items_offsets;
+    call->h_row_items = plan->h_row_items;
+    return XCAT_OK;
+}
+
+xcat_status xcat_loss_call_prepare(xcat_loss_plan *plan, const xcat_loss_args *args_in,
+                                   xcat_loss_call *call)
+{
+    xcat_context *ctx = plan->ctx;
+    if (!args_in) return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "args is NULL");
+    if (args_in->struct_size < offsetof(xcat_loss_args, row_weights) + sizeof args_in->row_weights)
         return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT,
                           "args->struct_size = %u: initialise with xcat_loss_args_init()",
-                          args->struct_size);
+                          args_in->struct_size);
+    /* The caller's args up to their struct_size; fields of a newer header default. */
+    xcat_loss_args argsv;
+    xcat_loss_args_init(&argsv);
+    memcpy(&argsv, args_in, args_in->struct_size < sizeof argsv ? args_in->struct_size
+                                                                  : sizeof argsv);
+    const xcat_loss_args *args = &argsv;
     memset(call, 0, sizeof *call);
     const xcat_tensor *h = args->hidden;
     xcat_status st = check_tensor(plan, h, "hidden", true);
@@ -131,7 +218,9 @@ xcat_status xcat_loss_call_prepare(xcat_loss_plan *plan, const xcat_loss_args *a
     *call = (xcat_loss_call){.hidden = h, .items = args->items, .bias = args->bias,
                              .targets = args->targets, .row_weights = args->row_weights,
                              .rows = n};
-    return scan_targets(plan, call);
+    st = scan_targets(plan, call);
+    if (!st && plan->desc.kind != XCAT_LOSS_CE) st = prepare_sampled(plan, args, call);
+    return st;
 }
 
 xcat_status xcat_loss_check_forward_outputs(xcat_loss_plan *plan, const xcat_loss_call *call,
@@ -139,6 +228,9 @@ xcat_status xcat_loss_check_forward_outputs(xcat_loss_plan *plan, const xcat_los
 {
     int64_t n = plan->desc.reduction == XCAT_REDUCTION_NONE ? call->rows : 1;
     xcat_status st = check_vector(plan, loss, "loss", n, XCAT_DTYPE_F32, XCAT_DTYPE_F32);
+    if (!st && lse && (plan->desc.kind == XCAT_LOSS_BCE || plan->desc.kind == XCAT_LOSS_GBCE))
+        st = xcat_error(plan->ctx, XCAT_ERROR_INVALID_ARGUMENT, "lse must be NULL for BCE and "
+                        "GBCE (they have no softmax normaliser)");
     if (!st && lse) st = check_vector(plan, lse, "lse", call->rows, XCAT_DTYPE_F32, XCAT_DTYPE_F32);
     return st;
 }

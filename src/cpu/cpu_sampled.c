@@ -1,34 +1,409 @@
-/* cpu_sampled.c — the sampled kinds on the CPU backend. (Being written.) */
+/* cpu_sampled.c — the sampled kinds on the CPU backend: SAMPLED_CE, BCE, GBCE with the uniform
+ * (also distinct) and given samplers.
+ *
+ * Nothing of size N×K is stored. A row's negatives are redrawn from cl/rng.cl wherever they are
+ * needed (forward, backward, xcat_loss_draw_negatives), so every pass and every backend sees the
+ * same items. Per row, the K+1 candidate logits live in a per-worker scratch of K+1 floats.
+ *
+ * Backward, deterministic without atomics: rows are processed in chunks whose (item, coefficient)
+ * lists fit a bounded buffer (CHUNK_ENTRIES). Phase A, parallel over rows: each row recomputes
+ * its candidates, writes its own dH row and its list. Phase B, parallel over item ranges: each
+ * worker scans the whole chunk list in (row, k) order and accumulates only the items it owns, so
+ * every dE row is summed in the same order whatever the thread count. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#define XCAT_RNG_HOST 1
+#include "../cl/rng.cl"
+
+#include "baseline_guard.h"
 #include "cpu_sampled.h"
 
-static xcat_status not_yet(const xcat_context *ctx)
+#define CHUNK_ENTRIES ((int64_t)1 << 21) /* (item, coefficient) pairs per backward chunk */
+#define REJECT_ATTEMPTS 16
+
+typedef struct sjob {
+    const xcat_loss_plan *plan;
+    const xcat_loss_call *call;
+    const float *H, *E, *b, *w;
+    int64_t ldh, lde, n, c, d, k;
+    const void *y;
+    bool y64;
+    float scale, cap;
+    float corr;   /* UNIFORM correction log(K/(C−1)), else 0 */
+    float beta;   /* BCE / GBCE weight of the positive term */
+} sjob;
+
+static int64_t target_of(const sjob *j, int64_t i)
 {
-    return xcat_error((xcat_context *)ctx, XCAT_ERROR_UNSUPPORTED,
-                      "sampled loss kinds are not implemented on the CPU backend yet");
+    return j->y64 ? ((const int64_t *)j->y)[i] : ((const int32_t *)j->y)[i];
+}
+
+static bool ignored(const sjob *j, int64_t i)
+{
+    return target_of(j, i) == j->plan->desc.ignore_index;
+}
+
+static bool in_row_items(const xcat_loss_call *c, int64_t row, int64_t item)
+{
+    if (!c->h_row_items_offsets) return false;
+    int64_t lo = c->h_row_items_offsets[row], hi = c->h_row_items_offsets[row + 1];
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (c->h_row_items[mid] < item) lo = mid + 1; else hi = mid;
+    }
+    return lo < c->h_row_items_offsets[row + 1] && c->h_row_items[lo] == item;
+}
+
+static bool masked(const sjob *j, int64_t row, int64_t y, int64_t item)
+{
+    return item < 0 || item == y || in_row_items(j->call, row, item);
+}
+
+/* Negative k of row `row` (target y): the item, or −1 when it is masked. */
+static int64_t negative(const sjob *j, int64_t row, int64_t y, int64_t k, const xr_perm *perm)
+{
+    const xcat_loss_desc *d = &j->plan->desc;
+    const xcat_loss_call *c = j->call;
+    int64_t item;
+    switch (d->sampler) {
+    case XCAT_SAMPLER_GIVEN_PER_ROW:
+    case XCAT_SAMPLER_GIVEN_SHARED: {
+        const xcat_tensor *t = c->negatives;
+        const int64_t at = d->sampler == XCAT_SAMPLER_GIVEN_PER_ROW ? row * t->stride + k : k;
+        item = t->dtype == XCAT_DTYPE_I64 ? ((const int64_t *)t->data)[at]
+                                          : ((const int32_t *)t->data)[at];
+        return masked(j, row, y, item) ? -1 : item;
+    }
+    default:
+        break;
+    }
+    const int attempts = (d->flags & XCAT_LOSS_REJECT_HITS) ? REJECT_ATTEMPTS : 1;
+    for (int a = 0; a < attempts; ++a) {
+        if (perm) /* distinct: never the positive; attempts only matter for row items */
+            item = xr_draw_distinct(perm, (xr_u32)k, (xr_u32)y);
+        else
+            item = xr_draw_uniform(d->seed, c->step, (xr_u32)row, (xr_u32)k, (xr_u32)a,
+                                   (xr_u32)j->c);
+        if (!masked(j, row, y, item)) return item;
+        if (perm) break; /* a permutation has one value per k */
+    }
+    return -1;
+}
+
+static float logit_of(const sjob *j, int64_t row, int64_t item)
+{
+    const float *h = j->H + row * j->ldh, *e = j->E + item * j->lde;
+    /* four partial sums: a fixed order, and enough independent chains to pipeline */
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    int64_t t = 0;
+    for (; t + 4 <= j->d; t += 4) {
+        s0 += h[t] * e[t];
+        s1 += h[t + 1] * e[t + 1];
+        s2 += h[t + 2] * e[t + 2];
+        s3 += h[t + 3] * e[t + 3];
+    }
+    for (; t < j->d; ++t) s0 += h[t] * e[t];
+    float r = (s0 + s1) + (s2 + s3);
+    if (j->b) r += j->b[item];
+    r *= j->scale;
+    return j->cap > 0.0f ? j->cap * tanhf(r / j->cap) : r;
+}
+
+/* dz/d(h·e + b) for a logit z */
+static float phi_of(const sjob *j, float z)
+{
+    if (j->cap <= 0.0f) return j->scale;
+    const float u = z / j->cap;
+    return j->scale * (1.0f - u * u);
+}
+
+static float softplus(float x)
+{
+    return x > 0.0f ? x + log1pf(expf(-x)) : log1pf(expf(x));
+}
+
+static float sigmoid(float x)
+{
+    return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
+}
+
+/* One row: candidates into items[0..K] (items[0] = positive, −1 = masked) and logits z[0..K];
+ * returns the row loss (unweighted) and, for SAMPLED_CE, *lse. When `coef` is non-NULL it also
+ * receives dℓ/d(h·e+b) per candidate (0 for masked ones). */
+static double row_pass(const sjob *j, int64_t row, int64_t *items, float *z, float *coef,
+                       float *lse_out)
+{
+    const xcat_loss_desc *d = &j->plan->desc;
+    const int64_t y = target_of(j, row), K = j->k;
+    xr_perm perm, *pp = NULL;
+    if (d->flags & XCAT_LOSS_DISTINCT_NEGATIVES) {
+        perm = xr_perm_make(d->seed, j->call->step, (xr_u32)row, (xr_u32)(j->c - 1));
+        pp = &perm;
+    }
+    items[0] = y;
+    z[0] = logit_of(j, row, y);
+    for (int64_t k = 0; k < K; ++k) {
+        items[k + 1] = negative(j, row, y, k, pp);
+        z[k + 1] = items[k + 1] >= 0 ? logit_of(j, row, items[k + 1]) : 0.0f;
+    }
+    if (d->kind == XCAT_LOSS_SAMPLED_CE) {
+        float m = z[0];
+        for (int64_t k = 1; k <= K; ++k)
+            if (items[k] >= 0 && z[k] - j->corr > m) m = z[k] - j->corr;
+        double s = exp((double)(z[0] - m));
+        for (int64_t k = 1; k <= K; ++k)
+            if (items[k] >= 0) s += exp((double)(z[k] - j->corr - m));
+        const float lse = m + (float)log(s);
+        if (lse_out) *lse_out = lse;
+        if (coef) {
+            coef[0] = (expf(z[0] - lse) - 1.0f) * phi_of(j, z[0]);
+            for (int64_t k = 1; k <= K; ++k)
+                coef[k] = items[k] >= 0 ? expf(z[k] - j->corr - lse) * phi_of(j, z[k]) : 0.0f;
+        }
+        return (double)lse - (double)z[0];
+    }
+    /* BCE / GBCE: −[β·log σ(z⁺) + Σ log(1 − σ(z_k))] / (K + 1) */
+    const float inv = 1.0f / (float)(K + 1);
+    double l = (double)j->beta * softplus(-z[0]);
+    for (int64_t k = 1; k <= K; ++k)
+        if (items[k] >= 0) l += softplus(z[k]);
+    if (coef) {
+        coef[0] = -j->beta * (1.0f - sigmoid(z[0])) * inv * phi_of(j, z[0]);
+        for (int64_t k = 1; k <= K; ++k)
+            coef[k] = items[k] >= 0 ? sigmoid(z[k]) * inv * phi_of(j, z[k]) : 0.0f;
+    }
+    if (lse_out) *lse_out = 0.0f;
+    return l * inv;
+}
+
+static void job_init(sjob *j, const xcat_loss_plan *plan, const xcat_loss_call *c)
+{
+    const xcat_loss_desc *d = &plan->desc;
+    *j = (sjob){.plan = plan, .call = c, .H = c->hidden->data, .E = c->items->data,
+                .b = c->bias ? c->bias->data : NULL,
+                .w = c->row_weights ? c->row_weights->data : NULL,
+                .ldh = c->hidden->stride, .lde = c->items->stride, .n = c->rows,
+                .c = plan->classes, .d = plan->dim, .k = c->num_negatives,
+                .y = c->targets->data, .y64 = c->targets->dtype == XCAT_DTYPE_I64,
+                .scale = d->scale, .cap = d->softcap, .beta = 1.0f};
+    if (d->kind == XCAT_LOSS_SAMPLED_CE && d->correction == XCAT_CORRECTION_UNIFORM)
+        j->corr = logf((float)j->k / (float)(j->c - 1));
+    if (d->kind == XCAT_LOSS_GBCE) {
+        const double alpha = (double)j->k / (double)(j->c - 1);
+        j->beta = (float)(1.0 - d->gbce_t * (1.0 - alpha));
+    }
+}
+
+/* Per-worker scratch: items (K+1 int64), z and coef (K+1 floats each). */
+static size_t scratch_bytes(int64_t k)
+{
+    return ((size_t)(k + 1) * (8 + 4 + 4) + 63) / 64 * 64;
 }
 
 xcat_status xcat_cpu_sampled_workspace_size(const xcat_context *ctx, const xcat_loss_desc *desc,
                                             int64_t max_rows, int64_t classes, int64_t dim,
                                             size_t *bytes)
 {
-    return not_yet(ctx);
+    /* Given negatives take K from the call: size for the largest K a row list may hold. */
+    int64_t k = desc->num_negatives > 0 ? desc->num_negatives : 0;
+    (void)classes;
+    (void)dim;
+    *bytes = (size_t)max_rows * sizeof(double) + (size_t)ctx->num_threads * scratch_bytes(k);
+    return XCAT_OK;
 }
-xcat_status xcat_cpu_sampled_plan_init(xcat_loss_plan *plan) { return not_yet(plan->ctx); }
-void xcat_cpu_sampled_plan_release(xcat_loss_plan *plan) { (void)plan; }
+
+xcat_status xcat_cpu_sampled_plan_init(xcat_loss_plan *plan)
+{
+    size_t bytes;
+    xcat_status st = xcat_cpu_sampled_workspace_size(plan->ctx, &plan->desc, plan->max_rows,
+                                                     plan->classes, plan->dim, &bytes);
+    if (st) return st;
+    plan->workspace = xcat_host_alloc(plan->ctx, bytes, 64);
+    if (!plan->workspace)
+        return xcat_error(plan->ctx, XCAT_ERROR_OUT_OF_MEMORY, "sampled-loss workspace (%zu "
+                          "bytes)", bytes);
+    plan->workspace_bytes = bytes;
+    return XCAT_OK;
+}
+
+void xcat_cpu_sampled_plan_release(xcat_loss_plan *plan)
+{
+    xcat_host_free(plan->ctx, plan->workspace);
+    plan->workspace = NULL;
+}
+
+/* Scratch for a call: the plan's, or (given negatives with a K beyond the plan's) a fresh one. */
+static char *call_scratch(xcat_loss_plan *plan, int64_t k, bool *owned)
+{
+    const int threads = plan->ctx->num_threads;
+    const size_t need = (size_t)plan->max_rows * sizeof(double) +
+                        (size_t)threads * scratch_bytes(k);
+    *owned = need > plan->workspace_bytes;
+    return *owned ? xcat_host_alloc(plan->ctx, need, 64) : plan->workspace;
+}
+
 xcat_status xcat_cpu_sampled_forward(xcat_loss_plan *plan, const xcat_loss_call *call,
                                      xcat_tensor *loss, xcat_tensor *lse)
 {
-    return not_yet(plan->ctx);
+    sjob j;
+    job_init(&j, plan, call);
+    bool owned;
+    char *ws = call_scratch(plan, j.k, &owned);
+    if (!ws) return xcat_error(plan->ctx, XCAT_ERROR_OUT_OF_MEMORY, "sampled-loss scratch");
+    double *rowloss = (double *)ws;
+    char *scr = ws + (size_t)plan->max_rows * sizeof(double);
+    const size_t sb = scratch_bytes(j.k);
+    float *lse_out = lse ? lse->data : NULL;
+#pragma omp parallel num_threads(plan->ctx->num_threads)
+    {
+        char *mine = scr + sb * (size_t)omp_get_thread_num();
+        int64_t *items = (int64_t *)mine;
+        float *z = (float *)(items + j.k + 1);
+#pragma omp for schedule(dynamic, 16)
+        for (int64_t i = 0; i < j.n; ++i) {
+            if (ignored(&j, i)) {
+                rowloss[i] = 0.0;
+                if (lse_out) lse_out[i] = 0.0f;
+                continue;
+            }
+            float l;
+            const double v = row_pass(&j, i, items, z, NULL, &l);
+            rowloss[i] = v * (j.w ? (double)j.w[i] : 1.0);
+            if (lse_out) lse_out[i] = l;
+        }
+    }
+    float *out = loss->data;
+    if (plan->desc.reduction == XCAT_REDUCTION_NONE) {
+        for (int64_t i = 0; i < j.n; ++i) out[i] = (float)rowloss[i];
+    } else {
+        double sum = 0.0; /* fixed order: deterministic */
+        for (int64_t i = 0; i < j.n; ++i) sum += rowloss[i];
+        out[0] = (float)(sum * call->reduction_scale);
+    }
+    if (owned) xcat_host_free(plan->ctx, ws);
+    return XCAT_OK;
 }
+
 xcat_status xcat_cpu_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call *call,
                                       bool reuse, const xcat_tensor *grad_loss,
                                       xcat_tensor *d_hidden, xcat_tensor *d_items,
                                       xcat_tensor *d_bias)
 {
-    return not_yet(plan->ctx);
+    (void)reuse; /* every pass redraws and recomputes its K+1 logits: nothing to reuse */
+    xcat_context *ctx = plan->ctx;
+    sjob j;
+    job_init(&j, plan, call);
+    const int threads = ctx->num_threads;
+    const int64_t per_row = j.k + 1;
+    int64_t chunk_rows = CHUNK_ENTRIES / per_row;
+    if (chunk_rows < 1) chunk_rows = 1;
+    if (chunk_rows > j.n) chunk_rows = j.n;
+    bool owned;
+    char *ws = call_scratch(plan, j.k, &owned);
+    const size_t list_bytes = (size_t)(chunk_rows * per_row) * (sizeof(int32_t) + sizeof(float));
+    char *list = xcat_host_alloc(ctx, list_bytes, 64);
+    if (!ws || !list) {
+        if (owned) xcat_host_free(ctx, ws);
+        xcat_host_free(ctx, list);
+        return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "sampled-loss backward buffers");
+    }
+    float *g = (float *)ws; /* the row-loss doubles' room holds the per-row factors */
+    char *scr = ws + (size_t)plan->max_rows * sizeof(double);
+    const size_t sb = scratch_bytes(j.k);
+    int32_t *li = (int32_t *)list;
+    float *lc = (float *)(li + chunk_rows * per_row);
+    const float *gd = grad_loss ? grad_loss->data : NULL;
+    const bool none = plan->desc.reduction == XCAT_REDUCTION_NONE;
+    for (int64_t i = 0; i < j.n; ++i) {
+        double v = ignored(&j, i) ? 0.0 : call->reduction_scale * (j.w ? (double)j.w[i] : 1.0);
+        if (gd) v *= none ? (double)gd[i] : (double)gd[0];
+        g[i] = (float)v;
+    }
+    float *dE = d_items ? d_items->data : NULL, *db = d_bias ? d_bias->data : NULL;
+    const int64_t lde_out = d_items ? d_items->stride : 0;
+    if (dE)
+        for (int64_t r = 0; r < j.c; ++r) memset(dE + r * lde_out, 0, (size_t)j.d * sizeof(float));
+    if (db) memset(db, 0, (size_t)j.c * sizeof(float));
+    for (int64_t r0 = 0; r0 < j.n; r0 += chunk_rows) {
+        const int64_t nr = j.n - r0 < chunk_rows ? j.n - r0 : chunk_rows;
+#pragma omp parallel num_threads(threads)
+        {
+            char *mine = scr + sb * (size_t)omp_get_thread_num();
+            int64_t *items = (int64_t *)mine;
+            float *z = (float *)(items + per_row), *coef = z + per_row;
+#pragma omp for schedule(dynamic, 16)
+            for (int64_t r = 0; r < nr; ++r) {
+                const int64_t i = r0 + r;
+                int32_t *ri = li + r * per_row;
+                float *rc = lc + r * per_row;
+                float *dh = d_hidden ? (float *)d_hidden->data + i * d_hidden->stride : NULL;
+                if (dh) memset(dh, 0, (size_t)j.d * sizeof(float));
+                if (g[i] == 0.0f) {
+                    for (int64_t k = 0; k < per_row; ++k) ri[k] = -1;
+                    continue;
+                }
+                row_pass(&j, i, items, z, coef, NULL);
+                for (int64_t k = 0; k < per_row; ++k) {
+                    const float cf = coef[k] * g[i];
+                    ri[k] = items[k] >= 0 && cf != 0.0f ? (int32_t)items[k] : -1;
+                    rc[k] = cf;
+                    if (dh && ri[k] >= 0) {
+                        const float *e = j.E + items[k] * j.lde;
+                        for (int64_t t = 0; t < j.d; ++t) dh[t] += cf * e[t];
+                    }
+                }
+            }
+            if (dE || db) {
+                /* Phase B: worker t owns items [lo, hi) and adds them in (row, k) order. */
+#pragma omp barrier
+                const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+                const int64_t lo = j.c * t / nt, hi = j.c * (t + 1) / nt;
+                for (int64_t r = 0; r < nr; ++r) {
+                    const float *h = j.H + (r0 + r) * j.ldh;
+                    for (int64_t k = 0; k < per_row; ++k) {
+                        const int64_t it = li[r * per_row + k];
+                        if (it < lo || it >= hi) continue;
+                        const float cf = lc[r * per_row + k];
+                        if (db) db[it] += cf;
+                        if (dE) {
+                            float *de = dE + it * lde_out;
+                            for (int64_t u = 0; u < j.d; ++u) de[u] += cf * h[u];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    xcat_host_free(ctx, list);
+    if (owned) xcat_host_free(ctx, ws);
+    return XCAT_OK;
 }
+
 xcat_status xcat_cpu_sampled_draw_negatives(xcat_loss_plan *plan, const xcat_loss_call *call,
                                             xcat_tensor *out)
 {
-    return not_yet(plan->ctx);
+    sjob j;
+    job_init(&j, plan, call);
+    const bool i64 = out->dtype == XCAT_DTYPE_I64;
+    for (int64_t i = 0; i < j.n; ++i) {
+        const int64_t y = target_of(&j, i);
+        xr_perm perm, *pp = NULL;
+        if (plan->desc.flags & XCAT_LOSS_DISTINCT_NEGATIVES) {
+            perm = xr_perm_make(plan->desc.seed, call->step, (xr_u32)i, (xr_u32)(j.c - 1));
+            pp = &perm;
+        }
+        for (int64_t k = 0; k < j.k; ++k) {
+            /* an ignored row's target may be anything: it masks nothing */
+            const int64_t v = negative(&j, i, ignored(&j, i) ? -2 : y, k, pp);
+            if (i64)
+                ((int64_t *)out->data)[i * out->stride + k] = v;
+            else
+                ((int32_t *)out->data)[i * out->stride + k] = (int32_t)v;
+        }
+    }
+    return XCAT_OK;
 }
