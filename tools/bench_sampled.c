@@ -1,13 +1,202 @@
-/* bench_sampled.c — `xcat-bench sampled`: sampled-softmax losses against the sgemm ceiling and a
- * gather-and-materialise baseline. (Being written.) */
+/* bench_sampled.c — `xcat-bench sampled`: the sampled kinds forward and forward+backward, with
+ * the OpenBLAS ceiling measured in the same process and the memory a materialising baseline
+ * would need.
+ *
+ * Effective flops (DESIGN.md): forward 2·N·(K+1)·d; forward+backward 8·N·(K+1)·d (the backward
+ * recomputes the logits, then dH and dE). The ceiling is OpenBLAS sgemm's rate on the same
+ * (N×d)·(d×(K+1)) product, its own threads. The gather baseline (PyTorch's `E[neg]` + bmm, as in
+ * the CCE⁻ paper's reference) materialises N×(K+1)×d floats: reported as bytes, run only where it
+ * fits in half the memory (it never does at the issue's shapes). */
+#include <cblas.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "bench_util.h"
+#include "xcat.h"
+
+typedef struct sopts {
+    int64_t n, c, k[6], d[4];
+    int nk, nd, repeats;
+    const char *backend, *kind, *json;
+} sopts;
+
+static int list(const char *s, int64_t *v, int max)
+{
+    int n = 0;
+    while (*s && n < max) {
+        char *end;
+        v[n++] = strtoll(s, &end, 10);
+        if (end == s) return -1;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+static int parse(int argc, char **argv, sopts *o)
+{
+    *o = (sopts){.n = 16384, .c = 1000000, .k = {128, 1024, 4096}, .nk = 3, .d = {64, 256},
+                 .nd = 2, .repeats = 3, .backend = "cpu", .kind = "sampled-ce"};
+    for (int i = 1; i < argc; ++i) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--quick")) {
+            o->n = 2048; o->c = 100000; o->k[0] = 128; o->nk = 1; o->d[0] = 64; o->nd = 1;
+            o->repeats = 2;
+            continue;
+        }
+        if (!v) { fprintf(stderr, "xcat-bench sampled: %s needs a value\n", a); return -1; }
+        ++i;
+        if (!strcmp(a, "--n")) o->n = strtoll(v, NULL, 10);
+        else if (!strcmp(a, "--c")) o->c = strtoll(v, NULL, 10);
+        else if (!strcmp(a, "--k")) o->nk = list(v, o->k, 6);
+        else if (!strcmp(a, "--d")) o->nd = list(v, o->d, 4);
+        else if (!strcmp(a, "--repeats")) o->repeats = atoi(v);
+        else if (!strcmp(a, "--backend")) o->backend = v;
+        else if (!strcmp(a, "--kind")) o->kind = v;
+        else if (!strcmp(a, "--json")) o->json = v;
+        else {
+            fprintf(stderr, "usage: xcat-bench sampled [--n N] [--c C] [--k K,..] [--d d,..] "
+                    "[--kind sampled-ce|bce|gbce] [--repeats R] [--backend cpu|opencl|auto] "
+                    "[--json PATH] [--quick]\n");
+            return -1;
+        }
+    }
+    return o->n < 1 || o->c < 2 || o->nk < 1 || o->nd < 1 || o->repeats < 1 ? -1 : 0;
+}
+
+static double ceiling_gflops(int64_t n, int64_t k1, int64_t d, int repeats)
+{
+    float *a = alloc_bytes((size_t)(n * d) * 4), *b = alloc_bytes((size_t)(k1 * d) * 4);
+    const int64_t rows = n < 4096 ? n : 4096; /* bounded output: rows × (K+1) */
+    float *c = alloc_bytes((size_t)(rows * k1) * 4);
+    if (!a || !b || !c) return 0.0;
+    fill_uniform(a, n * d, 1.0f, 5);
+    fill_uniform(b, k1 * d, 1.0f, 6);
+    double best[16];
+    for (int r = 0; r < repeats; ++r) {
+        const double t0 = now_ms();
+        for (int64_t r0 = 0; r0 < n; r0 += rows)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(n - r0 < rows ? n - r0 : rows),
+                        (int)k1, (int)d, 1.0f, a + r0 * d, (int)d, b, (int)d, 0.0f, c, (int)k1);
+        best[r] = now_ms() - t0;
+    }
+    free(a), free(b), free(c);
+    return 2.0 * n * k1 * d / (median_of(best, repeats) * 1e6);
+}
 
 int xcat_bench_sampled_main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "xcat-bench sampled: not implemented yet\n");
-    return 2;
+    sopts o;
+    if (parse(argc, argv, &o)) return 2;
+    xcat_loss_kind kind = !strcmp(o.kind, "bce") ? XCAT_LOSS_BCE
+                        : !strcmp(o.kind, "gbce") ? XCAT_LOSS_GBCE : XCAT_LOSS_SAMPLED_CE;
+    xcat_context_options co;
+    xcat_context_options_init(&co);
+    co.backend = !strcmp(o.backend, "opencl") ? XCAT_BACKEND_OPENCL
+               : !strcmp(o.backend, "auto") ? XCAT_BACKEND_AUTO : XCAT_BACKEND_CPU;
+    char err[512] = "";
+    co.error_message = err;
+    co.error_message_size = sizeof err;
+    xcat_context *ctx = NULL;
+    if (xcat_context_create(&co, &ctx)) {
+        fprintf(stderr, "xcat-bench sampled: context: %s\n", err);
+        return 1;
+    }
+    xcat_context_info info;
+    xcat_context_info_init(&info);
+    xcat_context_get_info(ctx, &info);
+    FILE *json = o.json ? fopen(o.json, "w") : NULL;
+    printf("# xcat-bench sampled (%s, uniform negatives) — %s (%s), N=%lld C=%lld, median of %d\n",
+           o.kind, info.backend_name, info.device_name, (long long)o.n, (long long)o.c,
+           o.repeats);
+    printf("%5s %6s %10s %12s %10s %11s %9s %12s %12s\n", "d", "K", "fwd ms", "fwd+bwd ms",
+           "GFLOP/s", "ceiling", "of ceil", "workspace", "gather-naive");
+    int failed = 0;
+    for (int di = 0; di < o.nd && !failed; ++di) {
+        const int64_t d = o.d[di], n = o.n, c = o.c;
+        float *H = alloc_bytes((size_t)(n * d) * 4), *E = alloc_bytes((size_t)(c * d) * 4);
+        int32_t *y = alloc_bytes((size_t)n * 4);
+        if (!H || !E || !y) { fprintf(stderr, "out of memory\n"); return 1; }
+        fill_uniform(H, n * d, 1.0f, 1);
+        fill_uniform(E, c * d, 2.0f / sqrtf((float)d), 2);
+        uint64_t st = 3;
+        for (int64_t i = 0; i < n; ++i) y[i] = (int32_t)(splitmix64(&st) % (uint64_t)c);
+        xcat_tensor *tH = NULL, *tE = NULL, *ty = NULL, *tL = NULL, *dH = NULL, *dE = NULL;
+        if (xcat_tensor_create(ctx, XCAT_DTYPE_F32, n, d, &tH) ||
+            xcat_tensor_create(ctx, XCAT_DTYPE_F32, c, d, &tE) ||
+            xcat_tensor_create(ctx, XCAT_DTYPE_I32, n, 1, &ty) ||
+            xcat_tensor_create(ctx, XCAT_DTYPE_F32, 1, 1, &tL) ||
+            xcat_tensor_create(ctx, XCAT_DTYPE_F32, n, d, &dH) ||
+            xcat_tensor_create(ctx, XCAT_DTYPE_F32, c, d, &dE) || xcat_tensor_write(tH, H, 0) ||
+            xcat_tensor_write(tE, E, 0) || xcat_tensor_write(ty, y, 0)) {
+            fprintf(stderr, "xcat-bench sampled: tensors: %s\n", xcat_context_last_error(ctx));
+            return 1;
+        }
+        for (int ki = 0; ki < o.nk && !failed; ++ki) {
+            const int64_t k = o.k[ki];
+            xcat_loss_desc desc;
+            xcat_loss_desc_init(&desc, kind);
+            desc.num_negatives = k;
+            desc.seed = 1;
+            xcat_loss_plan *p = NULL;
+            if (xcat_loss_plan_create(ctx, &desc, n, c, d, &p)) {
+                fprintf(stderr, "xcat-bench sampled: plan: %s\n", xcat_context_last_error(ctx));
+                failed = 1;
+                break;
+            }
+            size_t ws = 0;
+            xcat_loss_plan_workspace_size(p, &ws);
+            xcat_loss_args a;
+            xcat_loss_args_init(&a);
+            a.hidden = tH;
+            a.items = tE;
+            a.targets = ty;
+            double tf[16], tb[16];
+            for (int r = 0; r <= o.repeats && !failed; ++r) {
+                progress("xcat sampled", r ? "repeat" : "warm-up", r, o.repeats);
+                a.step = (uint64_t)r;
+                double t0 = now_ms();
+                xcat_status s2 = xcat_loss_forward(p, &a, tL, NULL);
+                if (!s2) s2 = xcat_context_synchronize(ctx);
+                double t1 = now_ms();
+                if (!s2) s2 = xcat_loss_backward(p, &a, NULL, dH, dE, NULL);
+                if (!s2) s2 = xcat_context_synchronize(ctx);
+                double t2 = now_ms();
+                if (s2) {
+                    fprintf(stderr, "xcat-bench sampled: %s\n", xcat_context_last_error(ctx));
+                    failed = 1;
+                }
+                if (r) tf[r - 1] = t1 - t0, tb[r - 1] = t2 - t0;
+            }
+            progress_done();
+            xcat_loss_plan_free(p);
+            if (failed) break;
+            const double f = median_of(tf, o.repeats), fb = median_of(tb, o.repeats);
+            const double gf = 8.0 * n * (k + 1) * d / (fb * 1e6);
+            progress("sgemm ceiling", "run", 1, 1);
+            const double ceil = ceiling_gflops(n, k + 1, d, o.repeats);
+            progress_done();
+            const double naive_gib = (double)n * (k + 1) * d * 4.0 / (1 << 30);
+            printf("%5lld %6lld %10.1f %12.1f %10.1f %11.1f %8.1f%% %9.1f MiB %8.1f GiB\n",
+                   (long long)d, (long long)k, f, fb, gf, ceil, 100.0 * gf / ceil,
+                   ws / 1048576.0, naive_gib);
+            fflush(stdout);
+            if (json)
+                fprintf(json, "{\"op\": \"sampled\", \"kind\": \"%s\", \"backend\": \"%s\", "
+                        "\"device\": \"%s\", \"n\": %lld, \"k\": %lld, \"c\": %lld, \"d\": %lld, "
+                        "\"fwd_ms\": %.3f, \"fwd_bwd_ms\": %.3f, \"gflops\": %.2f, "
+                        "\"ceiling_gflops\": %.2f, \"workspace_bytes\": %zu, "
+                        "\"gather_naive_gib\": %.2f}\n", o.kind, info.backend_name,
+                        info.device_name, (long long)n, (long long)k, (long long)c, (long long)d,
+                        f, fb, gf, ceil, ws, naive_gib);
+        }
+        xcat_tensor *all[] = {tH, tE, ty, tL, dH, dE};
+        for (int i = 0; i < 6; ++i) xcat_tensor_free(all[i]);
+        free(H), free(E), free(y);
+    }
+    printf("# peak RSS %.0f MiB\n", peak_rss_mib());
+    if (json) fclose(json);
+    xcat_context_free(ctx);
+    return failed;
 }

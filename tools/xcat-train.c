@@ -158,6 +158,8 @@ static int loss_desc_from(const options *o, xcat_loss_desc *d)
 
 /* ---- the run ------------------------------------------------------------------------------ */
 
+#define EVAL_BLOCK 1024 /* queries per top-K call during evaluation */
+
 typedef struct run {
     const options *o;
     train_data data;
@@ -166,8 +168,10 @@ typedef struct run {
     xcat_context *ctx;
     xcat_loss_plan *plan;
     xcat_tensor *H, *Y, *E, *B, *dH, *dE, *dB, *L;
-    /* evaluation */
-    xcat_tensor *Q, *Eoff, *Eitems, *Ban, *Idx, *Tgt;
+    /* evaluation: on ectx, the training context unless its backend has no top-K yet (then a
+     * CPU context), with its own copies of E and b */
+    xcat_context *ectx;
+    xcat_tensor *Q, *Eoff, *Eitems, *Ban, *Idx, *Tgt, *EE, *EB;
     float *h, *x;     /* batch × d host buffers */
     int32_t *y;
     int64_t *eoff;
@@ -200,8 +204,10 @@ static int make_tensors(run *r)
     XTRY("tensor dE", xcat_tensor_create(r->ctx, XCAT_DTYPE_F32, c, d, &r->dE));
     XTRY("tensor db", xcat_tensor_create(r->ctx, XCAT_DTYPE_F32, c, 1, &r->dB));
     XTRY("tensor loss", xcat_tensor_create(r->ctx, XCAT_DTYPE_F32, 1, 1, &r->L));
-    r->h = malloc((size_t)(n * d) * sizeof *r->h);
-    r->x = malloc((size_t)(n * d) * sizeof *r->x);
+    /* host rows for a training batch, and for an evaluation block of EVAL_BLOCK queries */
+    const int64_t rows = n > EVAL_BLOCK ? n : EVAL_BLOCK;
+    r->h = malloc((size_t)(rows * d) * sizeof *r->h);
+    r->x = malloc((size_t)(rows * d) * sizeof *r->x);
     r->y = malloc((size_t)n * sizeof *r->y);
     if (!r->h || !r->x || !r->y) {
         fprintf(stderr, "xcat-train: out of memory\n");
@@ -213,9 +219,10 @@ static int make_tensors(run *r)
 static void free_all(run *r)
 {
     xcat_tensor *ts[] = {r->H, r->Y, r->E, r->B, r->dH, r->dE, r->dB, r->L,
-                         r->Q, r->Eoff, r->Eitems, r->Ban, r->Idx, r->Tgt};
+                         r->Q, r->Eoff, r->Eitems, r->Ban, r->Idx, r->Tgt, r->EE, r->EB};
     for (size_t i = 0; i < sizeof ts / sizeof *ts; ++i) xcat_tensor_free(ts[i]);
     xcat_loss_plan_free(r->plan);
+    if (r->ectx != r->ctx) xcat_context_free(r->ectx);
     xcat_context_free(r->ctx);
     train_model_free(&r->model);
     train_split_free(&r->split);
@@ -291,22 +298,26 @@ static int evaluate(run *r, int test, double *ndcg, double *hr)
     const int64_t d = r->o->dim, c = r->data.num_items, k = r->o->k;
     const int64_t m_all = r->o->eval_users > 0 && r->o->eval_users < r->split.num_eval_users
                               ? r->o->eval_users : r->split.num_eval_users;
-    const int64_t mb = 1024; /* queries per top-K call */
+    const int64_t mb = EVAL_BLOCK; /* queries per top-K call */
     double sum_ndcg = 0.0, sum_hr = 0.0;
     int64_t counted = 0;
     if (!r->Q) {
-        XTRY("tensor Q", xcat_tensor_create(r->ctx, XCAT_DTYPE_F32, mb, d, &r->Q));
-        XTRY("tensor idx", xcat_tensor_create(r->ctx, XCAT_DTYPE_I32, mb, k, &r->Idx));
-        XTRY("tensor tgt", xcat_tensor_create(r->ctx, XCAT_DTYPE_I32, mb, 1, &r->Tgt));
-        XTRY("tensor offsets", xcat_tensor_create(r->ctx, XCAT_DTYPE_I64, mb + 1, 1, &r->Eoff));
-        XTRY("tensor banned", xcat_tensor_create(r->ctx, XCAT_DTYPE_I32, 1, 1, &r->Ban));
+        xcat_context *e = r->ectx;
+        XTRY("tensor Q", xcat_tensor_create(e, XCAT_DTYPE_F32, mb, d, &r->Q));
+        XTRY("tensor idx", xcat_tensor_create(e, XCAT_DTYPE_I32, mb, k, &r->Idx));
+        XTRY("tensor tgt", xcat_tensor_create(e, XCAT_DTYPE_I32, mb, 1, &r->Tgt));
+        XTRY("tensor offsets", xcat_tensor_create(e, XCAT_DTYPE_I64, mb + 1, 1, &r->Eoff));
+        XTRY("tensor banned", xcat_tensor_create(e, XCAT_DTYPE_I32, 1, 1, &r->Ban));
+        XTRY("tensor E", xcat_tensor_create(e, XCAT_DTYPE_F32, c, d, &r->EE));
+        XTRY("tensor b", xcat_tensor_create(e, XCAT_DTYPE_F32, c, 1, &r->EB));
         int32_t zero = 0;
         XTRY("write banned", xcat_tensor_write(r->Ban, &zero, 0)); /* the padding item */
         r->eoff = malloc((size_t)(mb + 1) * sizeof *r->eoff);
         r->etgt = malloc((size_t)mb * sizeof *r->etgt);
         if (!r->eoff || !r->etgt) return fprintf(stderr, "xcat-train: out of memory\n"), -1;
     }
-    XTRY("write E", upload_catalog(r) ? XCAT_ERROR_BACKEND_FAILURE : XCAT_OK);
+    XTRY("write E", xcat_tensor_write(r->EE, r->model.E.value, 0));
+    XTRY("write b", xcat_tensor_write(r->EB, r->model.b.value, 0));
     for (int64_t first = 0; first < m_all; first += mb) {
         const int64_t m = m_all - first < mb ? m_all - first : mb;
         /* histories, sorted and unique, as the exclusion CSR */
@@ -352,7 +363,7 @@ static int evaluate(run *r, int test, double *ndcg, double *hr)
         }
         xcat_tensor *items_t = NULL;
         XTRY("tensor exclusions",
-             xcat_tensor_create(r->ctx, XCAT_DTYPE_I32, nnz > 0 ? nnz : 1, 1, &items_t));
+             xcat_tensor_create(r->ectx, XCAT_DTYPE_I32, nnz > 0 ? nnz : 1, 1, &items_t));
         xcat_status st = nnz > 0 ? xcat_tensor_write(items_t, r->eitems, 0) : XCAT_OK;
         if (!st) st = xcat_tensor_write(r->Q, r->h, 0);
         if (!st) st = xcat_tensor_write(r->Eoff, r->eoff, 0);
@@ -360,18 +371,35 @@ static int evaluate(run *r, int test, double *ndcg, double *hr)
         xcat_topk_args ta;
         xcat_topk_args_init(&ta);
         ta.queries = r->Q;
-        ta.items = r->E;
-        ta.bias = r->B;
+        ta.items = r->EE;
+        ta.bias = r->EB;
         ta.banned_items = r->Ban;
         if (nnz > 0) {
             ta.exclude_offsets = r->Eoff;
             ta.exclude_items = items_t;
         }
-        if (!st) st = xcat_topk(r->ctx, &ta, k, r->Idx, NULL);
+        if (!st) st = xcat_topk(r->ectx, &ta, k, r->Idx, NULL);
         xcat_metrics met;
         xcat_metrics_init(&met);
-        if (!st) st = xcat_metrics_from_topk(r->ctx, r->Idx, k, NULL, r->Tgt, c, &met);
+        if (!st) st = xcat_metrics_from_topk(r->ectx, r->Idx, k, NULL, r->Tgt, c, &met);
         xcat_tensor_free(items_t);
+        if (st == XCAT_ERROR_UNSUPPORTED && r->ectx == r->ctx) {
+            /* This backend has no top-K yet: evaluate on the native CPU backend instead. */
+            fprintf(stderr, "xcat-train: %s; evaluating with the CPU backend\n",
+                    xcat_context_last_error(r->ctx));
+            xcat_tensor *ev[] = {r->Q, r->Eoff, r->Ban, r->Idx, r->Tgt, r->EE, r->EB};
+            for (size_t i = 0; i < sizeof ev / sizeof *ev; ++i) xcat_tensor_free(ev[i]);
+            r->Q = r->Eoff = r->Ban = r->Idx = r->Tgt = r->EE = r->EB = NULL;
+            free(r->eoff), free(r->etgt);
+            r->eoff = NULL, r->etgt = NULL;
+            xcat_context_options co;
+            xcat_context_options_init(&co);
+            co.backend = XCAT_BACKEND_CPU;
+            co.num_threads = r->o->threads;
+            xcat_status cs = xcat_context_create(&co, &r->ectx);
+            if (cs) return xfail(r, "CPU context for evaluation", cs);
+            return evaluate(r, test, ndcg, hr);
+        }
         if (st) return xfail(r, "evaluation (top-K)", st);
         sum_ndcg += met.ndcg * (double)met.queries;
         sum_hr += met.hr * (double)met.queries;
@@ -436,6 +464,7 @@ int main(int argc, char **argv)
         free_all(r);
         return 1;
     }
+    r->ectx = r->ctx;
     xcat_context_info info;
     xcat_context_info_init(&info);
     xcat_context_get_info(r->ctx, &info);
