@@ -322,8 +322,9 @@ XCAT_API void xcat_tensor_free(xcat_tensor *tensor);
  * XCAT_LOSS_SAMPLED_CE (CE⁻; Klenitskiy & Vasilev 2023, Zhelnin et al. 2025):
  *     ℓ_i = log( e^{z_p} + Σ_k m_ik·e^{z_ik − c_ik} ) − z_p
  *   with the correction c_ik: NONE 0; UNIFORM log(K/(C−1)); LOGQ log(K·q(n_ik)), q = the
- *   sampler's probability of the item (uniform: 1/C, distinct uniform: 1/(C−1), popularity:
- *   count/Σcount; given negatives: the plan's item counts, which LOGQ then requires).
+ *   sampler's probability of the item (uniform: 1/C; popularity: count/Σcount; given
+ *   negatives: the plan's item counts, which LOGQ then requires; distinct negatives: use
+ *   UNIFORM, LOGQ is refused). A negative whose q is 0 is masked.
  *   `lse` receives the log-denominator log(e^{z_p} + Σ_k m_ik·e^{z_ik − c_ik}).
  *
  * XCAT_LOSS_BCE / XCAT_LOSS_GBCE (SASRec; gSASRec, Petrov & Macdonald 2023), σ the logistic:
@@ -367,7 +368,12 @@ XCAT_API void xcat_tensor_free(xcat_tensor *tensor);
  *
  * Backward of the sampled kinds writes dE (and db) densely: every item that is no candidate
  * gets 0. It stays deterministic without float atomics: each item's gradient is summed in a
- * fixed (row, k) order by the item's single owner.
+ * fixed (row, k) order by the item's single owner. Every pass redraws and recomputes its K+1
+ * logits per row, so a backward costs the same whether or not a forward preceded it.
+ *
+ * Availability in this release: SAMPLED_CE, BCE and GBCE with every sampler but IN_BATCH, on
+ * the CPU backend. XCAT_LOSS_INBATCH, and the sampled kinds on OpenCL, return UNSUPPORTED from
+ * xcat_loss_plan_create() until they land.
  */
 
 typedef enum xcat_loss_kind {

@@ -5,6 +5,7 @@
 
 #include "backend.h"
 #include "loss_validate.h"
+#include "sampling.h"
 
 void xcat_loss_desc_init(xcat_loss_desc *desc, xcat_loss_kind kind)
 {
@@ -81,14 +82,13 @@ static xcat_status check_sampled_desc(xcat_context *ctx, const xcat_loss_desc *d
         return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.num_negatives = %lld: given "
                           "negatives take K from args.negatives (0) or must match it",
                           (long long)d->num_negatives);
-    /* Implemented so far: the CPU backend's SAMPLED_CE / BCE / GBCE with the uniform (also
-     * distinct) and given samplers, corrections NONE and UNIFORM. */
-    if (d->kind == XCAT_LOSS_INBATCH || d->sampler == XCAT_SAMPLER_POPULARITY ||
-        d->correction == XCAT_CORRECTION_LOGQ)
-        return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED, "this release does not implement %s yet",
-                          d->kind == XCAT_LOSS_INBATCH ? "XCAT_LOSS_INBATCH"
-                          : d->sampler == XCAT_SAMPLER_POPULARITY ? "the POPULARITY sampler"
-                                                                  : "the LOGQ correction");
+    /* Implemented so far: SAMPLED_CE / BCE / GBCE (not INBATCH). */
+    if (d->kind == XCAT_LOSS_INBATCH)
+        return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED, "this release does not implement "
+                          "XCAT_LOSS_INBATCH yet");
+    if ((d->flags & XCAT_LOSS_DISTINCT_NEGATIVES) && d->correction == XCAT_CORRECTION_LOGQ)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "LOGQ with distinct negatives: "
+                          "use the UNIFORM correction (q is 1/(C−1) for every item)");
     return XCAT_OK;
 }
 
@@ -227,6 +227,7 @@ void xcat_loss_plan_free(xcat_loss_plan *plan)
     if (!plan) return;
     xcat_context *ctx = plan->ctx;
     ctx->ops->loss_plan_release(plan);
+    xcat_sampling_free(plan);
     xcat_host_free(ctx, plan->h_row_items_offsets);
     xcat_host_free(ctx, plan->h_row_items);
     xcat_host_free(ctx, plan->host_scratch);

@@ -111,6 +111,12 @@ static xcat_status prepare_sampled(xcat_loss_plan *plan, const xcat_loss_args *a
     xcat_status st = XCAT_OK;
     call->num_negatives = d->num_negatives;
     call->step = a->step;
+    const bool given_q = d->sampler == XCAT_SAMPLER_GIVEN_PER_ROW ||
+                         d->sampler == XCAT_SAMPLER_GIVEN_SHARED;
+    if (!plan->sampling && (d->sampler == XCAT_SAMPLER_POPULARITY ||
+                            (d->correction == XCAT_CORRECTION_LOGQ && given_q)))
+        return xcat_error(ctx, XCAT_ERROR_BAD_STATE, "this plan needs item counts: call "
+                          "xcat_loss_plan_set_item_counts() first");
     if (d->sampler == XCAT_SAMPLER_GIVEN_PER_ROW || d->sampler == XCAT_SAMPLER_GIVEN_SHARED) {
         const xcat_tensor *t = a->negatives;
         if ((st = check_tensor(plan, t, "negatives", true))) return st;

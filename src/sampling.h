@@ -15,6 +15,9 @@ typedef struct xcat_sampling {
     uint64_t generation;       /* bumped on every set, so backends know to re-upload */
 } xcat_sampling;
 
+/* Free plan->sampling (NULL is fine). */
+void xcat_sampling_free(xcat_loss_plan *plan);
+
 /* Philox4x32-10 on the host (cl/rng.cl), for tests and host-side draws. */
 void xcat_philox4x32_10(uint32_t counter[4], uint64_t key);
 

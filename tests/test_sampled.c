@@ -1,5 +1,6 @@
 /*
- * Suite "sampled": the sampled kinds (SAMPLED_CE with corrections NONE/UNIFORM, BCE, GBCE) on
+ * Suite "sampled": the sampled kinds (SAMPLED_CE with corrections NONE/UNIFORM/LOGQ, BCE, GBCE;
+ * uniform, distinct, popularity and given negatives) on
  * every target against the float64 reference (tests/ref/sampled_ref.c), fed with the negatives
  * the call drew (xcat_loss_draw_negatives). The draws themselves are checked separately: against
  * a direct recomputation from cl/rng.cl (the one source every backend compiles), for
@@ -45,11 +46,16 @@ static const scase CASES[] = {
     {"bce", XCAT_LOSS_BCE, XCAT_SAMPLER_UNIFORM, XCAT_CORRECTION_NONE, 33, 400, 10, 8, 0, XCAT_REDUCTION_MEAN, 1, 1, 0, 2, 0.1},
     {"gbce", XCAT_LOSS_GBCE, XCAT_SAMPLER_UNIFORM, XCAT_CORRECTION_NONE, 25, 350, 8, 30, XCAT_LOSS_REJECT_HITS, XCAT_REDUCTION_SUM, 1, 0, 1, 0, 0.0, 1.0f, 0.0f, 0.75f},
     {"n1", XCAT_LOSS_SAMPLED_CE, XCAT_SAMPLER_UNIFORM, XCAT_CORRECTION_UNIFORM, 1, 2, 3, 1},
+    {"ce_pop_logq", XCAT_LOSS_SAMPLED_CE, XCAT_SAMPLER_POPULARITY, XCAT_CORRECTION_LOGQ, 27, 120, 6, 40, 0, XCAT_REDUCTION_MEAN, 1},
+    {"ce_uniform_logq", XCAT_LOSS_SAMPLED_CE, XCAT_SAMPLER_UNIFORM, XCAT_CORRECTION_LOGQ, 21, 90, 5, 16, XCAT_LOSS_REJECT_HITS, XCAT_REDUCTION_SUM},
+    {"ce_given_logq", XCAT_LOSS_SAMPLED_CE, XCAT_SAMPLER_GIVEN_PER_ROW, XCAT_CORRECTION_LOGQ, 18, 60, 7, 10, 0, XCAT_REDUCTION_NONE, 1},
+    {"bce_pop", XCAT_LOSS_BCE, XCAT_SAMPLER_POPULARITY, XCAT_CORRECTION_NONE, 22, 70, 6, 12, XCAT_LOSS_REJECT_HITS, XCAT_REDUCTION_MEAN, 0, 0, 1},
 };
 #define NUM_CASES ((int)(sizeof CASES / sizeof *CASES))
 
 typedef struct sdata {
     float *H, *E, *b, *w;
+    int64_t *counts; /* POPULARITY / LOGQ: item counts, some 0 */
     int64_t *y, *neg, *off, *items, nnz, kk; /* kk: the call's K */
     int64_t ld;
 } sdata;
@@ -60,7 +66,8 @@ static xcat_loss_desc desc_of(const scase *s)
     xcat_loss_desc_init(&d, s->kind);
     d.sampler = s->sampler;
     d.correction = s->corr;
-    d.num_negatives = s->sampler == XCAT_SAMPLER_UNIFORM ? s->k : 0;
+    d.num_negatives = s->sampler == XCAT_SAMPLER_UNIFORM || s->sampler == XCAT_SAMPLER_POPULARITY
+                          ? s->k : 0;
     d.flags = s->flags;
     d.reduction = s->red;
     d.scale = s->scale > 0 ? s->scale : 1.0f;
@@ -89,6 +96,12 @@ static void make(const scase *s, sdata *t)
     t->y = test_alloc((size_t)s->n * sizeof *t->y);
     test_fill_targets(t->y, s->n, s->c, s->ignore_frac, -100);
     t->kk = s->k;
+    if (s->sampler == XCAT_SAMPLER_POPULARITY || s->corr == XCAT_CORRECTION_LOGQ) {
+        t->counts = test_alloc((size_t)s->c * sizeof *t->counts);
+        for (int64_t j = 0; j < s->c; ++j)
+            t->counts[j] = test_rand_int(0, 5) == 0 ? 0 : test_rand_int(1, 1000);
+        t->counts[s->c - 1] = 7; /* never all zero */
+    }
     if (s->sampler == XCAT_SAMPLER_GIVEN_PER_ROW || s->sampler == XCAT_SAMPLER_GIVEN_SHARED) {
         const int64_t rows = s->sampler == XCAT_SAMPLER_GIVEN_PER_ROW ? s->n : 1;
         t->neg = test_alloc((size_t)(rows * s->k) * sizeof *t->neg);
@@ -116,7 +129,7 @@ static void make(const scase *s, sdata *t)
 static void unmake(sdata *t)
 {
     free(t->H), free(t->E), free(t->b), free(t->w), free(t->y), free(t->neg), free(t->off),
-        free(t->items);
+        free(t->items), free(t->counts);
 }
 
 typedef struct stensors {
@@ -197,6 +210,17 @@ static void run_reference_case(xcat_context *ctx, const scase *s)
     }
     stensors x;
     tensors(ctx, s, &t, &x);
+    double *logq = NULL;
+    if (t.counts) {
+        xcat_tensor *tc = test_tensor(ctx, XCAT_DTYPE_I64, s->c, 1, t.counts);
+        test_expect_ok(ctx, xcat_loss_plan_set_item_counts(p, tc), "set_item_counts");
+        xcat_tensor_free(tc);
+        double sum = 0;
+        for (int64_t j = 0; j < s->c; ++j) sum += (double)t.counts[j];
+        logq = test_alloc_doubles(s->c);
+        for (int64_t j = 0; j < s->c; ++j)
+            logq[j] = t.counts[j] ? log((double)t.counts[j] / sum) : -INFINITY;
+    }
     xcat_loss_args a = args_of(&x, 7);
     const int64_t nl = s->red == XCAT_REDUCTION_NONE ? s->n : 1;
     xcat_tensor *L = test_tensor(ctx, XCAT_DTYPE_F32, nl, 1, NULL);
@@ -216,7 +240,11 @@ static void run_reference_case(xcat_context *ctx, const scase *s)
                                       ? log((double)s->k / (double)(s->c - 1)) : 0.0,
                           .beta = s->kind == XCAT_LOSS_GBCE
                                       ? 1.0 - s->gbce_t * (1.0 - (double)s->k / (double)(s->c - 1))
-                                      : 1.0};
+                                      : 1.0,
+                          .logq_on = s->corr == XCAT_CORRECTION_LOGQ,
+                          .logk = log((double)s->k),
+                          .logq = s->sampler == XCAT_SAMPLER_UNIFORM ? NULL : logq,
+                          .logq_uniform = -log((double)s->c)};
     double *rl = test_alloc_doubles(nl), *rs = test_alloc_doubles(s->n);
     double *rH = test_alloc_doubles(s->n * s->d), *rE = test_alloc_doubles(s->c * s->d);
     double *rb = test_alloc_doubles(s->c);
@@ -231,6 +259,9 @@ static void run_reference_case(xcat_context *ctx, const scase *s)
                           (long long)i, (long long)k);
             if (t.off)
                 for (int64_t e = t.off[i]; e < t.off[i + 1]; ++e) ck_assert(v != t.items[e]);
+            if (s->sampler == XCAT_SAMPLER_POPULARITY)
+                ck_assert_msg(t.counts[v] > 0, "%s: drew item %lld of count 0", s->name,
+                              (long long)v);
         }
     double lmax = 1.0;
     for (int64_t i = 0; S && i < s->n; ++i) lmax = fmax(lmax, fabs(rs[i]));
@@ -246,7 +277,7 @@ static void run_reference_case(xcat_context *ctx, const scase *s)
     test_check_close("dE", gE, rE, s->c * s->d, 1e-4 * test_max_abs(rE, s->c * s->d) + 1e-7, 1e-4);
     test_check_close("db", gb, rb, s->c, 1e-4 * test_max_abs(rb, s->c) + 1e-7, 1e-4);
     free(gl), free(gH), free(gE), free(gb), free(neg), free(rl), free(rs), free(rH), free(rE),
-        free(rb);
+        free(rb), free(logq);
     TEST_FREE_TENSORS(L, S, N, dH, dE, db);
     untensors(&x);
     xcat_loss_plan_free(p);
@@ -329,6 +360,103 @@ START_TEST(test_sampler_statistics)
             seen[v] = 1;
         }
     }
+}
+END_TEST
+
+/* Popularity draws follow the counts: chi-square over the items of non-zero count (fixed seed;
+ * every row ignored, so nothing is masked), and zero-count items are never drawn. */
+START_TEST(test_popularity_frequencies)
+{
+    xcat_context *ctx = test_context(-1, 0);
+    const int64_t n = 2000, c = 40, k = 100;
+    xcat_loss_desc d;
+    xcat_loss_desc_init(&d, XCAT_LOSS_SAMPLED_CE);
+    d.sampler = XCAT_SAMPLER_POPULARITY;
+    d.num_negatives = k;
+    d.seed = 5;
+    xcat_loss_plan *p = NULL;
+    test_expect_ok(ctx, xcat_loss_plan_create(ctx, &d, n, c, 2, &p), "plan");
+    int64_t counts[40], y[2000];
+    for (int64_t j = 0; j < c; ++j) counts[j] = j % 7 == 3 ? 0 : 1 + (j * 37) % 50;
+    for (int64_t i = 0; i < n; ++i) y[i] = -100;
+    xcat_tensor *tc = test_tensor(ctx, XCAT_DTYPE_I64, c, 1, counts);
+    xcat_tensor *ty = test_tensor(ctx, XCAT_DTYPE_I64, n, 1, y);
+    xcat_tensor *tH = test_tensor(ctx, XCAT_DTYPE_F32, n, 2, NULL);
+    xcat_tensor *tE = test_tensor(ctx, XCAT_DTYPE_F32, c, 2, NULL);
+    xcat_tensor *N = test_tensor(ctx, XCAT_DTYPE_I32, n, k, NULL);
+    test_expect_ok(ctx, xcat_loss_plan_set_item_counts(p, tc), "counts");
+    xcat_loss_args a;
+    xcat_loss_args_init(&a);
+    a.hidden = tH, a.items = tE, a.targets = ty;
+    test_expect_ok(ctx, xcat_loss_draw_negatives(p, &a, N), "draw");
+    int32_t *v = test_alloc((size_t)(n * k) * sizeof *v);
+    ck_assert_int_eq(xcat_tensor_read(N, v, 0), XCAT_OK);
+    double hist[40] = {0}, total = 0;
+    for (int64_t i = 0; i < n * k; ++i) hist[v[i]] += 1;
+    for (int64_t j = 0; j < c; ++j) total += (double)counts[j];
+    double chi = 0;
+    int dof = -1;
+    for (int64_t j = 0; j < c; ++j) {
+        if (!counts[j]) {
+            ck_assert_msg(hist[j] == 0, "item %lld of count 0 drawn", (long long)j);
+            continue;
+        }
+        const double e = (double)(n * k) * counts[j] / total;
+        chi += (hist[j] - e) * (hist[j] - e) / e;
+        ++dof;
+    }
+    /* ~33 degrees of freedom: mean 33, sd 8.1; 75 is > 5 sd out */
+    ck_assert_msg(chi < 75.0, "popularity chi-square %.1f over %d dof", chi, dof);
+    free(v);
+    TEST_FREE_TENSORS(tc, ty, tH, tE, N);
+    xcat_loss_plan_free(p);
+    xcat_context_free(ctx);
+}
+END_TEST
+
+START_TEST(test_item_count_errors)
+{
+    xcat_context *ctx = test_context(-1, 0);
+    xcat_loss_desc d;
+    xcat_loss_desc_init(&d, XCAT_LOSS_SAMPLED_CE);
+    d.sampler = XCAT_SAMPLER_POPULARITY;
+    d.num_negatives = 3;
+    xcat_loss_plan *p = NULL, *pce = NULL;
+    test_expect_ok(ctx, xcat_loss_plan_create(ctx, &d, 2, 5, 2, &p), "plan");
+    int64_t neg[5] = {1, 2, -1, 0, 0}, zero[5] = {0, 0, 0, 0, 0}, y[2] = {0, 1};
+    float prob[5] = {0.1f, 0.2f, 0.3f, 0.1f, 0.1f}, nanp[5] = {0.2f, 0.2f, NAN, 0.2f, 0.2f};
+    xcat_tensor *tn = test_tensor(ctx, XCAT_DTYPE_I64, 5, 1, neg);
+    xcat_tensor *tz = test_tensor(ctx, XCAT_DTYPE_I64, 5, 1, zero);
+    xcat_tensor *tp = test_tensor(ctx, XCAT_DTYPE_F32, 5, 1, prob);
+    xcat_tensor *tnan = test_tensor(ctx, XCAT_DTYPE_F32, 5, 1, nanp);
+    xcat_tensor *t4 = test_tensor(ctx, XCAT_DTYPE_I64, 4, 1, zero);
+    test_expect_error(ctx, xcat_loss_plan_set_item_counts(p, tn), XCAT_ERROR_OUT_OF_RANGE,
+                      "counts[2]", "negative count");
+    test_expect_error(ctx, xcat_loss_plan_set_item_counts(p, tz), XCAT_ERROR_INVALID_ARGUMENT,
+                      "sum to 0", "zero counts");
+    test_expect_error(ctx, xcat_loss_plan_set_item_counts(p, tp), XCAT_ERROR_INVALID_ARGUMENT,
+                      "not 1", "probabilities not summing to 1");
+    test_expect_error(ctx, xcat_loss_plan_set_item_counts(p, tnan), XCAT_ERROR_OUT_OF_RANGE,
+                      "finite", "NaN probability");
+    test_expect_error(ctx, xcat_loss_plan_set_item_counts(p, t4), XCAT_ERROR_SHAPE_MISMATCH,
+                      "vector of 5", "wrong length");
+    xcat_tensor *ty = test_tensor(ctx, XCAT_DTYPE_I64, 2, 1, y);
+    xcat_tensor *tH = test_tensor(ctx, XCAT_DTYPE_F32, 2, 2, NULL);
+    xcat_tensor *tE = test_tensor(ctx, XCAT_DTYPE_F32, 5, 2, NULL);
+    xcat_tensor *L = test_tensor(ctx, XCAT_DTYPE_F32, 1, 1, NULL);
+    xcat_loss_args a;
+    xcat_loss_args_init(&a);
+    a.hidden = tH, a.items = tE, a.targets = ty;
+    test_expect_error(ctx, xcat_loss_forward(p, &a, L, NULL), XCAT_ERROR_BAD_STATE,
+                      "set_item_counts", "popularity without counts");
+    xcat_loss_desc_init(&d, XCAT_LOSS_CE);
+    test_expect_ok(ctx, xcat_loss_plan_create(ctx, &d, 2, 5, 2, &pce), "CE plan");
+    test_expect_error(ctx, xcat_loss_plan_set_item_counts(pce, tp), XCAT_ERROR_INVALID_ARGUMENT,
+                      "sampled kinds", "counts on a CE plan");
+    TEST_FREE_TENSORS(tn, tz, tp, tnan, t4, ty, tH, tE, L);
+    xcat_loss_plan_free(p);
+    xcat_loss_plan_free(pce);
+    xcat_context_free(ctx);
 }
 END_TEST
 
@@ -493,7 +621,8 @@ START_TEST(test_errors)
     DESC_ERR((d.kind = XCAT_LOSS_GBCE, d.gbce_t = 1.5f), XCAT_ERROR_INVALID_ARGUMENT, "gbce_t");
     DESC_ERR((d.flags = XCAT_LOSS_DISTINCT_NEGATIVES, d.sampler = XCAT_SAMPLER_GIVEN_PER_ROW),
              XCAT_ERROR_INVALID_ARGUMENT, "UNIFORM");
-    DESC_ERR(d.sampler = XCAT_SAMPLER_POPULARITY, XCAT_ERROR_UNSUPPORTED, "POPULARITY");
+    DESC_ERR((d.flags = XCAT_LOSS_DISTINCT_NEGATIVES, d.correction = XCAT_CORRECTION_LOGQ),
+             XCAT_ERROR_INVALID_ARGUMENT, "LOGQ");
     DESC_ERR(d.kind = XCAT_LOSS_INBATCH, XCAT_ERROR_UNSUPPORTED, "INBATCH");
     /* call-time errors */
     const scase s = {"err", XCAT_LOSS_SAMPLED_CE, XCAT_SAMPLER_GIVEN_PER_ROW,
@@ -568,6 +697,8 @@ int main(void)
     tcase_add_loop_test(tc, test_all_negatives_equal_full_ce, 0, nt);
     tcase_add_test(tc, test_draws_match_rng_source);
     tcase_add_test(tc, test_sampler_statistics);
+    tcase_add_test(tc, test_popularity_frequencies);
+    tcase_add_test(tc, test_item_count_errors);
     tcase_add_test(tc, test_deterministic_threads);
     tcase_add_test(tc, test_finite_differences);
     suite_add_tcase(s, tc);

@@ -1,5 +1,5 @@
-/* cpu_sampled.c — the sampled kinds on the CPU backend: SAMPLED_CE, BCE, GBCE with the uniform
- * (also distinct) and given samplers.
+/* cpu_sampled.c — the sampled kinds on the CPU backend: SAMPLED_CE (corrections NONE, UNIFORM,
+ * LOGQ), BCE, GBCE with the uniform (also distinct), popularity (alias) and given samplers.
  *
  * Nothing of size N×K is stored. A row's negatives are redrawn from cl/rng.cl wherever they are
  * needed (forward, backward, xcat_loss_draw_negatives), so every pass and every backend sees the
@@ -21,6 +21,7 @@
 
 #include "baseline_guard.h"
 #include "cpu_sampled.h"
+#include "sampling.h"
 
 #define CHUNK_ENTRIES ((int64_t)1 << 21) /* (item, coefficient) pairs per backward chunk */
 #define REJECT_ATTEMPTS 16
@@ -34,6 +35,9 @@ typedef struct sjob {
     bool y64;
     float scale, cap;
     float corr;   /* UNIFORM correction log(K/(C−1)), else 0 */
+    bool logq_on; /* LOGQ: correction log(K·q(item)) per negative */
+    float logk;   /* log K */
+    const float *logq; /* log q per item (POPULARITY, given), or NULL: uniform q = 1/C */
     float beta;   /* BCE / GBCE weight of the positive term */
 } sjob;
 
@@ -60,7 +64,16 @@ static bool in_row_items(const xcat_loss_call *c, int64_t row, int64_t item)
 
 static bool masked(const sjob *j, int64_t row, int64_t y, int64_t item)
 {
-    return item < 0 || item == y || in_row_items(j->call, row, item);
+    if (item < 0 || item == y || in_row_items(j->call, row, item)) return true;
+    /* LOGQ is undefined for an item of probability 0: such a candidate is masked */
+    return j->logq_on && j->logq && isinf(j->logq[item]);
+}
+
+/* The correction c_k subtracted from a negative's logit (SAMPLED_CE). */
+static float corr_of(const sjob *j, int64_t item)
+{
+    if (!j->logq_on) return j->corr;
+    return j->logk + (j->logq ? j->logq[item] : -logf((float)j->c));
 }
 
 /* Negative k of row `row` (target y): the item, or −1 when it is masked. */
@@ -82,12 +95,19 @@ static int64_t negative(const sjob *j, int64_t row, int64_t y, int64_t k, const 
         break;
     }
     const int attempts = (d->flags & XCAT_LOSS_REJECT_HITS) ? REJECT_ATTEMPTS : 1;
+    const xcat_sampling *smp = j->plan->sampling;
     for (int a = 0; a < attempts; ++a) {
-        if (perm) /* distinct: never the positive; attempts only matter for row items */
+        if (perm) { /* distinct: never the positive; attempts only matter for row items */
             item = xr_draw_distinct(perm, (xr_u32)k, (xr_u32)y);
-        else
+        } else if (d->sampler == XCAT_SAMPLER_POPULARITY) {
+            xr_u32 v;
+            XR_ALIAS_DRAW(d->seed, c->step, (xr_u32)row, (xr_u32)k, (xr_u32)a, (xr_u32)j->c,
+                          smp->alias_threshold, smp->alias_index, v);
+            item = v;
+        } else {
             item = xr_draw_uniform(d->seed, c->step, (xr_u32)row, (xr_u32)k, (xr_u32)a,
                                    (xr_u32)j->c);
+        }
         if (!masked(j, row, y, item)) return item;
         if (perm) break; /* a permutation has one value per k */
     }
@@ -151,18 +171,24 @@ static double row_pass(const sjob *j, int64_t row, int64_t *items, float *z, flo
         z[k + 1] = items[k + 1] >= 0 ? logit_of(j, row, items[k + 1]) : 0.0f;
     }
     if (d->kind == XCAT_LOSS_SAMPLED_CE) {
+        /* corrected negative logits, kept in coef's room when there is one */
         float m = z[0];
         for (int64_t k = 1; k <= K; ++k)
-            if (items[k] >= 0 && z[k] - j->corr > m) m = z[k] - j->corr;
+            if (items[k] >= 0) {
+                const float zc = z[k] - corr_of(j, items[k]);
+                if (zc > m) m = zc;
+            }
         double s = exp((double)(z[0] - m));
         for (int64_t k = 1; k <= K; ++k)
-            if (items[k] >= 0) s += exp((double)(z[k] - j->corr - m));
+            if (items[k] >= 0) s += exp((double)(z[k] - corr_of(j, items[k]) - m));
         const float lse = m + (float)log(s);
         if (lse_out) *lse_out = lse;
         if (coef) {
             coef[0] = (expf(z[0] - lse) - 1.0f) * phi_of(j, z[0]);
             for (int64_t k = 1; k <= K; ++k)
-                coef[k] = items[k] >= 0 ? expf(z[k] - j->corr - lse) * phi_of(j, z[k]) : 0.0f;
+                coef[k] = items[k] >= 0
+                              ? expf(z[k] - corr_of(j, items[k]) - lse) * phi_of(j, z[k])
+                              : 0.0f;
         }
         return (double)lse - (double)z[0];
     }
@@ -192,6 +218,11 @@ static void job_init(sjob *j, const xcat_loss_plan *plan, const xcat_loss_call *
                 .scale = d->scale, .cap = d->softcap, .beta = 1.0f};
     if (d->kind == XCAT_LOSS_SAMPLED_CE && d->correction == XCAT_CORRECTION_UNIFORM)
         j->corr = logf((float)j->k / (float)(j->c - 1));
+    if (d->kind == XCAT_LOSS_SAMPLED_CE && d->correction == XCAT_CORRECTION_LOGQ) {
+        j->logq_on = true;
+        j->logk = logf((float)j->k);
+        if (d->sampler != XCAT_SAMPLER_UNIFORM && plan->sampling) j->logq = plan->sampling->log_q;
+    }
     if (d->kind == XCAT_LOSS_GBCE) {
         const double alpha = (double)j->k / (double)(j->c - 1);
         j->beta = (float)(1.0 - d->gbce_t * (1.0 - alpha));

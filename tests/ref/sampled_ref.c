@@ -49,15 +49,24 @@ void sampled_ref(const sampled_ref_opts *o, const float *H, int64_t ldh, const f
             }
         }
         double gz[1 + 4096 + 8]; /* dℓ/dz per candidate; K <= 4096 in the tests */
+        double cr[1 + 4096 + 8];
+        for (int64_t t = 1; t <= k; ++t) {
+            cr[t] = o->corr;
+            if (o->logq_on && it[t] >= 0) {
+                const double lq = o->logq ? o->logq[it[t]] : o->logq_uniform;
+                if (isinf(lq)) it[t] = -1; /* q = 0: masked */
+                else cr[t] = o->logk + lq;
+            }
+        }
         if (o->kind == K_SAMPLED_CE) {
             double m = z[0];
-            for (int64_t t = 1; t <= k; ++t) if (it[t] >= 0 && z[t] - o->corr > m) m = z[t] - o->corr;
+            for (int64_t t = 1; t <= k; ++t) if (it[t] >= 0 && z[t] - cr[t] > m) m = z[t] - cr[t];
             double s = exp(z[0] - m);
-            for (int64_t t = 1; t <= k; ++t) if (it[t] >= 0) s += exp(z[t] - o->corr - m);
+            for (int64_t t = 1; t <= k; ++t) if (it[t] >= 0) s += exp(z[t] - cr[t] - m);
             lsei = m + log(s);
             li = lsei - z[0];
             gz[0] = exp(z[0] - lsei) - 1.0;
-            for (int64_t t = 1; t <= k; ++t) gz[t] = it[t] >= 0 ? exp(z[t] - o->corr - lsei) : 0.0;
+            for (int64_t t = 1; t <= k; ++t) gz[t] = it[t] >= 0 ? exp(z[t] - cr[t] - lsei) : 0.0;
         } else {
             const double inv = 1.0 / (double)(k + 1);
             li = o->beta * softplus(-z[0]);

@@ -12,6 +12,10 @@ typedef struct sampled_ref_opts {
     double scale, softcap;
     double corr;         /* subtracted from every negative's logit (SAMPLED_CE) */
     double beta;         /* positive-term weight (BCE 1, GBCE β) */
+    int logq_on;         /* LOGQ: negative k's correction is log K + log q(item) instead */
+    double logk;
+    const double *logq;  /* log q per item, or NULL: logq_uniform for every item */
+    double logq_uniform;
 } sampled_ref_opts;
 
 /* loss: 1 value (MEAN/SUM) or N (NONE); lse: N (SAMPLED_CE) or NULL; dH N×d, dE C×d, db C
