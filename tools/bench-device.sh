@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# bench-device.sh — one call on the GPU machine of the device tool (H100 + 16-core Xeon, no
+# Check installed): build with the Check .debs carried in .device/ (unpacked under /tmp, never
+# into /), run the whole suite on every target there (CPU levels incl. AVX-512, the GPU through
+# NVIDIA's OpenCL, PoCL on the Xeon), the CPU benchmarks of top-K and the sampled kinds on the
+# Xeon, and xcat-train with the same seed on the CPU and on the GPU.
+# usage: tools/bench-device.sh OUTDIR     (STAGES="tests topk sampled train" to choose)
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+out="${1:?usage: tools/bench-device.sh OUTDIR}"
+stages="${STAGES:-tests topk sampled train}"
+mkdir -p "$out"
+log() { printf '[bench-device %s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$out/summary.txt" >&2; }
+[[ -d /opt/torch/bin ]] && export PATH="/opt/torch/bin:$PATH"
+
+chk=/tmp/xcat-check
+if ls .device/*.deb >/dev/null 2>&1; then
+    mkdir -p "$chk"
+    for f in .device/*.deb; do dpkg -x "$f" "$chk"; done
+    export PKG_CONFIG_PATH="$chk/usr/lib/x86_64-linux-gnu/pkgconfig"
+    export PKG_CONFIG_SYSROOT_DIR="$chk"
+    export LD_LIBRARY_PATH="$chk/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+log "configure + build"
+tests=ON
+cmake -S . -B build-dev -DCMAKE_BUILD_TYPE=Release -DXCAT_BUILD_TESTS=ON >"$out/configure.log" 2>&1 ||
+    { tests=OFF; cmake -S . -B build-dev -DCMAKE_BUILD_TYPE=Release -DXCAT_BUILD_TESTS=OFF \
+          >>"$out/configure.log" 2>&1; }
+cmake --build build-dev -j "$(nproc)" >"$out/build.log" 2>&1 || { log "build failed"; tail -30 "$out/build.log" >&2; exit 1; }
+build-dev/tools/xcat-info >"$out/xcat-info.txt" 2>&1
+log "tests built: $tests"
+
+if [[ $stages == *tests* && $tests == ON ]]; then
+    log "ctest (every target)"
+    timeout "${TEST_TIMEOUT:-300}" ctest --test-dir build-dev -j 4 --output-on-failure \
+        -E install_consumer >"$out/ctest.log" 2>&1
+    grep -E "Checks:|tests passed|tests failed|Failed|Timeout" "$out/ctest.log" | tee -a "$out/summary.txt" >&2
+fi
+if [[ $stages == *topk* ]]; then
+    log "xcat-bench topk (Xeon, native CPU backend)"
+    build-dev/tools/xcat-bench topk --backend cpu --m 4096 --c 1000000 --d 128 \
+        --k 10,100,1000,10000 --excl 0,50 --repeats 3 --json "$out/topk_xeon.jsonl" \
+        >"$out/topk_xeon.txt" 2>/dev/null
+    cat "$out/topk_xeon.txt" >>"$out/summary.txt"
+fi
+if [[ $stages == *sampled* ]]; then
+    log "xcat-bench sampled (Xeon, native CPU backend)"
+    build-dev/tools/xcat-bench sampled --backend cpu --n 16384 --c 1000000 --k 128,1024,4096 \
+        --d 64,256 --repeats 2 --json "$out/sampled_xeon.jsonl" >"$out/sampled_xeon.txt" 2>/dev/null
+    cat "$out/sampled_xeon.txt" >>"$out/summary.txt"
+fi
+if [[ $stages == *train* ]]; then
+    for b in cpu opencl; do
+        log "xcat-train --backend $b (synthetic, seed 1)"
+        build-dev/tools/xcat-train --backend "$b" --epochs 3 --seed 1 --quiet \
+            --json "$out/train_$b.json" >>"$out/summary.txt" 2>&1
+    done
+fi
+log "done"
