@@ -53,6 +53,9 @@ static xcat_status check_sampled_desc(xcat_context *ctx, const xcat_loss_desc *d
     if ((unsigned)d->correction > XCAT_CORRECTION_LOGQ_CORRECTED)
         return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.correction = %d is not a "
                           "xcat_correction", (int)d->correction);
+    if (d->kind == XCAT_LOSS_INBATCH)
+        return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED, "this release does not implement "
+                          "XCAT_LOSS_INBATCH yet");
     if (d->sampler == XCAT_SAMPLER_IN_BATCH && d->kind != XCAT_LOSS_INBATCH)
         return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.sampler = IN_BATCH goes with "
                           "XCAT_LOSS_INBATCH only");
@@ -83,9 +86,6 @@ static xcat_status check_sampled_desc(xcat_context *ctx, const xcat_loss_desc *d
                           "negatives take K from args.negatives (0) or must match it",
                           (long long)d->num_negatives);
     /* Implemented so far: SAMPLED_CE / BCE / GBCE (not INBATCH). */
-    if (d->kind == XCAT_LOSS_INBATCH)
-        return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED, "this release does not implement "
-                          "XCAT_LOSS_INBATCH yet");
     if ((d->flags & XCAT_LOSS_DISTINCT_NEGATIVES) && d->correction == XCAT_CORRECTION_LOGQ)
         return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "LOGQ with distinct negatives: "
                           "use the UNIFORM correction (q is 1/(C−1) for every item)");
