@@ -45,21 +45,28 @@ int train_data_load(const char *path, train_data *d, char *err, size_t err_size)
     int32_t *items = malloc((size_t)cap * sizeof *items);
     int64_t *offsets = malloc((size_t)(ucap + 1) * sizeof *offsets);
     long long u, it;
-    int rc = 0;
-    while (items && offsets && (rc = fscanf(f, "%lld %lld", &u, &it)) == 2) {
+    int rc, bad = 0; /* 1: not a log, 2: id < 1, 3: users not grouped, 4: out of memory */
+    while ((rc = fscanf(f, "%lld %lld", &u, &it)) == 2) {
+        if (!items || !offsets) {
+            bad = 4;
+            break;
+        }
         if (u < 1 || it < 1 || it > INT32_MAX) {
-            rc = -2;
+            bad = 2;
             break;
         }
         if (u != prev_user) {
             if (u < prev_user) {
-                rc = -3; /* users must be grouped in increasing order */
+                bad = 3;
                 break;
             }
             if (users + 1 >= ucap) {
                 ucap *= 2;
                 int64_t *o2 = realloc(offsets, (size_t)(ucap + 1) * sizeof *o2);
-                if (!o2) break;
+                if (!o2) {
+                    bad = 4;
+                    break;
+                }
                 offsets = o2;
             }
             offsets[users++] = n;
@@ -68,19 +75,27 @@ int train_data_load(const char *path, train_data *d, char *err, size_t err_size)
         if (n == cap) {
             cap *= 2;
             int32_t *i2 = realloc(items, (size_t)cap * sizeof *i2);
-            if (!i2) break;
+            if (!i2) {
+                bad = 4;
+                break;
+            }
             items = i2;
         }
         items[n++] = (int32_t)it;
         if (it > max_item) max_item = it;
     }
+    if (!bad && (rc != EOF || n == 0)) bad = 1; /* a line that is not two integers */
     fclose(f);
-    if (!items || !offsets || (rc != EOF && rc != 2 && rc >= 0) || rc < 0 || n == 0) {
+    if (bad) {
         free(items);
         free(offsets);
-        if (rc == -2) return fail(err, err_size, "%s: ids must be >= 1 (line %lld)", path, (long long)n + 1);
-        if (rc == -3) return fail(err, err_size, "%s: users are not grouped in increasing order (line %lld)", path, (long long)n + 1);
-        return fail(err, err_size, "%s: not a `user item` log, or out of memory (line %lld)", path, (long long)n + 1);
+        const long long line = (long long)n + 1;
+        if (bad == 2) return fail(err, err_size, "%s: ids must be >= 1 (line %lld)", path, line);
+        if (bad == 3)
+            return fail(err, err_size, "%s: users are not grouped in increasing order (line "
+                        "%lld)", path, line);
+        if (bad == 4) return fail(err, err_size, "%s: out of memory (line %lld)", path, line);
+        return fail(err, err_size, "%s: not a `user item` log (line %lld)", path, line);
     }
     offsets[users] = n;
     d->num_users = users;
