@@ -371,9 +371,11 @@ XCAT_API void xcat_tensor_free(xcat_tensor *tensor);
  * fixed (row, k) order by the item's single owner. Every pass redraws and recomputes its K+1
  * logits per row, so a backward costs the same whether or not a forward preceded it.
  *
- * Availability in this release: SAMPLED_CE, BCE and GBCE with every sampler but IN_BATCH, on
- * the CPU backend. XCAT_LOSS_INBATCH, and the sampled kinds on OpenCL, return UNSUPPORTED from
- * xcat_loss_plan_create() until they land.
+ * Availability in this release: every sampled kind on the CPU backend. On OpenCL they return
+ * UNSUPPORTED from xcat_loss_plan_create() until the kernels land. INBATCH: a row whose
+ * positive has Q = 0 under a correction contributes nothing; its extras' sampler is UNIFORM or
+ * POPULARITY (K >= 1) or IN_BATCH (K = 0: in-batch only); DISTINCT and the UNIFORM correction do
+ * not apply. The in-batch logits are gathered dot products today (an N×N GEMM is next).
  */
 
 typedef enum xcat_loss_kind {

@@ -53,9 +53,6 @@ static xcat_status check_sampled_desc(xcat_context *ctx, const xcat_loss_desc *d
     if ((unsigned)d->correction > XCAT_CORRECTION_LOGQ_CORRECTED)
         return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.correction = %d is not a "
                           "xcat_correction", (int)d->correction);
-    if (d->kind == XCAT_LOSS_INBATCH)
-        return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED, "this release does not implement "
-                          "XCAT_LOSS_INBATCH yet");
     if (d->sampler == XCAT_SAMPLER_IN_BATCH && d->kind != XCAT_LOSS_INBATCH)
         return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.sampler = IN_BATCH goes with "
                           "XCAT_LOSS_INBATCH only");
@@ -78,6 +75,20 @@ static xcat_status check_sampled_desc(xcat_context *ctx, const xcat_loss_desc *d
                           "[0, 1]", (double)d->gbce_t);
     const bool given = d->sampler == XCAT_SAMPLER_GIVEN_PER_ROW ||
                        d->sampler == XCAT_SAMPLER_GIVEN_SHARED;
+    if (d->kind == XCAT_LOSS_INBATCH) {
+        if (d->num_negatives < 0 || d->num_negatives > INT32_MAX ||
+            (d->sampler == XCAT_SAMPLER_IN_BATCH && d->num_negatives != 0))
+            return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.num_negatives = %lld: "
+                              "INBATCH takes K >= 0 extra negatives (0 with the IN_BATCH "
+                              "sampler)", (long long)d->num_negatives);
+        if (d->correction == XCAT_CORRECTION_UNIFORM)
+            return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "XCAT_LOSS_INBATCH takes the "
+                              "NONE, LOGQ or LOGQ_CORRECTED correction");
+        if (d->flags & XCAT_LOSS_DISTINCT_NEGATIVES)
+            return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "XCAT_LOSS_INBATCH draws its "
+                              "extras with replacement (no DISTINCT_NEGATIVES)");
+        return XCAT_OK;
+    }
     if (!given && (d->num_negatives < 1 || d->num_negatives > INT32_MAX))
         return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.num_negatives = %lld: K must "
                           "be in [1, 2^31)", (long long)d->num_negatives);
@@ -85,7 +96,6 @@ static xcat_status check_sampled_desc(xcat_context *ctx, const xcat_loss_desc *d
         return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "desc.num_negatives = %lld: given "
                           "negatives take K from args.negatives (0) or must match it",
                           (long long)d->num_negatives);
-    /* Implemented so far: SAMPLED_CE / BCE / GBCE (not INBATCH). */
     if ((d->flags & XCAT_LOSS_DISTINCT_NEGATIVES) && d->correction == XCAT_CORRECTION_LOGQ)
         return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "LOGQ with distinct negatives: "
                           "use the UNIFORM correction (q is 1/(C−1) for every item)");

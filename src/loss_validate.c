@@ -113,7 +113,8 @@ static xcat_status prepare_sampled(xcat_loss_plan *plan, const xcat_loss_args *a
     call->step = a->step;
     const bool given_q = d->sampler == XCAT_SAMPLER_GIVEN_PER_ROW ||
                          d->sampler == XCAT_SAMPLER_GIVEN_SHARED;
-    if (!plan->sampling && (d->sampler == XCAT_SAMPLER_POPULARITY ||
+    const bool inbatch_q = d->kind == XCAT_LOSS_INBATCH && d->correction != XCAT_CORRECTION_NONE;
+    if (!plan->sampling && (d->sampler == XCAT_SAMPLER_POPULARITY || inbatch_q ||
                             (d->correction == XCAT_CORRECTION_LOGQ && given_q)))
         return xcat_error(ctx, XCAT_ERROR_BAD_STATE, "this plan needs item counts: call "
                           "xcat_loss_plan_set_item_counts() first");

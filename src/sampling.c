@@ -128,6 +128,10 @@ xcat_status xcat_loss_draw_negatives(xcat_loss_plan *plan, const xcat_loss_args 
     xcat_loss_call call;
     xcat_status st = xcat_loss_call_prepare(plan, args, &call);
     if (st) return st;
+    if (plan->desc.kind == XCAT_LOSS_INBATCH && call.num_negatives == 0)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "this INBATCH plan draws no extra "
+                          "negatives (desc.num_negatives = 0): its negatives are the batch's "
+                          "positives");
     if (!out) return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "out is NULL");
     if (out->ctx != ctx)
         return xcat_error(ctx, XCAT_ERROR_WRONG_CONTEXT, "out belongs to another context");

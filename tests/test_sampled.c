@@ -12,6 +12,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -363,6 +364,188 @@ START_TEST(test_sampler_statistics)
 }
 END_TEST
 
+/* ---- XCAT_LOSS_INBATCH against its own float64 reference --------------------------------- */
+
+typedef struct ibcase {
+    const char *name;
+    xcat_correction corr;
+    xcat_sampler sampler; /* of the extras */
+    int64_t n, c, d, k;   /* k: extra negatives */
+    xcat_reduction red;
+    int row_items;
+    float scale, softcap;
+} ibcase;
+
+static const ibcase IB_CASES[] = {
+    {"inbatch_plain", XCAT_CORRECTION_NONE, XCAT_SAMPLER_IN_BATCH, 33, 25, 6, 0, XCAT_REDUCTION_MEAN},
+    {"inbatch_logq", XCAT_CORRECTION_LOGQ, XCAT_SAMPLER_IN_BATCH, 29, 40, 5, 0, XCAT_REDUCTION_SUM, 1},
+    {"inbatch_corrected", XCAT_CORRECTION_LOGQ_CORRECTED, XCAT_SAMPLER_IN_BATCH, 31, 30, 7, 0, XCAT_REDUCTION_NONE, 0, 1.5f, 4.0f},
+    {"mixed_logq_uniform", XCAT_CORRECTION_LOGQ, XCAT_SAMPLER_UNIFORM, 17, 60, 4, 5, XCAT_REDUCTION_MEAN},
+    {"mixed_corrected_pop", XCAT_CORRECTION_LOGQ_CORRECTED, XCAT_SAMPLER_POPULARITY, 23, 50, 6, 4, XCAT_REDUCTION_MEAN, 1},
+};
+
+/* Reference of one INBATCH call; neg: the N×K extras as drawn (−1 masked), counts: Q. */
+static void inbatch_ref(const ibcase *ic, const sdata *t, const int64_t *neg, double *loss,
+                        double *lse, double *dH, double *dE, double *db)
+{
+    const int64_t n = ic->n, c = ic->c, d = ic->d, K = ic->k, T = K + n - 1;
+    const double sc = ic->scale > 0 ? ic->scale : 1.0, cap = ic->softcap;
+    const bool withq = ic->corr != XCAT_CORRECTION_NONE;
+    double qsum = 0;
+    for (int64_t j = 0; j < c; ++j) qsum += (double)t->counts[j];
+    double wsum = 0, total = 0;
+    for (int64_t i = 0; i < n; ++i) wsum += t->y[i] != -100;
+    const double ms = ic->red == XCAT_REDUCTION_MEAN ? (wsum ? 1.0 / wsum : 0.0) : 1.0;
+    memset(dH, 0, (size_t)(n * d) * sizeof *dH);
+    memset(dE, 0, (size_t)(c * d) * sizeof *dE);
+    memset(db, 0, (size_t)c * sizeof *db);
+    int64_t *it = malloc((size_t)(T + 1) * sizeof *it);
+    double *z = malloc((size_t)(T + 1) * sizeof *z), *cr = malloc((size_t)(T + 1) * sizeof *cr);
+    double *phi = malloc((size_t)(T + 1) * sizeof *phi), *g = malloc((size_t)(T + 1) * sizeof *g);
+    for (int64_t i = 0; i < n; ++i) {
+        double li = 0, lsei = 0;
+        const int64_t y = t->y[i];
+        if (ic->red == XCAT_REDUCTION_NONE) loss[i] = 0;
+        lse[i] = 0;
+        if (y == -100) continue;
+        const double Qp = (double)t->counts[y] / qsum;
+        it[0] = y;
+        for (int64_t k = 0; k < K; ++k) it[1 + k] = neg[i * K + k];
+        int64_t at = K + 1;
+        for (int64_t r = 0; r < n; ++r) {
+            if (r == i) continue;
+            int64_t v = t->y[r];
+            bool m = v == -100 || v == y || (withq && t->counts[v] == 0);
+            if (!m && t->off)
+                for (int64_t e = t->off[i]; e < t->off[i + 1]; ++e) m |= t->items[e] == v;
+            it[at++] = m ? -1 : v;
+        }
+        for (int64_t k = 0; k <= T; ++k) {
+            if (it[k] < 0) continue;
+            double r = t->b ? t->b[it[k]] : 0.0;
+            for (int64_t u = 0; u < d; ++u) r += (double)t->H[i * t->ld + u] * t->E[it[k] * t->ld + u];
+            r *= sc;
+            z[k] = cap > 0 ? cap * tanh(r / cap) : r;
+            phi[k] = cap > 0 ? sc * (1 - (z[k] / cap) * (z[k] / cap)) : sc;
+            const double Q = (double)t->counts[it[k]] / qsum;
+            cr[k] = !withq ? 0.0
+                  : k <= K ? log((double)K) + (ic->sampler == XCAT_SAMPLER_POPULARITY ? log(Q) : -log((double)c))
+                  : log(Q) - (ic->corr == XCAT_CORRECTION_LOGQ_CORRECTED ? log(1 - Qp) : 0.0);
+        }
+        const double zp = ic->corr == XCAT_CORRECTION_LOGQ ? z[0] - log(Qp) : z[0];
+        if (ic->corr != XCAT_CORRECTION_LOGQ_CORRECTED) {
+            double m = zp, s = 0;
+            for (int64_t k = 1; k <= T; ++k) if (it[k] >= 0) m = fmax(m, z[k] - cr[k]);
+            s = exp(zp - m);
+            for (int64_t k = 1; k <= T; ++k) if (it[k] >= 0) s += exp(z[k] - cr[k] - m);
+            lsei = m + log(s);
+            li = lsei - zp;
+            g[0] = exp(zp - lsei) - 1;
+            for (int64_t k = 1; k <= T; ++k) g[k] = it[k] >= 0 ? exp(z[k] - cr[k] - lsei) : 0;
+        } else {
+            double m = -INFINITY, s = 0;
+            for (int64_t k = 1; k <= T; ++k) if (it[k] >= 0) m = fmax(m, z[k] - cr[k]);
+            if (m == -INFINITY) continue;
+            for (int64_t k = 1; k <= T; ++k) if (it[k] >= 0) s += exp(z[k] - cr[k] - m);
+            const double S = m + log(s), w = 1 - 1 / (1 + exp(S - z[0]));
+            lsei = S;
+            li = w * (S - z[0]);
+            g[0] = -w;
+            for (int64_t k = 1; k <= T; ++k) g[k] = it[k] >= 0 ? w * exp(z[k] - cr[k] - S) : 0;
+        }
+        if (ic->red == XCAT_REDUCTION_NONE) loss[i] = li; else total += li;
+        lse[i] = lsei;
+        for (int64_t k = 0; k <= T; ++k) {
+            if (it[k] < 0) continue;
+            const double cf = ms * g[k] * phi[k];
+            for (int64_t u = 0; u < d; ++u) {
+                dH[i * d + u] += cf * t->E[it[k] * t->ld + u];
+                dE[it[k] * d + u] += cf * t->H[i * t->ld + u];
+            }
+            db[it[k]] += cf;
+        }
+    }
+    if (ic->red != XCAT_REDUCTION_NONE) loss[0] = total * ms;
+    free(it), free(z), free(cr), free(phi), free(g);
+}
+
+START_TEST(test_inbatch_reference)
+{
+    xcat_context *ctx = test_target_context(_i, 0);
+    if (!ctx) return;
+    for (size_t ci = 0; ci < sizeof IB_CASES / sizeof *IB_CASES; ++ci) {
+        const ibcase *ic = &IB_CASES[ci];
+        test_rng_stream(ic->name, 0);
+        /* borrow the sampled-case data builder: bias on, ~15 % ignored rows, row items */
+        const scase sc = {ic->name, XCAT_LOSS_INBATCH, XCAT_SAMPLER_UNIFORM, ic->corr, ic->n,
+                          ic->c, ic->d, ic->k, 0, ic->red, 1, 0, ic->row_items, 0, 0.15};
+        sdata t;
+        make(&sc, &t);
+        if (!t.counts) {
+            t.counts = test_alloc((size_t)ic->c * sizeof *t.counts);
+            for (int64_t j = 0; j < ic->c; ++j) t.counts[j] = test_rand_int(1, 100);
+        }
+        for (int64_t j = 0; j < ic->c; j += 9) t.counts[j] = 0; /* some Q = 0 */
+        for (int64_t i = 0; i < ic->n; ++i)
+            if (t.y[i] != -100 && t.counts[t.y[i]] == 0) t.counts[t.y[i]] = 3; /* Q(p) > 0 */
+        xcat_loss_desc d;
+        xcat_loss_desc_init(&d, XCAT_LOSS_INBATCH);
+        d.sampler = ic->sampler;
+        d.correction = ic->corr;
+        d.num_negatives = ic->k;
+        d.reduction = ic->red;
+        d.scale = ic->scale > 0 ? ic->scale : 1.0f;
+        d.softcap = ic->softcap;
+        d.seed = 77;
+        xcat_loss_plan *p = plan_or_skip(ctx, &d, ic->n, ic->c, ic->d);
+        if (!p) {
+            unmake(&t);
+            break;
+        }
+        stensors x;
+        tensors(ctx, &sc, &t, &x);
+        xcat_tensor *tc = test_tensor(ctx, XCAT_DTYPE_I64, ic->c, 1, t.counts);
+        test_expect_ok(ctx, xcat_loss_plan_set_item_counts(p, tc), "counts");
+        xcat_loss_args a = args_of(&x, 2);
+        int64_t *neg = NULL;
+        if (ic->k) {
+            xcat_tensor *N = test_tensor(ctx, XCAT_DTYPE_I64, ic->n, ic->k, NULL);
+            test_expect_ok(ctx, xcat_loss_draw_negatives(p, &a, N), "draw");
+            neg = read_i64(N, ic->n * ic->k);
+            xcat_tensor_free(N);
+        }
+        const int64_t nl = ic->red == XCAT_REDUCTION_NONE ? ic->n : 1;
+        xcat_tensor *L = test_tensor(ctx, XCAT_DTYPE_F32, nl, 1, NULL);
+        xcat_tensor *S = test_tensor(ctx, XCAT_DTYPE_F32, ic->n, 1, NULL);
+        xcat_tensor *dH = test_tensor(ctx, XCAT_DTYPE_F32, ic->n, ic->d, NULL);
+        xcat_tensor *dE = test_tensor(ctx, XCAT_DTYPE_F32, ic->c, ic->d, NULL);
+        xcat_tensor *db = test_tensor(ctx, XCAT_DTYPE_F32, ic->c, 1, NULL);
+        test_expect_ok(ctx, xcat_loss_forward(p, &a, L, S), ic->name);
+        test_expect_ok(ctx, xcat_loss_backward(p, &a, NULL, dH, dE, db), ic->name);
+        double *rl = test_alloc_doubles(ic->n), *rs = test_alloc_doubles(ic->n);
+        double *rH = test_alloc_doubles(ic->n * ic->d), *rE = test_alloc_doubles(ic->c * ic->d);
+        double *rb = test_alloc_doubles(ic->c);
+        inbatch_ref(ic, &t, neg, rl, rs, rH, rE, rb);
+        double lmax = 1;
+        for (int64_t i = 0; i < ic->n; ++i) lmax = fmax(lmax, fabs(rs[i]));
+        float *gl = test_read_floats(L), *gs = test_read_floats(S), *gH = test_read_floats(dH);
+        float *gE = test_read_floats(dE), *gb = test_read_floats(db);
+        test_check_close(ic->name, gl, rl, nl, 2e-5 * (1 + lmax), 2e-5);
+        test_check_close("inbatch lse", gs, rs, ic->n, 2e-5 * (1 + lmax), 2e-5);
+        test_check_close("inbatch dH", gH, rH, ic->n * ic->d, 1e-4 * test_max_abs(rH, ic->n * ic->d) + 1e-7, 1e-4);
+        test_check_close("inbatch dE", gE, rE, ic->c * ic->d, 1e-4 * test_max_abs(rE, ic->c * ic->d) + 1e-7, 1e-4);
+        test_check_close("inbatch db", gb, rb, ic->c, 1e-4 * test_max_abs(rb, ic->c) + 1e-7, 1e-4);
+        free(gl), free(gs), free(gH), free(gE), free(gb), free(rl), free(rs), free(rH), free(rE),
+            free(rb), free(neg);
+        TEST_FREE_TENSORS(tc, L, S, dH, dE, db);
+        untensors(&x);
+        xcat_loss_plan_free(p);
+        unmake(&t);
+    }
+    xcat_context_free(ctx);
+}
+END_TEST
+
 /* Popularity draws follow the counts: chi-square over the items of non-zero count (fixed seed;
  * every row ignored, so nothing is masked), and zero-count items are never drawn. */
 START_TEST(test_popularity_frequencies)
@@ -623,7 +806,10 @@ START_TEST(test_errors)
              XCAT_ERROR_INVALID_ARGUMENT, "UNIFORM");
     DESC_ERR((d.flags = XCAT_LOSS_DISTINCT_NEGATIVES, d.correction = XCAT_CORRECTION_LOGQ),
              XCAT_ERROR_INVALID_ARGUMENT, "LOGQ");
-    DESC_ERR(d.kind = XCAT_LOSS_INBATCH, XCAT_ERROR_UNSUPPORTED, "INBATCH");
+    DESC_ERR((d.kind = XCAT_LOSS_INBATCH, d.correction = XCAT_CORRECTION_UNIFORM),
+             XCAT_ERROR_INVALID_ARGUMENT, "INBATCH");
+    DESC_ERR((d.kind = XCAT_LOSS_INBATCH, d.sampler = XCAT_SAMPLER_IN_BATCH),
+             XCAT_ERROR_INVALID_ARGUMENT, "IN_BATCH");
     /* call-time errors */
     const scase s = {"err", XCAT_LOSS_SAMPLED_CE, XCAT_SAMPLER_GIVEN_PER_ROW,
                      XCAT_CORRECTION_NONE, 4, 20, 3, 5};
@@ -695,6 +881,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_reference, 0, nt);
     tcase_add_loop_test(tc, test_all_negatives_equal_full_ce, 0, nt);
+    tcase_add_loop_test(tc, test_inbatch_reference, 0, nt);
     tcase_add_test(tc, test_draws_match_rng_source);
     tcase_add_test(tc, test_sampler_statistics);
     tcase_add_test(tc, test_popularity_frequencies);

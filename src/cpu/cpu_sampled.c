@@ -38,6 +38,8 @@ typedef struct sjob {
     bool logq_on; /* LOGQ: correction log(K·q(item)) per negative */
     float logk;   /* log K */
     const float *logq; /* log q per item (POPULARITY, given), or NULL: uniform q = 1/C */
+    int64_t kt;   /* negatives per row in all: k, plus the other n − 1 rows' positives (INBATCH) */
+    const float *logQ; /* INBATCH: log Q(item) from the item counts (LOGQ, LOGQ_CORRECTED) */
     float beta;   /* BCE / GBCE weight of the positive term */
 } sjob;
 
@@ -151,6 +153,84 @@ static float sigmoid(float x)
     return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
 }
 
+/* INBATCH, after the K extras are in items[1..K] / z[1..K]: the other rows' positives go to
+ * items[K+1 .. K+n−1] (masked when ignored, equal to y, listed for the row, or of Q = 0 under a
+ * correction). Corrections (xcat.h): in-batch candidates z − log Q (the positive too for LOGQ;
+ * Q' = Q/(1 − Q(p)) for LOGQ_CORRECTED), extras z − log(K·q). */
+static double inbatch_pass(const sjob *j, int64_t row, int64_t *items, float *z, float *coef,
+                           float *lse_out)
+{
+    const xcat_loss_desc *d = &j->plan->desc;
+    const int64_t y = target_of(j, row), K = j->k, T = j->kt;
+    const xcat_correction corr = d->correction;
+    const bool withq = corr != XCAT_CORRECTION_NONE;
+    int64_t t = K + 1;
+    for (int64_t r = 0; r < j->n; ++r) {
+        if (r == row) continue;
+        const int64_t v = ignored(j, r) ? -1 : target_of(j, r);
+        const bool m = v < 0 || v == y || in_row_items(j->call, row, v) ||
+                       (withq && isinf(j->logQ[v]));
+        items[t] = m ? -1 : v;
+        z[t] = m ? 0.0f : logit_of(j, row, v);
+        ++t;
+    }
+    /* per-candidate corrections, in coef's room while the loss is formed */
+    float lq_p = withq ? j->logQ[y] : 0.0f;
+    if (withq && isinf(lq_p)) { /* the positive has Q = 0: no defined loss, the row is inert */
+        if (coef) for (int64_t k = 0; k <= T; ++k) coef[k] = 0.0f;
+        if (lse_out) *lse_out = 0.0f;
+        return 0.0;
+    }
+    /* z − log Q'(j) = z − log Q(j) + log(1 − Q(p)) */
+    const float shift = corr == XCAT_CORRECTION_LOGQ_CORRECTED
+                            ? log1pf(-fminf(expf(lq_p), 0.99999994f)) : 0.0f;
+    /* corrected logit of candidate k >= 1 */
+#define ZC(k) (items[k] < 0 ? 0.0f                                                                 \
+               : (k) <= K ? (withq ? z[k] - (j->logk + (j->logq ? j->logq[items[k]]                \
+                                                                 : -logf((float)j->c)))           \
+                                   : z[k])                                                         \
+               : (withq ? z[k] - j->logQ[items[k]] + shift : z[k]))
+    const float zp = corr == XCAT_CORRECTION_LOGQ ? z[0] - lq_p : z[0];
+    if (corr != XCAT_CORRECTION_LOGQ_CORRECTED) {
+        float m = zp;
+        for (int64_t k = 1; k <= T; ++k)
+            if (items[k] >= 0 && ZC(k) > m) m = ZC(k);
+        double s = exp((double)(zp - m));
+        for (int64_t k = 1; k <= T; ++k)
+            if (items[k] >= 0) s += exp((double)(ZC(k) - m));
+        const float lse = m + (float)log(s);
+        if (lse_out) *lse_out = lse;
+        if (coef) {
+            coef[0] = (expf(zp - lse) - 1.0f) * phi_of(j, z[0]);
+            for (int64_t k = 1; k <= T; ++k)
+                coef[k] = items[k] >= 0 ? expf(ZC(k) - lse) * phi_of(j, z[k]) : 0.0f;
+        }
+        return (double)lse - (double)zp;
+    }
+    /* LOGQ_CORRECTED: S over the negatives only, weight w = 1 − P̂ held constant */
+    float m = -INFINITY;
+    for (int64_t k = 1; k <= T; ++k)
+        if (items[k] >= 0 && ZC(k) > m) m = ZC(k);
+    if (m == -INFINITY) { /* no unmasked negative */
+        if (coef) for (int64_t k = 0; k <= T; ++k) coef[k] = 0.0f;
+        if (lse_out) *lse_out = 0.0f;
+        return 0.0;
+    }
+    double s = 0.0;
+    for (int64_t k = 1; k <= T; ++k)
+        if (items[k] >= 0) s += exp((double)(ZC(k) - m));
+    const float S = m + (float)log(s);
+    const float w = 1.0f - 1.0f / (1.0f + expf(S - z[0])); /* 1 − e^{z_p}/(e^{z_p} + e^S) */
+    if (lse_out) *lse_out = S;
+    if (coef) {
+        coef[0] = -w * phi_of(j, z[0]);
+        for (int64_t k = 1; k <= T; ++k)
+            coef[k] = items[k] >= 0 ? w * expf(ZC(k) - S) * phi_of(j, z[k]) : 0.0f;
+    }
+#undef ZC
+    return (double)w * ((double)S - (double)z[0]);
+}
+
 /* One row: candidates into items[0..K] (items[0] = positive, −1 = masked) and logits z[0..K];
  * returns the row loss (unweighted) and, for SAMPLED_CE, *lse. When `coef` is non-NULL it also
  * receives dℓ/d(h·e+b) per candidate (0 for masked ones). */
@@ -170,6 +250,7 @@ static double row_pass(const sjob *j, int64_t row, int64_t *items, float *z, flo
         items[k + 1] = negative(j, row, y, k, pp);
         z[k + 1] = items[k + 1] >= 0 ? logit_of(j, row, items[k + 1]) : 0.0f;
     }
+    if (d->kind == XCAT_LOSS_INBATCH) return inbatch_pass(j, row, items, z, coef, lse_out);
     if (d->kind == XCAT_LOSS_SAMPLED_CE) {
         /* corrected negative logits, kept in coef's room when there is one */
         float m = z[0];
@@ -223,6 +304,15 @@ static void job_init(sjob *j, const xcat_loss_plan *plan, const xcat_loss_call *
         j->logk = logf((float)j->k);
         if (d->sampler != XCAT_SAMPLER_UNIFORM && plan->sampling) j->logq = plan->sampling->log_q;
     }
+    j->kt = j->k;
+    if (d->kind == XCAT_LOSS_INBATCH) {
+        j->kt = j->k + j->n - 1;
+        j->logk = j->k > 0 ? logf((float)j->k) : 0.0f;
+        if (plan->sampling) {
+            j->logQ = plan->sampling->log_q;
+            if (d->sampler == XCAT_SAMPLER_POPULARITY) j->logq = plan->sampling->log_q;
+        }
+    }
     if (d->kind == XCAT_LOSS_GBCE) {
         const double alpha = (double)j->k / (double)(j->c - 1);
         j->beta = (float)(1.0 - d->gbce_t * (1.0 - alpha));
@@ -241,6 +331,7 @@ xcat_status xcat_cpu_sampled_workspace_size(const xcat_context *ctx, const xcat_
 {
     /* Given negatives take K from the call: size for the largest K a row list may hold. */
     int64_t k = desc->num_negatives > 0 ? desc->num_negatives : 0;
+    if (desc->kind == XCAT_LOSS_INBATCH) k += max_rows - 1; /* the batch's other positives */
     (void)classes;
     (void)dim;
     *bytes = (size_t)max_rows * sizeof(double) + (size_t)ctx->num_threads * scratch_bytes(k);
@@ -283,17 +374,17 @@ xcat_status xcat_cpu_sampled_forward(xcat_loss_plan *plan, const xcat_loss_call 
     sjob j;
     job_init(&j, plan, call);
     bool owned;
-    char *ws = call_scratch(plan, j.k, &owned);
+    char *ws = call_scratch(plan, j.kt, &owned);
     if (!ws) return xcat_error(plan->ctx, XCAT_ERROR_OUT_OF_MEMORY, "sampled-loss scratch");
     double *rowloss = (double *)ws;
     char *scr = ws + (size_t)plan->max_rows * sizeof(double);
-    const size_t sb = scratch_bytes(j.k);
+    const size_t sb = scratch_bytes(j.kt);
     float *lse_out = lse ? lse->data : NULL;
 #pragma omp parallel num_threads(plan->ctx->num_threads)
     {
         char *mine = scr + sb * (size_t)omp_get_thread_num();
         int64_t *items = (int64_t *)mine;
-        float *z = (float *)(items + j.k + 1);
+        float *z = (float *)(items + j.kt + 1);
 #pragma omp for schedule(dynamic, 16)
         for (int64_t i = 0; i < j.n; ++i) {
             if (ignored(&j, i)) {
@@ -329,12 +420,12 @@ xcat_status xcat_cpu_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call
     sjob j;
     job_init(&j, plan, call);
     const int threads = ctx->num_threads;
-    const int64_t per_row = j.k + 1;
+    const int64_t per_row = j.kt + 1;
     int64_t chunk_rows = CHUNK_ENTRIES / per_row;
     if (chunk_rows < 1) chunk_rows = 1;
     if (chunk_rows > j.n) chunk_rows = j.n;
     bool owned;
-    char *ws = call_scratch(plan, j.k, &owned);
+    char *ws = call_scratch(plan, j.kt, &owned);
     const size_t list_bytes = (size_t)(chunk_rows * per_row) * (sizeof(int32_t) + sizeof(float));
     char *list = xcat_host_alloc(ctx, list_bytes, 64);
     if (!ws || !list) {
@@ -344,7 +435,7 @@ xcat_status xcat_cpu_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call
     }
     float *g = (float *)ws; /* the row-loss doubles' room holds the per-row factors */
     char *scr = ws + (size_t)plan->max_rows * sizeof(double);
-    const size_t sb = scratch_bytes(j.k);
+    const size_t sb = scratch_bytes(j.kt);
     int32_t *li = (int32_t *)list;
     float *lc = (float *)(li + chunk_rows * per_row);
     const float *gd = grad_loss ? grad_loss->data : NULL;
