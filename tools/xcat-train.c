@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ typedef struct options {
     int32_t window, epochs, k, threads;
     double lr, gbce_t;
     uint64_t seed;
-    int quiet;
+    int quiet, negatives_given;
 } options;
 
 static void usage(FILE *f)
@@ -40,7 +41,8 @@ static void usage(FILE *f)
         "  --backend B          auto|cpu|opencl (default auto)   --device SEL  index or name\n"
         "  --threads N          CPU threads (default: all)\n"
         "  --loss L             ce|sampled-ce|bce|gbce|inbatch (default ce)\n"
-        "  --negatives K        negatives per row for the sampled kinds (default 256)\n"
+        "  --negatives K        negatives per row for the sampled kinds (default 256; inbatch:\n"
+        "                       extra sampled negatives besides the batch, default 0)\n"
         "  --sampler S          uniform|popularity (default uniform)\n"
         "  --correction C       none|uniform|logq|logq-corrected (default none)\n"
         "  --gbce-t T           gBCE calibration (default 0.75)\n"
@@ -98,7 +100,7 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--items")) o->items = n;
         else if (!strcmp(a, "--dim")) o->dim = n;
         else if (!strcmp(a, "--batch")) o->batch = n;
-        else if (!strcmp(a, "--negatives")) o->negatives = n;
+        else if (!strcmp(a, "--negatives")) o->negatives = n, o->negatives_given = 1;
         else if (!strcmp(a, "--max-steps")) o->max_steps = n;
         else if (!strcmp(a, "--eval-users")) o->eval_users = n;
         else if (!strcmp(a, "--window")) o->window = (int32_t)n;
@@ -145,10 +147,12 @@ static int loss_desc_from(const options *o, xcat_loss_desc *d)
     }
     xcat_loss_desc_init(d, kinds[kind].kind);
     if (kinds[kind].kind != XCAT_LOSS_CE) {
-        d->num_negatives = kinds[kind].kind == XCAT_LOSS_INBATCH && o->negatives == 256
-                               ? 0 : o->negatives;
+        /* in-batch: its negatives are the batch's positives; --negatives adds sampled extras */
+        const bool inb = kinds[kind].kind == XCAT_LOSS_INBATCH;
+        d->num_negatives = inb && !o->negatives_given ? 0 : o->negatives;
         d->sampler = strcmp(o->sampler, "popularity") ? XCAT_SAMPLER_UNIFORM
                                                       : XCAT_SAMPLER_POPULARITY;
+        if (inb && d->num_negatives == 0) d->sampler = XCAT_SAMPLER_IN_BATCH;
         d->correction = corrs[corr].c;
         d->gbce_t = (float)o->gbce_t;
         d->seed = o->seed;
