@@ -156,7 +156,6 @@ static xcat_status check_desc(xcat_context *ctx, const xcat_loss_desc *d)
         return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED,
                           "XCAT_LOSS_SCE is reserved for a later release");
     return check_sampled_desc(ctx, d);
-    return XCAT_OK;
 }
 
 static xcat_status check_sizes(xcat_context *ctx, int64_t rows, int64_t classes, int64_t dim)
