@@ -25,6 +25,12 @@
 
 #define CHUNK_ENTRIES ((int64_t)1 << 21) /* (item, coefficient) pairs per backward chunk */
 #define REJECT_ATTEMPTS 16
+#define PREFETCH_AHEAD 8 /* gathered rows requested ahead of their dot product */
+#if defined(__GNUC__)
+#define PREFETCH(p) __builtin_prefetch((p), 0, 0)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
 
 typedef struct sjob {
     const xcat_loss_plan *plan;
@@ -246,8 +252,14 @@ static double row_pass(const sjob *j, int64_t row, int64_t *items, float *z, flo
     }
     items[0] = y;
     z[0] = logit_of(j, row, y);
+    /* Draw first, then gather: the rows are random lines of E, so the loop is bound by memory
+     * latency; knowing every item up front lets it prefetch PREFETCH_AHEAD rows ahead. */
+    for (int64_t k = 0; k < K; ++k) items[k + 1] = negative(j, row, y, k, pp);
     for (int64_t k = 0; k < K; ++k) {
-        items[k + 1] = negative(j, row, y, k, pp);
+        if (k + PREFETCH_AHEAD < K && items[k + 1 + PREFETCH_AHEAD] >= 0) {
+            const char *e = (const char *)(j->E + items[k + 1 + PREFETCH_AHEAD] * j->lde);
+            for (int64_t off = 0; off < j->d * 4; off += 64) PREFETCH(e + off);
+        }
         z[k + 1] = items[k + 1] >= 0 ? logit_of(j, row, items[k + 1]) : 0.0f;
     }
     if (d->kind == XCAT_LOSS_INBATCH) return inbatch_pass(j, row, items, z, coef, lse_out);
