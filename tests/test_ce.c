@@ -959,7 +959,6 @@ static void zloss_negative(xcat_loss_desc *x) { x->z_loss = -1e-4f; }
 static void kind_bad(xcat_loss_desc *x) { x->kind = (xcat_loss_kind)99; }
 static void reduction_bad(xcat_loss_desc *x) { x->reduction = (xcat_reduction)7; }
 static void dtype_bad(xcat_loss_desc *x) { x->dtype = (xcat_dtype)42; }
-static void kind_inbatch(xcat_loss_desc *x) { x->kind = XCAT_LOSS_INBATCH; }
 static void kind_sce(xcat_loss_desc *x) { x->kind = XCAT_LOSS_SCE; }
 static void dtype_bf16(xcat_loss_desc *x) { x->dtype = XCAT_DTYPE_BF16; }
 
@@ -976,7 +975,6 @@ static const bad_desc BAD_DESCS[] = {
     {"kind 99", "kind", XCAT_ERROR_INVALID_ARGUMENT, kind_bad},
     {"reduction 7", "reduction", XCAT_ERROR_INVALID_ARGUMENT, reduction_bad},
     {"dtype 42", "dtype", XCAT_ERROR_INVALID_ARGUMENT, dtype_bad},
-    {"INBATCH not in this release", NULL, XCAT_ERROR_UNSUPPORTED, kind_inbatch},
     {"SCE reserved", NULL, XCAT_ERROR_UNSUPPORTED, kind_sce},
     {"BF16 storage reserved", NULL, XCAT_ERROR_UNSUPPORTED, dtype_bf16},
 };
