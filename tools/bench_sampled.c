@@ -22,18 +22,6 @@ typedef struct sopts {
     const char *backend, *kind, *json;
 } sopts;
 
-static int list(const char *s, int64_t *v, int max)
-{
-    int n = 0;
-    while (*s && n < max) {
-        char *end;
-        v[n++] = strtoll(s, &end, 10);
-        if (end == s) return -1;
-        s = *end == ',' ? end + 1 : end;
-    }
-    return n;
-}
-
 static int parse(int argc, char **argv, sopts *o)
 {
     *o = (sopts){.n = 16384, .c = 1000000, .k = {128, 1024, 4096}, .nk = 3, .d = {64, 256},
@@ -49,8 +37,8 @@ static int parse(int argc, char **argv, sopts *o)
         ++i;
         if (!strcmp(a, "--n")) o->n = strtoll(v, NULL, 10);
         else if (!strcmp(a, "--c")) o->c = strtoll(v, NULL, 10);
-        else if (!strcmp(a, "--k")) o->nk = list(v, o->k, 6);
-        else if (!strcmp(a, "--d")) o->nd = list(v, o->d, 4);
+        else if (!strcmp(a, "--k")) o->nk = parse_int_list(v, o->k, 6);
+        else if (!strcmp(a, "--d")) o->nd = parse_int_list(v, o->d, 4);
         else if (!strcmp(a, "--repeats")) o->repeats = atoi(v);
         else if (!strcmp(a, "--backend")) o->backend = v;
         else if (!strcmp(a, "--kind")) o->kind = v;
@@ -91,21 +79,9 @@ int xcat_bench_sampled_main(int argc, char **argv)
     if (parse(argc, argv, &o)) return 2;
     xcat_loss_kind kind = !strcmp(o.kind, "bce") ? XCAT_LOSS_BCE
                         : !strcmp(o.kind, "gbce") ? XCAT_LOSS_GBCE : XCAT_LOSS_SAMPLED_CE;
-    xcat_context_options co;
-    xcat_context_options_init(&co);
-    co.backend = !strcmp(o.backend, "opencl") ? XCAT_BACKEND_OPENCL
-               : !strcmp(o.backend, "auto") ? XCAT_BACKEND_AUTO : XCAT_BACKEND_CPU;
-    char err[512] = "";
-    co.error_message = err;
-    co.error_message_size = sizeof err;
     xcat_context *ctx = NULL;
-    if (xcat_context_create(&co, &ctx)) {
-        fprintf(stderr, "xcat-bench sampled: context: %s\n", err);
-        return 1;
-    }
     xcat_context_info info;
-    xcat_context_info_init(&info);
-    xcat_context_get_info(ctx, &info);
+    if (bench_open_context(o.backend, "xcat-bench sampled", &ctx, &info)) return 1;
     FILE *json = o.json ? fopen(o.json, "w") : NULL;
     printf("# xcat-bench sampled (%s, uniform negatives) — %s (%s), N=%lld C=%lld, median of %d\n",
            o.kind, info.backend_name, info.device_name, (long long)o.n, (long long)o.c,

@@ -20,18 +20,6 @@ typedef struct topk_opts {
     const char *backend, *json;
 } topk_opts;
 
-static int parse_list(const char *s, int64_t *v, int max)
-{
-    int n = 0;
-    while (*s && n < max) {
-        char *end;
-        v[n++] = strtoll(s, &end, 10);
-        if (end == s) return -1;
-        s = *end == ',' ? end + 1 : end;
-    }
-    return n;
-}
-
 static int parse(int argc, char **argv, topk_opts *o)
 {
     *o = (topk_opts){.m = 4096, .c = 1000000, .d = {64, 128}, .nd = 2,
@@ -49,9 +37,9 @@ static int parse(int argc, char **argv, topk_opts *o)
         ++i;
         if (!strcmp(a, "--m")) o->m = strtoll(v, NULL, 10);
         else if (!strcmp(a, "--c")) o->c = strtoll(v, NULL, 10);
-        else if (!strcmp(a, "--d")) o->nd = parse_list(v, o->d, 4);
-        else if (!strcmp(a, "--k")) o->nk = parse_list(v, o->k, 8);
-        else if (!strcmp(a, "--excl")) o->nexcl = parse_list(v, o->excl, 4);
+        else if (!strcmp(a, "--d")) o->nd = parse_int_list(v, o->d, 4);
+        else if (!strcmp(a, "--k")) o->nk = parse_int_list(v, o->k, 8);
+        else if (!strcmp(a, "--excl")) o->nexcl = parse_int_list(v, o->excl, 4);
         else if (!strcmp(a, "--repeats")) o->repeats = atoi(v);
         else if (!strcmp(a, "--backend")) o->backend = v;
         else if (!strcmp(a, "--json")) o->json = v;
@@ -125,21 +113,9 @@ int xcat_bench_topk_main(int argc, char **argv)
 {
     topk_opts o;
     if (parse(argc, argv, &o)) return 2;
-    xcat_context_options co;
-    xcat_context_options_init(&co);
-    co.backend = !strcmp(o.backend, "opencl") ? XCAT_BACKEND_OPENCL
-               : !strcmp(o.backend, "auto") ? XCAT_BACKEND_AUTO : XCAT_BACKEND_CPU;
-    char err[512] = "";
-    co.error_message = err;
-    co.error_message_size = sizeof err;
     xcat_context *ctx = NULL;
-    if (xcat_context_create(&co, &ctx)) {
-        fprintf(stderr, "xcat-bench topk: context: %s\n", err);
-        return 1;
-    }
     xcat_context_info info;
-    xcat_context_info_init(&info);
-    xcat_context_get_info(ctx, &info);
+    if (bench_open_context(o.backend, "xcat-bench topk", &ctx, &info)) return 1;
     FILE *json = o.json ? fopen(o.json, "w") : NULL;
     printf("# xcat-bench topk — %s (%s), M=%lld C=%lld, median of %d\n", info.backend_name,
            info.device_name, (long long)o.m, (long long)o.c, o.repeats);

@@ -1,12 +1,16 @@
 /* bench_util.c — see bench_util.h. */
 #include "bench_util.h"
 
+#include <string.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "xcat.h"
 
 double now_ms(void)
 {
@@ -72,4 +76,36 @@ double peak_rss_mib(void)
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
     return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+}
+
+int parse_int_list(const char *s, int64_t *v, int max)
+{
+    int n = 0;
+    while (*s && n < max) {
+        char *end;
+        v[n++] = strtoll(s, &end, 10);
+        if (end == s) return -1;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+int bench_open_context(const char *backend, const char *tool, xcat_context **ctx,
+                       xcat_context_info *info)
+{
+    xcat_context_options co;
+    xcat_context_options_init(&co);
+    co.backend = !strcmp(backend, "opencl") ? XCAT_BACKEND_OPENCL
+               : !strcmp(backend, "auto") ? XCAT_BACKEND_AUTO : XCAT_BACKEND_CPU;
+    char err[512] = "";
+    co.error_message = err;
+    co.error_message_size = sizeof err;
+    *ctx = NULL;
+    if (xcat_context_create(&co, ctx)) {
+        fprintf(stderr, "%s: context: %s\n", tool, err);
+        return -1;
+    }
+    xcat_context_info_init(info);
+    xcat_context_get_info(*ctx, info);
+    return 0;
 }

@@ -22,6 +22,16 @@ void progress_done(void);
 /* Peak resident set of this process in MiB (getrusage). */
 double peak_rss_mib(void);
 
+/* Comma-separated integers into v[0..max); returns the count, or -1 on a bad list. */
+int parse_int_list(const char *s, int64_t *v, int max);
+
+struct xcat_context;
+struct xcat_context_info;
+/* A context on backend "cpu", "opencl" or "auto" (anything else: cpu), described into `info`;
+ * on failure prints "<tool>: context: <reason>" and returns -1. */
+int bench_open_context(const char *backend, const char *tool, struct xcat_context **ctx,
+                       struct xcat_context_info *info);
+
 /* Sub-commands of xcat-bench (argv[0] is the sub-command's name). */
 int xcat_bench_topk_main(int argc, char **argv);
 int xcat_bench_sampled_main(int argc, char **argv);
