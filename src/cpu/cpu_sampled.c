@@ -486,6 +486,12 @@ xcat_status xcat_cpu_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call
                     ri[k] = items[k] >= 0 && cf != 0.0f ? (int32_t)items[k] : -1;
                     rc[k] = cf;
                     if (dh && ri[k] >= 0) {
+                        /* the same rows as the logits pass, again in random order: prefetch */
+                        if (k + PREFETCH_AHEAD < per_row && items[k + PREFETCH_AHEAD] >= 0) {
+                            const char *pe =
+                                (const char *)(j.E + items[k + PREFETCH_AHEAD] * j.lde);
+                            for (int64_t off = 0; off < j.d * 4; off += 64) PREFETCH(pe + off);
+                        }
                         const float *e = j.E + items[k] * j.lde;
                         for (int64_t t = 0; t < j.d; ++t) dh[t] += cf * e[t];
                     }
