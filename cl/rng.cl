@@ -88,7 +88,7 @@ static inline xr_u32 xr_draw_uniform(xr_u64 seed, xr_u64 step, xr_u32 row, xr_u3
 
 typedef struct xr_perm {
     xr_u32 key[4];
-    xr_u32 half;  /* bits per Feistel half */
+    xr_u32 hbits; /* bits per Feistel half */
     xr_u32 mask;  /* (1 << half) − 1 */
     xr_u32 n;     /* domain size C − 1 */
 } xr_perm;
@@ -100,8 +100,8 @@ static inline xr_perm xr_perm_make(xr_u64 seed, xr_u64 step, xr_u32 row, xr_u32 
     xr_draw_words(p.key, seed, step, row, 0xFFFFFFFFu, 255u);
     xr_u32 bits = 1;
     while (bits < 32 && ((xr_u64)1 << bits) < (xr_u64)n) ++bits;
-    p.half = (bits + 1) / 2;
-    p.mask = (p.half >= 32) ? 0xFFFFFFFFu : ((1u << p.half) - 1u);
+    p.hbits = (bits + 1) / 2;
+    p.mask = (p.hbits >= 32) ? 0xFFFFFFFFu : ((1u << p.hbits) - 1u);
     p.n = n;
     return p;
 }
@@ -119,13 +119,13 @@ static inline xr_u32 xr_mix32(xr_u32 x)
 
 static inline xr_u32 xr_perm_step(const xr_perm *p, xr_u32 x)
 {
-    xr_u32 l = x >> p->half, r = x & p->mask;
+    xr_u32 l = x >> p->hbits, r = x & p->mask;
     for (int i = 0; i < 4; ++i) {
         xr_u32 t = l ^ (xr_mix32(r ^ p->key[i]) & p->mask);
         l = r;
         r = t;
     }
-    return (l << p->half) | r;
+    return (l << p->hbits) | r;
 }
 
 /* The k-th (k < n) element of the row's permutation of [0, n). */

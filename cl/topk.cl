@@ -1,1 +1,304 @@
-/* topk.cl — fused scoring + top-K selection kernels (being written). */
+/* topk.cl — fused scoring + top-K selection, and sampled-evaluation ranks (needs rng.cl and
+ * gemm.cl before it in the program).
+ *
+ * Keys. A candidate (score s, item id) is one 64-bit key: the high word maps s to an unsigned
+ * integer that DEcreases as s increases (a total order on non-NaN floats, −0 < +0), the low
+ * word is the id. Smaller key = better candidate, and equal scores order by lower id: the
+ * library's tie rule is plain integer order, and every (row, id) key is unique.
+ *
+ * Per query row the host keeps, in global memory, a candidate buffer of `cap` keys, its count,
+ * and a threshold key `thr` (only keys < thr may enter; all ones until K keys are known).
+ *
+ *  topk_score_filter  one GEMM tile (gemm.cl's gemm_tile, queries × a chunk of items) whose
+ *                     epilogue keeps the scores whose key beats the row's threshold and that are
+ *                     not excluded (per-query CSR + global banned list, binary searches: only
+ *                     for passing scores), and appends them to the row's buffer: positions are
+ *                     reserved with local atomics per row, then one global atomic per row and
+ *                     work-group. Appends land in any order, but the SET of keys is fixed.
+ *  topk_select        one work-group per row: when the count exceeds `limit`, a radix select
+ *                     (8-bit digits from the top, local histograms) finds the K smallest keys,
+ *                     keeps exactly those (in place), and raises thr to the largest kept key.
+ *  topk_final         one work-group per row: the same selection when needed, then a bitonic
+ *                     sort of the K keys (local memory up to SORT_LOCAL keys, else in the row's
+ *                     global buffer) and the output row: ids and scores, −1 / −inf past the
+ *                     row's valid candidates.
+ * Every step depends only on the set of keys, so results are deterministic and, on exact
+ * scores, identical to the CPU backend's.
+ *
+ * Prelude: gemm.cl's tile defines, SEL_WG (work-items of the per-row kernels, a power of two),
+ * SORT_LOCAL (a power of two: keys sorted in local memory). */
+
+#ifndef SEL_WG
+#define SEL_WG 64
+#endif
+#ifndef SORT_LOCAL
+#define SORT_LOCAL 1024
+#endif
+
+#define TOPK_NONE 0xFFFFFFFFFFFFFFFFUL
+
+inline ulong topk_key(const float s, const uint id)
+{
+    uint u = as_uint(s);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u); /* increasing with s */
+    return ((ulong)(~u) << 32) | (ulong)id;
+}
+
+inline float topk_key_score(const ulong key)
+{
+    const uint u = ~(uint)(key >> 32);
+    return as_float((u & 0x80000000u) ? (u & 0x7FFFFFFFu) : ~u);
+}
+
+/* Is x among the ascending v[lo..hi] (inclusive, lo <= hi)? */
+inline int topk_in_sorted(__global const int *v, long lo, long hi, const int x)
+{
+    while (lo < hi) {
+        const long mid = lo + (hi - lo) / 2;
+        if (v[mid] < x) lo = mid + 1; else hi = mid;
+    }
+    return v[lo] == x;
+}
+
+/* Excluded for query q: in its CSR list or in the banned list (both ascending). */
+inline int topk_excluded(const long q, const int item, __global const long *ex_off,
+                         __global const int *ex, const int has_ex, __global const int *banned,
+                         const int nbanned)
+{
+    if (has_ex) {
+        const long lo = ex_off[q], hi = ex_off[q + 1];
+        if (lo < hi && topk_in_sorted(ex, lo, hi - 1, item)) return 1;
+    }
+    return nbanned > 0 && topk_in_sorted(banned, 0, nbanned - 1, item);
+}
+
+__kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_filter(
+    const int M, const int N, const int D, __global const float *restrict A, const ulong offA,
+    const long lda, __global const float *restrict B, const ulong offB, const long ldb,
+    __global const float *restrict bias, const ulong offbias, const int has_bias, const int c0,
+    const long q0, __global ulong *restrict cand, const long cap, __global uint *restrict cnt,
+    __global const ulong *restrict thr, __global const long *ex_off, __global const int *ex,
+    const int has_ex, __global const int *banned, const int nbanned)
+{
+    __local float4 As4[2 * GEMM_SA];
+    __local float4 Bs4[2 * GEMM_SB];
+    __local uint lcnt[BM], lbase[BM];
+    const int lid = get_local_id(0);
+    const int tx = lid % GEMM_RN, ty = lid / GEMM_RN;
+    const int ntn = (N + BN - 1) / BN;
+    const int gid = get_group_id(0);
+    const int m0 = (gid / ntn) * BM, n0 = (gid % ntn) * BN;
+    float acc[TM][TN];
+    gemm_tile(M, N, A + offA, lda, B + offB, ldb, 0, D, m0, n0, As4, Bs4, 0, 1,
+              GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), acc);
+    for (int r = lid; r < BM; r += GEMM_WG) lcnt[r] = 0;
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    uint pass[TM], off[TM];
+    for (int i = 0; i < TM; i++) {
+        const int rl = GEMM_ROW(ty, i), row = m0 + rl;
+        pass[i] = 0;
+        if (row < M) {
+            const ulong t = thr[row];
+            for (int j = 0; j < TN; j++) {
+                const int col = n0 + GEMM_COL(tx, j);
+                if (col >= N) continue;
+                const float s = has_bias ? acc[i][j] + bias[offbias + col] : acc[i][j];
+                acc[i][j] = s;
+                if (isnan(s) || topk_key(s, (uint)(c0 + col)) >= t) continue;
+                if (topk_excluded(q0 + row, c0 + col, ex_off, ex, has_ex, banned, nbanned))
+                    continue;
+                pass[i] |= 1u << j;
+            }
+        }
+        const uint n = popcount(pass[i]);
+        off[i] = n ? atomic_add(&lcnt[rl], n) : 0;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int r = lid; r < BM; r += GEMM_WG)
+        lbase[r] = lcnt[r] ? atomic_add(&cnt[m0 + r], lcnt[r]) : 0;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int i = 0; i < TM; i++) {
+        if (!pass[i]) continue;
+        const int rl = GEMM_ROW(ty, i);
+        __global ulong *buf = cand + (long)(m0 + rl) * cap;
+        long pos = (long)lbase[rl] + off[i];
+        for (int j = 0; j < TN; j++)
+            if (pass[i] & (1u << j)) {
+                /* the host keeps cnt + chunk <= cap; the guard only protects memory */
+                if (pos < cap) buf[pos] = topk_key(acc[i][j], (uint)(c0 + n0 + GEMM_COL(tx, j)));
+                pos++;
+            }
+    }
+}
+
+/* Keep exactly the k smallest of buf[0, n) (n > k, keys unique), in place; returns the largest
+ * kept key (the same value in every work-item). All work-items of the group call it. */
+inline ulong topk_select_row(__global ulong *buf, const uint n, const uint k, __local uint *hist,
+                             __local ulong *red, __local uint *shared)
+{
+    const int lid = get_local_id(0);
+    ulong prefix = 0;
+    uint need = k;
+    int shift = 56;
+    for (;; shift -= 8) {
+        for (int b = lid; b < 256; b += SEL_WG) hist[b] = 0;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint i = lid; i < n; i += SEL_WG) {
+            const ulong key = buf[i];
+            if (shift == 56 || (key >> (shift + 8)) == prefix)
+                atomic_inc(&hist[(uint)(key >> shift) & 255u]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid == 0) {
+            uint cum = 0, b = 0;
+            while (b < 255 && cum + hist[b] < need) cum += hist[b++];
+            shared[0] = b;
+            shared[1] = need - cum;
+            shared[2] = hist[b] == need - cum;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        prefix = (prefix << 8) | shared[0];
+        need = shared[1];
+        const uint done = shared[2];
+        barrier(CLK_LOCAL_MEM_FENCE); /* shared[] is rewritten by the next digit */
+        if (done || shift == 0) break;
+    }
+    /* keep key iff (key >> shift) <= prefix: exactly k keys */
+    if (lid == 0) shared[3] = 0;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    ulong mx = 0;
+    for (uint base = 0; base < n; base += SEL_WG) {
+        const uint i = base + lid;
+        const ulong key = i < n ? buf[i] : TOPK_NONE;
+        const int keep = i < n && (key >> shift) <= prefix;
+        /* every read of this block happens before any write of it; writes go below base + WG */
+        barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+        if (keep) {
+            buf[atomic_inc(&shared[3])] = key;
+            mx = key > mx ? key : mx;
+        }
+        barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+    }
+    red[lid] = mx;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = SEL_WG / 2; s > 0; s >>= 1) {
+        if (lid < s && red[lid + s] > red[lid]) red[lid] = red[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    mx = red[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return mx;
+}
+
+__kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
+    __global ulong *restrict cand, const long cap, __global uint *restrict cnt,
+    __global ulong *restrict thr, const uint k, const uint limit)
+{
+    __local uint hist[256], shared[4];
+    __local ulong red[SEL_WG];
+    const int row = get_group_id(0);
+    const uint n = cnt[row];
+    if (n <= limit) return; /* uniform in the group */
+    const ulong mx = topk_select_row(cand + (long)row * cap, n, k, hist, red, shared);
+    if (get_local_id(0) == 0) {
+        cnt[row] = k;
+        thr[row] = mx;
+    }
+}
+
+/* Ascending bitonic sort of v[0, P) (P a power of two) by the whole group. */
+#define TOPK_BITONIC(v, P, FENCE)                                                            \
+    for (uint size_ = 2; size_ <= (P); size_ <<= 1)                                          \
+        for (uint stride_ = size_ >> 1; stride_ > 0; stride_ >>= 1) {                        \
+            for (uint t_ = get_local_id(0); t_ < (P) / 2; t_ += SEL_WG) {                    \
+                const uint i_ = 2 * t_ - (t_ & (stride_ - 1)), j_ = i_ + stride_;            \
+                const ulong a_ = v[i_], b_ = v[j_];                                          \
+                if ((a_ > b_) == ((i_ & size_) == 0)) {                                      \
+                    v[i_] = b_;                                                              \
+                    v[j_] = a_;                                                              \
+                }                                                                            \
+            }                                                                                \
+            barrier(FENCE);                                                                  \
+        }
+
+__kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_final(
+    __global ulong *restrict cand, const long cap, __global const uint *restrict cnt,
+    const uint k, const long q0, __global void *idx_out, const ulong offidx, const long ldidx,
+    const int idx64, __global float *scores, const ulong offsc, const long ldsc,
+    const int has_scores)
+{
+    __local uint hist[256], shared[4];
+    __local ulong red[SEL_WG];
+    __local ulong sv[SORT_LOCAL];
+    const int row = get_group_id(0), lid = get_local_id(0);
+    __global ulong *buf = cand + (long)row * cap;
+    uint n = cnt[row];
+    if (n > k) {
+        topk_select_row(buf, n, k, hist, red, shared);
+        n = k;
+    }
+    uint P = 1;
+    while (P < n) P <<= 1;
+    const long q = q0 + row;
+    __global int *o32 = (__global int *)idx_out + offidx + q * ldidx;
+    __global long *o64 = (__global long *)idx_out + offidx + q * ldidx;
+    __global float *os = scores + offsc + q * ldsc;
+    if (P <= SORT_LOCAL) {
+        for (uint i = lid; i < P; i += SEL_WG) sv[i] = i < n ? buf[i] : TOPK_NONE;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        TOPK_BITONIC(sv, P, CLK_LOCAL_MEM_FENCE)
+        for (uint t = lid; t < k; t += SEL_WG) {
+            const ulong key = t < n ? sv[t] : TOPK_NONE;
+            const long id = t < n ? (long)(uint)key : -1L;
+            if (idx64) o64[t] = id; else o32[t] = (int)id;
+            if (has_scores) os[t] = t < n ? topk_key_score(key) : -INFINITY;
+        }
+    } else { /* the host made cap >= P */
+        for (uint i = n + lid; i < P; i += SEL_WG) buf[i] = TOPK_NONE;
+        barrier(CLK_GLOBAL_MEM_FENCE);
+        TOPK_BITONIC(buf, P, CLK_GLOBAL_MEM_FENCE)
+        for (uint t = lid; t < k; t += SEL_WG) {
+            const ulong key = t < n ? buf[t] : TOPK_NONE;
+            const long id = t < n ? (long)(uint)key : -1L;
+            if (idx64) o64[t] = id; else o32[t] = (int)id;
+            if (has_scores) os[t] = t < n ? topk_key_score(key) : -INFINITY;
+        }
+    }
+}
+
+/* Sampled evaluation: rank of query q's target among R drawn negatives (uniform, step 0, row q,
+ * draw r, up to 64 attempts skipping the target, excluded and banned items): the number of
+ * negatives scoring above it, ties counted when the negative's id is lower. One work-item per
+ * query; the dot products run in the same order as the CPU backend's. */
+__kernel void topk_rank_sampled(const int M, const int C, const int D,
+                                __global const float *U, const ulong offU, const long ldu,
+                                __global const float *E, const ulong offE, const long lde,
+                                __global const float *bias, const ulong offbias,
+                                const int has_bias, __global const long *targets, const long R,
+                                const ulong seed, __global const long *ex_off,
+                                __global const int *ex, const int has_ex,
+                                __global const int *banned, const int nbanned,
+                                __global long *ranks, const ulong offrank)
+{
+    const int q = get_global_id(0);
+    if (q >= M) return;
+    __global const float *u = U + offU + (long)q * ldu;
+    const long y = targets[q];
+    float st = 0.0f;
+    for (int t = 0; t < D; t++) st += u[t] * E[offE + y * lde + t];
+    if (has_bias) st += bias[offbias + y];
+    long rank = 0;
+    for (long r = 0; r < R; r++) {
+        for (uint a = 0; a < 64; a++) {
+            const long j = (long)xr_draw_uniform(seed, 0, (xr_u32)q, (xr_u32)r, a, (xr_u32)C);
+            if (j == y || topk_excluded(q, (int)j, ex_off, ex, has_ex, banned, nbanned)) continue;
+            float s = 0.0f;
+            for (int t = 0; t < D; t++) s += u[t] * E[offE + j * lde + t];
+            if (has_bias) s += bias[offbias + j];
+            rank += s > st || (s == st && j < y);
+            break;
+        }
+    }
+    ranks[offrank + q] = rank;
+}

@@ -43,6 +43,8 @@ static const topk_case CASES[] = {
     {"many_queries", 300, 2500, 8, 100, 0, 1, 20, 3},
     {"floats", 23, 3001, 33, 50, 1, 1, 10, 0, 0, 0, 1},
     {"floats_k1", 4, 1025, 64, 1, 0, 1, 0, 0, 1, 0, 1},
+    {"chunks", 70, 9001, 6, 40, 0, 1, 20, 3},
+    {"k_sorted_globally", 3, 12000, 5, 5000, 1, 1, 30, 2, 1},
 };
 #define NUM_CASES ((int)(sizeof CASES / sizeof *CASES))
 
@@ -165,30 +167,13 @@ static int64_t *read_indices(const xcat_tensor *t, int64_t m, int64_t k)
     return out;
 }
 
-/* TEMPORARY: until the OpenCL top-K lands, an OpenCL target that reports UNSUPPORTED passes
- * with a note (every CPU target must run). */
-static int opencl_pending(xcat_context *ctx, xcat_status st)
-{
-    if (st == XCAT_ERROR_UNSUPPORTED && test_context_backend(ctx) == XCAT_BACKEND_OPENCL) {
-        printf("note: top-K not implemented on this OpenCL target yet: %s\n",
-               xcat_context_last_error(ctx));
-        return 1;
-    }
-    return 0;
-}
-
-/* One case on one context against the reference; returns the indices (caller frees) or NULL
- * when the target is pending. */
+/* One case on one context against the reference; returns the indices (caller frees). */
 static int64_t *run_case(xcat_context *ctx, const topk_case *tc, topk_data *t)
 {
     topk_tensors x;
     make_tensors(ctx, tc, t, &x);
     xcat_topk_args a = args_of(&x);
     xcat_status st = xcat_topk(ctx, &a, tc->k, x.idx, x.sc);
-    if (opencl_pending(ctx, st)) {
-        free_tensors(&x);
-        return NULL;
-    }
     test_expect_ok(ctx, st, tc->name);
     int64_t *got = read_indices(x.idx, tc->m, tc->k);
     float *gs = x.sc ? test_read_floats(x.sc) : NULL;
@@ -244,7 +229,6 @@ START_TEST(test_reference_cases)
         int64_t *got = run_case(ctx, &CASES[ci], &t);
         free(got);
         free_data(&t);
-        if (!got) break; /* pending OpenCL target */
     }
     xcat_context_free(ctx);
 }
@@ -271,8 +255,8 @@ START_TEST(test_deterministic_across_threads_and_backends)
         xcat_context *co = test_target_context(i, 0);
         if (!co) continue;
         int64_t *got = run_case(co, &tc, &t);
-        if (got) ck_assert_msg(memcmp(got, base, (size_t)(tc.m * tc.k) * sizeof *got) == 0,
-                               "OpenCL target %d differs from the CPU", i);
+        ck_assert_msg(memcmp(got, base, (size_t)(tc.m * tc.k) * sizeof *got) == 0,
+                      "OpenCL target %d differs from the CPU", i);
         free(got);
         xcat_context_free(co);
     }
@@ -300,7 +284,7 @@ START_TEST(test_nan_scores_never_selected)
     a.queries = tu;
     a.items = te;
     xcat_status st = xcat_topk(ctx, &a, k, ti, ts);
-    if (!opencl_pending(ctx, st)) {
+    {
         test_expect_ok(ctx, st, "nan");
         int64_t *got = read_indices(ti, m, k);
         float *s = test_read_floats(ts);
@@ -341,7 +325,7 @@ START_TEST(test_rank_sampled)
     const int64_t R = 100;
     const uint64_t seed = 0x1234abcdULL;
     xcat_status st = xcat_rank_sampled(ctx, &a, ty, R, seed, tr);
-    if (!opencl_pending(ctx, st)) {
+    {
         test_expect_ok(ctx, st, "rank_sampled");
         int64_t *got = test_alloc((size_t)tc.m * sizeof *got);
         ck_assert_int_eq(xcat_tensor_read(tr, got, 0), XCAT_OK);

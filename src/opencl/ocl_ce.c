@@ -48,15 +48,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ocl.h"
+#include "ocl_launch.h"
 
 #define CHUNK_BYTES_MAX ((int64_t)256 << 20)
 #define CHUNK_BYTES_MAX_GPU ((int64_t)1 << 30)
 #define SPLIT_MAX 32
-
-typedef struct gemm_cfg {
-    int bm, bn, bk, tm, tn;
-} gemm_cfg;
 
 typedef struct ce_layout {
     gemm_cfg g;
@@ -79,35 +75,6 @@ typedef struct ocl_ce_plan {
 } ocl_ce_plan;
 
 /* ---- configuration ------------------------------------------------------------------------ */
-
-static int64_t cdiv(int64_t a, int64_t b)
-{
-    return (a + b - 1) / b;
-}
-
-static size_t gemm_local_bytes(const gemm_cfg *g)
-{
-    return (size_t)2 * 4 * (size_t)g->bk * (size_t)(g->bm + 4 + g->bn + 4);
-}
-
-static bool gemm_cfg_fits(const xcat_ocl_state *s, const gemm_cfg *g)
-{
-    if (g->bm < 4 || g->bn < 4 || g->bk < 1 || g->tm < 4 || g->tn < 4 || g->tm % 4 ||
-        g->tn % 4 || g->bm % g->tm || g->bn % g->tn || g->bm > 1024 || g->bn > 1024 ||
-        g->bk > 256 || g->tm > 16 || g->tn > 16)
-        return false;
-    const int wg = (g->bm / g->tm) * (g->bn / g->tn);
-    if ((g->bm * g->bk) % wg || (g->bn * g->bk) % wg) return false;
-    if ((size_t)wg > s->max_wg_size || (size_t)wg > s->max_wi_sizes[0]) return false;
-    return gemm_local_bytes(g) <= (size_t)s->local_mem;
-}
-
-static int pow2_at_most(size_t limit, int want)
-{
-    int v = 1;
-    while (v * 2 <= want && (size_t)(v * 2) <= limit) v *= 2;
-    return v;
-}
 
 /* Split-K slices for an output of `tiles` GEMM tiles with a K range of `k`: enough slices to
  * give a GPU about two work-groups per compute unit, each slice at least 256 deep. CPUs
@@ -135,47 +102,11 @@ static xcat_status make_layout(const xcat_context *cctx, int64_t max_rows, int64
                           "OpenCL CE: max_rows, num_classes and dim must be < 2^31 (%lld, %lld, "
                           "%lld)", (long long)max_rows, (long long)classes, (long long)dim);
 
-    /* GEMM tiles: GPUs 128×128×16 with 8×8 per work-item (256 work-items), CPUs 64×64×16
-     * with 4×4 (measured fastest of a handful on PoCL); smaller when the device can't. */
-    static const gemm_cfg gpu[] = {{128, 128, 16, 8, 8}, {64, 64, 16, 4, 4}, {32, 32, 8, 4, 4},
-                                   {16, 16, 8, 4, 4}, {8, 8, 4, 4, 4}, {4, 4, 4, 4, 4}};
-    static const gemm_cfg cpu[] = {{64, 64, 16, 4, 4}, {32, 32, 8, 4, 4}, {16, 16, 8, 4, 4},
-                                   {8, 8, 4, 4, 4}, {4, 4, 4, 4, 4}};
-    const gemm_cfg *list = s->info.is_gpu ? gpu : cpu;
-    const size_t n = s->info.is_gpu ? sizeof gpu / sizeof gpu[0] : sizeof cpu / sizeof cpu[0];
-    bool found = false;
-    const char *env = ctx->ignore_env ? NULL : getenv("XCAT_CL_GEMM_TILE");
-    if (env && *env) {
-        gemm_cfg g;
-        char tail;
-        if (sscanf(env, "%dx%dx%dx%dx%d%c", &g.bm, &g.bn, &g.bk, &g.tm, &g.tn, &tail) != 5 ||
-            !gemm_cfg_fits(s, &g))
-            return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT,
-                              "XCAT_CL_GEMM_TILE='%s': expected BMxBNxBKxTMxTN with TM, TN "
-                              "multiples of 4 dividing BM, BN, (BM/TM)·(BN/TN) work-items <= "
-                              "%zu dividing BM·BK and BN·BK, and 8·BK·(BM+BN+8) bytes <= %llu "
-                              "of local memory", env, s->max_wg_size,
-                              (unsigned long long)s->local_mem);
-        L->g = g;
-        found = true;
-    }
-    for (size_t i = 0; !found && i < n; i++)
-        if (gemm_cfg_fits(s, &list[i])) {
-            L->g = list[i];
-            found = true;
-        }
-    if (!found)
-        return xcat_error(ctx, XCAT_ERROR_OUT_OF_RESOURCES,
-                          "the device's work-group size (%zu) or local memory (%llu bytes) fits "
-                          "no GEMM tile", s->max_wg_size, (unsigned long long)s->local_mem);
-    L->wg = (L->g.bm / L->g.tm) * (L->g.bn / L->g.tn);
+    xcat_status st = xcat_ocl_gemm_choose(ctx, &L->g, &L->vec_loads);
+    if (st) return st;
+    L->wg = xcat_ocl_gemm_wg(&L->g);
     const size_t wmax = s->max_wg_size < s->max_wi_sizes[0] ? s->max_wg_size : s->max_wi_sizes[0];
     const bool gpu_dev = s->info.is_gpu;
-    L->vec_loads = gpu_dev;
-    if (!ctx->ignore_env) { /* testing: XCAT_CL_VEC_LOADS=0|1 */
-        const char *v = getenv("XCAT_CL_VEC_LOADS");
-        if (v && (v[0] == '0' || v[0] == '1') && !v[1]) L->vec_loads = v[0] == '1';
-    }
     L->row_wg = pow2_at_most(wmax, gpu_dev ? 256 : 16);
     L->red_wg = pow2_at_most(wmax, gpu_dev ? 256 : 64);
     L->ew = pow2_at_most(wmax, gpu_dev ? 256 : 64);
@@ -267,13 +198,11 @@ xcat_status xcat_ocl_ce_plan_init(xcat_loss_plan *plan)
     xcat_status st = make_layout(ctx, plan->max_rows, plan->classes, plan->dim, &p->L);
     const ce_layout *L = &p->L;
     if (!st) {
-        char prelude[512];
+        char gp[256], prelude[512];
+        xcat_ocl_gemm_prelude(&L->g, L->vec_loads, gp, sizeof gp);
         snprintf(prelude, sizeof prelude,
-                 "#define BM %d\n#define BN %d\n#define BK %d\n#define TM %d\n#define TN %d\n"
-                 "#define ROW_WG %d\n#define RED_WG %d\n#define CS_X %d\n#define CS_Y %d\n"
-                 "#define EW %d\n#define GEMM_VEC_LOADS %d\n",
-                 L->g.bm, L->g.bn, L->g.bk, L->g.tm, L->g.tn, L->row_wg, L->red_wg, L->cs_x,
-                 L->cs_y, L->ew, L->vec_loads);
+                 "%s#define ROW_WG %d\n#define RED_WG %d\n#define CS_X %d\n#define CS_Y %d\n"
+                 "#define EW %d\n", gp, L->row_wg, L->red_wg, L->cs_x, L->cs_y, L->ew);
         static const char *const sources[] = {"gemm.cl", "ce.cl", NULL};
         cl_program prog;
         /* No -cl-fast-relaxed-math / -cl-mad-enable: exp, log, tanh must match the CPU. */
@@ -292,18 +221,7 @@ xcat_status xcat_ocl_ce_plan_init(xcat_loss_plan *plan)
     if (!st) {
         /* A kernel the compiler could not fit at the required work-group size. */
         const cl_kernel gk[] = {p->k_nt, p->k_nn, p->k_tn};
-        for (size_t i = 0; !st && i < sizeof gk / sizeof gk[0]; i++) {
-            size_t kwg = 0;
-            cl_int err = clGetKernelWorkGroupInfo(gk[i], xcat_ocl(ctx)->device,
-                                                  CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg,
-                                                  NULL);
-            if (err != CL_SUCCESS)
-                st = xcat_ocl_error(ctx, err, "clGetKernelWorkGroupInfo");
-            else if (kwg < (size_t)L->wg)
-                st = xcat_error(ctx, XCAT_ERROR_OUT_OF_RESOURCES,
-                                "a GEMM kernel runs at most %zu work-items per group here, the "
-                                "tile needs %d (set XCAT_CL_GEMM_TILE smaller)", kwg, L->wg);
-        }
+        st = xcat_ocl_check_wg(ctx, gk, 3, L->wg);
     }
     if (!st) st = xcat_ocl_buffer(ctx, L->s_bytes, false, &p->S);
     for (int i = 0; !st && i < V_COUNT; i++)
@@ -321,50 +239,6 @@ xcat_status xcat_ocl_ce_plan_init(xcat_loss_plan *plan)
 }
 
 /* ---- launching ------------------------------------------------------------------------------- */
-
-typedef struct args {
-    cl_kernel k;
-    cl_uint i;
-    cl_int err;
-} args;
-
-static void arg(args *a, size_t size, const void *v)
-{
-    if (a->err == CL_SUCCESS) a->err = clSetKernelArg(a->k, a->i, size, v);
-    a->i++;
-}
-
-#define A_MEM(a, v) arg(a, sizeof(cl_mem), &(cl_mem){(v)})
-#define A_INT(a, v) arg(a, sizeof(cl_int), &(cl_int){(cl_int)(v)})
-#define A_LONG(a, v) arg(a, sizeof(cl_long), &(cl_long){(cl_long)(v)})
-#define A_ULONG(a, v) arg(a, sizeof(cl_ulong), &(cl_ulong){(cl_ulong)(v)})
-#define A_FLOAT(a, v) arg(a, sizeof(cl_float), &(cl_float){(cl_float)(v)})
-
-static xcat_status launch(xcat_context *ctx, const args *a, cl_uint dims, const size_t *global,
-                          const size_t *local, const char *what)
-{
-    if (a->err != CL_SUCCESS) return xcat_ocl_error(ctx, a->err, what);
-    cl_int err = clEnqueueNDRangeKernel(xcat_ocl(ctx)->queue, a->k, dims, NULL, global, local,
-                                        0, NULL, NULL);
-    return err == CL_SUCCESS ? XCAT_OK : xcat_ocl_error(ctx, err, what);
-}
-
-/* A matrix operand: buffer, element offset, row stride. */
-typedef struct mat {
-    cl_mem mem;
-    uint64_t off;
-    int64_t ld;
-} mat;
-
-static mat tensor_mat(const xcat_tensor *t)
-{
-    return (mat){xcat_ocl_mem(t), t->offset / xcat_dtype_size(t->dtype), t->stride};
-}
-
-static uint64_t elem_off(const xcat_tensor *t)
-{
-    return t->offset / xcat_dtype_size(t->dtype);
-}
 
 /* C = alpha·op(A)·op(B) + beta·C, M×N, inner K, in `parts` K slices stored cslice apart. */
 static xcat_status gemm(xcat_context *ctx, const ocl_ce_plan *p, cl_kernel k, int64_t M,
@@ -431,13 +305,6 @@ static void call_init(ce_call *c, xcat_loss_plan *plan, const xcat_loss_call *ca
     }
 }
 
-/* Rows [c0, ...) of a matrix operand. */
-static mat chunk_of(mat E, int64_t c0)
-{
-    E.off += (uint64_t)c0 * (uint64_t)E.ld;
-    return E;
-}
-
 /* The LSE pass: per-row m, r, Σz, z_target over all chunks, then LSE and the row losses.
  * `loss` (NULL: none) receives w_i·ℓ_i at element offset `offloss`; `lse_out` is optional. */
 static xcat_status lse_pass(const ce_call *c, cl_mem loss, uint64_t offloss,
@@ -500,15 +367,6 @@ static xcat_status lse_pass(const ce_call *c, cl_mem loss, uint64_t offloss,
     A_ULONG(&a, lse_out ? elem_off(lse_out) : 0);
     const size_t local = (size_t)L->ew, global = (size_t)cdiv(c->N, L->ew) * local;
     return launch(c->ctx, &a, 1, &global, &local, "enqueueing ce_finish");
-}
-
-static xcat_status finish(xcat_context *ctx, xcat_status st)
-{
-    /* Results are readable when forward/backward return; on an error, drain the queue so
-     * that nothing still runs against the caller's buffers. */
-    cl_int err = clFinish(xcat_ocl(ctx)->queue);
-    if (!st && err != CL_SUCCESS) st = xcat_ocl_error(ctx, err, "clFinish");
-    return st;
 }
 
 xcat_status xcat_ocl_ce_forward(xcat_loss_plan *plan, const xcat_loss_call *call,

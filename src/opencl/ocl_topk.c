@@ -1,15 +1,281 @@
-/* ocl_topk.c — fused scoring + top-K on OpenCL. (Being written.) */
-#include "ocl.h"
+/* ocl_topk.c — fused scoring + top-K on OpenCL, and sampled evaluation ranks (cl/topk.cl).
+ *
+ * The catalog is walked in chunks of `cc` items; per chunk one launch of topk_score_filter
+ * (queries × chunk GEMM tiles whose epilogue appends the scores that beat each query's current
+ * threshold to the query's candidate buffer) and one of topk_select (queries whose buffer holds
+ * more than `limit` keys keep their K best and raise their threshold). topk_final selects,
+ * sorts and writes each query's row. Nothing of size M×C exists.
+ *
+ * Invariant that keeps appends in bounds: before a chunk, a buffer holds at most
+ * limit = K + slack keys, and a chunk adds at most cc: cap = limit + cc (and at least the
+ * power of two the final sort needs). The slack (max(K, 1024)) makes selections rare once the
+ * threshold is good: after c items seen, a chunk brings about K·cc/c new candidates.
+ *
+ * Workspace (device, per call): queries are processed in blocks of `mb` rows so that
+ * mb·(8·cap + 12) bytes stay within WORKSPACE_MAX; plus the exclusion CSR and banned list as
+ * int32 ids. Released before the call returns. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *call, xcat_tensor *indices,
+#include "ocl_launch.h"
+
+#define WORKSPACE_MAX ((int64_t)512 << 20)
+
+typedef struct topk_layout {
+    gemm_cfg g;
+    int wg, vec_loads, sel_wg, sort_local;
+    int64_t cc, limit, cap, mb;
+} topk_layout;
+
+static int64_t pow2_ceil(int64_t v)
+{
+    int64_t p = 1;
+    while (p < v) p <<= 1;
+    return p;
+}
+
+static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_layout *L)
+{
+    const xcat_ocl_state *s = xcat_ocl(ctx);
+    memset(L, 0, sizeof *L);
+    xcat_status st = xcat_ocl_gemm_choose(ctx, &L->g, &L->vec_loads);
+    if (st) return st;
+    L->wg = xcat_ocl_gemm_wg(&L->g);
+    const size_t wmax = s->max_wg_size < s->max_wi_sizes[0] ? s->max_wg_size : s->max_wi_sizes[0];
+    L->sel_wg = pow2_at_most(wmax, s->info.is_gpu ? 256 : 64);
+    /* local sort: keys + 256 histogram words + the group's reduction within local memory */
+    const size_t fixed = 256 * 4 + 16 + (size_t)L->sel_wg * 8 + 64;
+    L->sort_local = 64;
+    while (L->sort_local < 4096 && fixed + (size_t)L->sort_local * 2 * 8 <= (size_t)s->local_mem)
+        L->sort_local *= 2;
+    /* Chunk: enough GEMM tiles per launch to fill the device, few launches overall. */
+    int64_t cc = s->info.is_gpu ? 8192 : 4096;
+    cc -= cc % L->g.bn;
+    if (cc > c->c) cc = c->c;
+    L->cc = cc;
+    const int64_t slack = c->k > 1024 ? c->k : 1024;
+    L->limit = c->k + slack;
+    L->cap = L->limit + cc;
+    if (L->cap < pow2_ceil(c->k)) L->cap = pow2_ceil(c->k);
+    int64_t budget = WORKSPACE_MAX;
+    if (s->info.max_alloc_bytes > 0 && s->info.max_alloc_bytes < budget)
+        budget = s->info.max_alloc_bytes;
+    if (s->info.global_mem_bytes > 0 && s->info.global_mem_bytes / 4 < budget)
+        budget = s->info.global_mem_bytes / 4;
+    int64_t mb = budget / (L->cap * 8);
+    if (mb >= L->g.bm) mb -= mb % L->g.bm;
+    if (mb < 1)
+        return xcat_error(ctx, XCAT_ERROR_DEVICE_OUT_OF_MEMORY, "top-K: one query's candidate "
+                          "buffer (%lld keys) exceeds the device's allocation limit",
+                          (long long)L->cap);
+    if (mb > c->m) mb = c->m;
+    L->mb = mb;
+    if (c->c > INT32_MAX || c->m > INT32_MAX || c->d > INT32_MAX || c->k > UINT32_MAX / 2)
+        return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED, "OpenCL top-K: queries, items, dim and k "
+                          "must be < 2^31");
+    return XCAT_OK;
+}
+
+typedef struct topk_bufs {
+    cl_mem cand, cnt, thr, ex_off, ex, banned, targets, dummy;
+} topk_bufs;
+
+static void bufs_release(topk_bufs *b)
+{
+    cl_mem *ms[] = {&b->cand, &b->cnt, &b->thr, &b->ex_off, &b->ex, &b->banned, &b->targets,
+                    &b->dummy};
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+        if (*ms[i]) clReleaseMemObject(*ms[i]);
+}
+
+/* A device buffer holding `n` values of `v` converted to int32 (ids) or copied as int64. */
+static xcat_status upload(xcat_context *ctx, const int64_t *v, int64_t n, bool as_i32,
+                          cl_mem *out)
+{
+    const size_t esz = as_i32 ? 4 : 8;
+    const size_t bytes = (size_t)(n > 0 ? n : 1) * esz;
+    xcat_status st = xcat_ocl_buffer(ctx, bytes, false, out);
+    if (st || n == 0) return st;
+    const void *h = v;
+    int32_t *tmp = NULL;
+    if (as_i32) {
+        tmp = xcat_host_alloc(ctx, bytes, 64);
+        if (!tmp) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "top-K: staging ids");
+        for (int64_t i = 0; i < n; ++i) tmp[i] = (int32_t)v[i];
+        h = tmp;
+    }
+    cl_int err = clEnqueueWriteBuffer(xcat_ocl(ctx)->queue, *out, CL_TRUE, 0, bytes, h, 0, NULL,
+                                      NULL);
+    xcat_host_free(ctx, tmp);
+    return err == CL_SUCCESS ? XCAT_OK : xcat_ocl_error(ctx, err, "uploading top-K lists");
+}
+
+static xcat_status build(xcat_context *ctx, const topk_layout *L, cl_program *prog)
+{
+    char gp[256], prelude[512];
+    xcat_ocl_gemm_prelude(&L->g, L->vec_loads, gp, sizeof gp);
+    snprintf(prelude, sizeof prelude, "%s#define SEL_WG %d\n#define SORT_LOCAL %d\n", gp,
+             L->sel_wg, L->sort_local);
+    static const char *const sources[] = {"rng.cl", "gemm.cl", "topk.cl", NULL};
+    return xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", prog);
+}
+
+/* The exclusion CSR and banned list on the device (dummies when absent). */
+static xcat_status upload_lists(xcat_context *ctx, const xcat_topk_call *c, topk_bufs *b)
+{
+    xcat_status st = xcat_ocl_buffer(ctx, 16, true, &b->dummy);
+    if (!st && c->h_offsets) st = upload(ctx, c->h_offsets, c->m + 1, false, &b->ex_off);
+    if (!st && c->h_offsets) st = upload(ctx, c->h_exclude, c->h_offsets[c->m], true, &b->ex);
+    if (!st && c->num_banned) st = upload(ctx, c->h_banned, c->num_banned, true, &b->banned);
+    return st;
+}
+
+#define LIST_ARGS(a, c, b)                                                                   \
+    do {                                                                                     \
+        A_MEM(a, (c)->h_offsets ? (b)->ex_off : (b)->dummy);                                 \
+        A_MEM(a, (c)->h_offsets ? (b)->ex : (b)->dummy);                                     \
+        A_INT(a, (c)->h_offsets != NULL);                                                    \
+        A_MEM(a, (c)->num_banned ? (b)->banned : (b)->dummy);                                \
+        A_INT(a, (c)->num_banned);                                                           \
+    } while (0)
+
+xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tensor *indices,
                           xcat_tensor *scores)
 {
-    return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED, "top-K is not implemented on OpenCL yet");
+    topk_layout L;
+    xcat_status st = make_layout(ctx, c, &L);
+    if (st) return st;
+    cl_program prog;
+    cl_kernel kf = NULL, ks = NULL, kz = NULL;
+    topk_bufs b = {0};
+    st = build(ctx, &L, &prog);
+    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_score_filter", &kf);
+    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_select", &ks);
+    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_final", &kz);
+    if (!st) st = xcat_ocl_check_wg(ctx, &kf, 1, L.wg);
+    if (!st) st = upload_lists(ctx, c, &b);
+    if (!st) st = xcat_ocl_buffer(ctx, (size_t)(L.mb * L.cap * 8), false, &b.cand);
+    if (!st) st = xcat_ocl_buffer(ctx, (size_t)L.mb * 4, false, &b.cnt);
+    if (!st) st = xcat_ocl_buffer(ctx, (size_t)L.mb * 8, false, &b.thr);
+    cl_command_queue q = xcat_ocl(ctx)->queue;
+    const mat U = tensor_mat(c->queries), E = tensor_mat(c->items);
+    const cl_uint zero = 0;
+    const cl_ulong none = ~(cl_ulong)0;
+    for (int64_t q0 = 0; !st && q0 < c->m; q0 += L.mb) {
+        const int64_t mb = c->m - q0 < L.mb ? c->m - q0 : L.mb;
+        cl_int err = clEnqueueFillBuffer(q, b.cnt, &zero, 4, 0, (size_t)mb * 4, 0, NULL, NULL);
+        if (err == CL_SUCCESS)
+            err = clEnqueueFillBuffer(q, b.thr, &none, 8, 0, (size_t)mb * 8, 0, NULL, NULL);
+        if (err != CL_SUCCESS) {
+            st = xcat_ocl_error(ctx, err, "clearing top-K state");
+            break;
+        }
+        for (int64_t c0 = 0; !st && c0 < c->c; c0 += L.cc) {
+            const int64_t nc = c->c - c0 < L.cc ? c->c - c0 : L.cc;
+            args a = {.k = kf};
+            A_INT(&a, mb);
+            A_INT(&a, nc);
+            A_INT(&a, c->d);
+            A_MEM(&a, U.mem);
+            A_ULONG(&a, U.off + (uint64_t)q0 * (uint64_t)U.ld);
+            A_LONG(&a, U.ld);
+            A_MEM(&a, E.mem);
+            A_ULONG(&a, E.off + (uint64_t)c0 * (uint64_t)E.ld);
+            A_LONG(&a, E.ld);
+            A_MEM(&a, c->bias ? xcat_ocl_mem(c->bias) : b.dummy);
+            A_ULONG(&a, c->bias ? elem_off(c->bias) + (uint64_t)c0 : 0);
+            A_INT(&a, c->bias != NULL);
+            A_INT(&a, c0);
+            A_LONG(&a, q0);
+            A_MEM(&a, b.cand);
+            A_LONG(&a, L.cap);
+            A_MEM(&a, b.cnt);
+            A_MEM(&a, b.thr);
+            LIST_ARGS(&a, c, &b);
+            const size_t lw = (size_t)L.wg;
+            const size_t gw = (size_t)(cdiv(mb, L.g.bm) * cdiv(nc, L.g.bn)) * lw;
+            st = launch(ctx, &a, 1, &gw, &lw, "enqueueing topk_score_filter");
+            if (st) break;
+            args s2 = {.k = ks};
+            A_MEM(&s2, b.cand);
+            A_LONG(&s2, L.cap);
+            A_MEM(&s2, b.cnt);
+            A_MEM(&s2, b.thr);
+            A_UINT(&s2, c->k);
+            A_UINT(&s2, L.limit);
+            const size_t sl = (size_t)L.sel_wg, sg = (size_t)mb * sl;
+            st = launch(ctx, &s2, 1, &sg, &sl, "enqueueing topk_select");
+        }
+        if (st) break;
+        args a = {.k = kz};
+        A_MEM(&a, b.cand);
+        A_LONG(&a, L.cap);
+        A_MEM(&a, b.cnt);
+        A_UINT(&a, c->k);
+        A_LONG(&a, q0);
+        A_MEM(&a, xcat_ocl_mem(indices));
+        A_ULONG(&a, elem_off(indices));
+        A_LONG(&a, indices->stride);
+        A_INT(&a, indices->dtype == XCAT_DTYPE_I64);
+        A_MEM(&a, scores ? xcat_ocl_mem(scores) : b.dummy);
+        A_ULONG(&a, scores ? elem_off(scores) : 0);
+        A_LONG(&a, scores ? scores->stride : 0);
+        A_INT(&a, scores != NULL);
+        const size_t sl = (size_t)L.sel_wg, sg = (size_t)mb * sl;
+        st = launch(ctx, &a, 1, &sg, &sl, "enqueueing topk_final");
+        /* the next block reuses the buffers: the queue is in order */
+    }
+    st = finish(ctx, st);
+    if (kf) clReleaseKernel(kf);
+    if (ks) clReleaseKernel(ks);
+    if (kz) clReleaseKernel(kz);
+    bufs_release(&b);
+    return st;
 }
-xcat_status xcat_ocl_rank_sampled(xcat_context *ctx, const xcat_topk_call *call,
+
+xcat_status xcat_ocl_rank_sampled(xcat_context *ctx, const xcat_topk_call *c,
                                   const int64_t *h_targets, int64_t num_negatives, uint64_t seed,
                                   xcat_tensor *ranks)
 {
-    return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED, "sampled ranks are not implemented on "
-                      "OpenCL yet");
+    topk_layout L;
+    xcat_topk_call one = *c;
+    one.k = 1;
+    xcat_status st = make_layout(ctx, &one, &L);
+    if (st) return st;
+    cl_program prog;
+    cl_kernel kr = NULL;
+    topk_bufs b = {0};
+    st = build(ctx, &L, &prog);
+    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_rank_sampled", &kr);
+    if (!st) st = upload_lists(ctx, c, &b);
+    if (!st) st = upload(ctx, h_targets, c->m, false, &b.targets);
+    if (!st) {
+        const mat U = tensor_mat(c->queries), E = tensor_mat(c->items);
+        args a = {.k = kr};
+        A_INT(&a, c->m);
+        A_INT(&a, c->c);
+        A_INT(&a, c->d);
+        A_MEM(&a, U.mem);
+        A_ULONG(&a, U.off);
+        A_LONG(&a, U.ld);
+        A_MEM(&a, E.mem);
+        A_ULONG(&a, E.off);
+        A_LONG(&a, E.ld);
+        A_MEM(&a, c->bias ? xcat_ocl_mem(c->bias) : b.dummy);
+        A_ULONG(&a, c->bias ? elem_off(c->bias) : 0);
+        A_INT(&a, c->bias != NULL);
+        A_MEM(&a, b.targets);
+        A_LONG(&a, num_negatives);
+        A_ULONG(&a, seed);
+        LIST_ARGS(&a, c, &b);
+        A_MEM(&a, xcat_ocl_mem(ranks));
+        A_ULONG(&a, elem_off(ranks));
+        const size_t lw = (size_t)L.sel_wg, gw = (size_t)cdiv(c->m, L.sel_wg) * lw;
+        st = launch(ctx, &a, 1, &gw, &lw, "enqueueing topk_rank_sampled");
+    }
+    st = finish(ctx, st);
+    if (kr) clReleaseKernel(kr);
+    bufs_release(&b);
+    return st;
 }
