@@ -4,7 +4,7 @@
 # into /), run the whole suite on every target there (CPU levels incl. AVX-512, the GPU through
 # NVIDIA's OpenCL, PoCL on the Xeon), the CPU benchmarks of top-K and the sampled kinds on the
 # Xeon, and xcat-train with the same seed on the CPU and on the GPU.
-# usage: tools/bench-device.sh OUTDIR     (STAGES="tests topk sampled train" to choose)
+# usage: tools/bench-device.sh OUTDIR     (STAGES="tests topk gputopk sampled train" to choose)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out="${1:?usage: tools/bench-device.sh OUTDIR}"
@@ -33,7 +33,7 @@ log "tests built: $tests"
 if [[ $stages == *tests* && $tests == ON ]]; then
     log "ctest (every target)"
     timeout "${TEST_TIMEOUT:-300}" ctest --test-dir build-dev -j 4 --output-on-failure \
-        -E install_consumer >"$out/ctest.log" 2>&1
+        -E install_consumer ${TEST_REGEX:+-R "$TEST_REGEX"} >"$out/ctest.log" 2>&1
     grep -E "Checks:|tests passed|tests failed|Failed|Timeout" "$out/ctest.log" | tee -a "$out/summary.txt" >&2
 fi
 if [[ $stages == *topk* ]]; then
@@ -42,6 +42,16 @@ if [[ $stages == *topk* ]]; then
         --k 10,100,1000,10000 --excl 0,50 --repeats 3 --json "$out/topk_xeon.jsonl" \
         >"$out/topk_xeon.txt" 2>/dev/null
     cat "$out/topk_xeon.txt" >>"$out/summary.txt"
+fi
+if [[ $stages == *gputopk* ]]; then
+    log "xcat-bench topk (GPU through OpenCL) and the PyTorch peer, same call"
+    build-dev/tools/xcat-bench topk --backend opencl --m 4096 --c 1000000 --d "${TOPK_D:-64,128}" \
+        --k "${TOPK_K:-10,100,1000,10000,16384}" --excl 0,50 --repeats 5 --no-naive \
+        --json "$out/topk_gpu.jsonl" >"$out/topk_gpu.txt" 2>"$out/topk_gpu.err"
+    cat "$out/topk_gpu.txt" >>"$out/summary.txt"; tail -3 "$out/topk_gpu.err" >>"$out/summary.txt"
+    python3 tools/peer_torch_topk.py --shapes 4096,1000000,128 --ks 10 100 1000 10000 \
+        --excl 50 --repeats 5 >"$out/topk_torch.jsonl" 2>&1
+    cat "$out/topk_torch.jsonl" >>"$out/summary.txt"
 fi
 if [[ $stages == *sampled* ]]; then
     log "xcat-bench sampled (Xeon, native CPU backend)"

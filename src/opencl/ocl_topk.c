@@ -7,9 +7,12 @@
  * sorts and writes each query's row. Nothing of size M×C exists.
  *
  * Invariant that keeps appends in bounds: before a chunk, a buffer holds at most
- * limit = K + slack keys, and a chunk adds at most cc: cap = limit + cc (and at least the
- * power of two the final sort needs). The slack (max(K, 1024)) makes selections rare once the
+ * limit = K + slack keys, and a chunk adds at most cc: cap = limit + cc. The slack (max(K, 1024)) makes selections rare once the
  * threshold is good: after c items seen, a chunk brings about K·cc/c new candidates.
+ *
+ * Benchmark knob (ignored under IGNORE_ENV): XCAT_CL_TOPK_SCORE_ONLY=1 runs the same scoring
+ * launches with a threshold nothing passes and no selection: the scoring pass alone, the
+ * reference the selection overhead is measured against (results are then all −1 / −inf).
  *
  * Workspace (device, per call): queries are processed in blocks of `mb` rows so that
  * mb·(8·cap + 12) bytes stay within WORKSPACE_MAX; plus the exclusion CSR and banned list as
@@ -28,13 +31,6 @@ typedef struct topk_layout {
     int64_t cc, limit, cap, mb;
 } topk_layout;
 
-static int64_t pow2_ceil(int64_t v)
-{
-    int64_t p = 1;
-    while (p < v) p <<= 1;
-    return p;
-}
-
 static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_layout *L)
 {
     const xcat_ocl_state *s = xcat_ocl(ctx);
@@ -44,8 +40,9 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     L->wg = xcat_ocl_gemm_wg(&L->g);
     const size_t wmax = s->max_wg_size < s->max_wi_sizes[0] ? s->max_wg_size : s->max_wi_sizes[0];
     L->sel_wg = pow2_at_most(wmax, s->info.is_gpu ? 256 : 64);
-    /* local sort: keys + 256 histogram words + the group's reduction within local memory */
-    const size_t fixed = 256 * 4 + 16 + (size_t)L->sel_wg * 8 + 64;
+    /* local sort: keys + 256 histogram words + the group's reduction + EX_LOCAL (1024) ids of
+     * exclusion lists within local memory */
+    const size_t fixed = 256 * 4 + 16 + (size_t)L->sel_wg * 8 + 4096 + 64;
     L->sort_local = 64;
     while (L->sort_local < 4096 && fixed + (size_t)L->sort_local * 2 * 8 <= (size_t)s->local_mem)
         L->sort_local *= 2;
@@ -57,7 +54,6 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     const int64_t slack = c->k > 1024 ? c->k : 1024;
     L->limit = c->k + slack;
     L->cap = L->limit + cc;
-    if (L->cap < pow2_ceil(c->k)) L->cap = pow2_ceil(c->k);
     int64_t budget = WORKSPACE_MAX;
     if (s->info.max_alloc_bytes > 0 && s->info.max_alloc_bytes < budget)
         budget = s->info.max_alloc_bytes;
@@ -161,7 +157,9 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
     cl_command_queue q = xcat_ocl(ctx)->queue;
     const mat U = tensor_mat(c->queries), E = tensor_mat(c->items);
     const cl_uint zero = 0;
-    const cl_ulong none = ~(cl_ulong)0;
+    const char *so = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SCORE_ONLY");
+    const bool score_only = so && so[0] == '1';
+    const cl_ulong none = score_only ? 0 : ~(cl_ulong)0;
     for (int64_t q0 = 0; !st && q0 < c->m; q0 += L.mb) {
         const int64_t mb = c->m - q0 < L.mb ? c->m - q0 : L.mb;
         cl_int err = clEnqueueFillBuffer(q, b.cnt, &zero, 4, 0, (size_t)mb * 4, 0, NULL, NULL);
@@ -187,16 +185,14 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
             A_ULONG(&a, c->bias ? elem_off(c->bias) + (uint64_t)c0 : 0);
             A_INT(&a, c->bias != NULL);
             A_INT(&a, c0);
-            A_LONG(&a, q0);
             A_MEM(&a, b.cand);
             A_LONG(&a, L.cap);
             A_MEM(&a, b.cnt);
             A_MEM(&a, b.thr);
-            LIST_ARGS(&a, c, &b);
             const size_t lw = (size_t)L.wg;
             const size_t gw = (size_t)(cdiv(mb, L.g.bm) * cdiv(nc, L.g.bn)) * lw;
             st = launch(ctx, &a, 1, &gw, &lw, "enqueueing topk_score_filter");
-            if (st) break;
+            if (st || score_only) continue;
             args s2 = {.k = ks};
             A_MEM(&s2, b.cand);
             A_LONG(&s2, L.cap);
@@ -204,6 +200,8 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
             A_MEM(&s2, b.thr);
             A_UINT(&s2, c->k);
             A_UINT(&s2, L.limit);
+            A_LONG(&s2, q0);
+            LIST_ARGS(&s2, c, &b);
             const size_t sl = (size_t)L.sel_wg, sg = (size_t)mb * sl;
             st = launch(ctx, &s2, 1, &sg, &sl, "enqueueing topk_select");
         }
@@ -213,7 +211,6 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
         A_LONG(&a, L.cap);
         A_MEM(&a, b.cnt);
         A_UINT(&a, c->k);
-        A_LONG(&a, q0);
         A_MEM(&a, xcat_ocl_mem(indices));
         A_ULONG(&a, elem_off(indices));
         A_LONG(&a, indices->stride);
@@ -222,6 +219,8 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
         A_ULONG(&a, scores ? elem_off(scores) : 0);
         A_LONG(&a, scores ? scores->stride : 0);
         A_INT(&a, scores != NULL);
+        A_LONG(&a, q0);
+        LIST_ARGS(&a, c, &b);
         const size_t sl = (size_t)L.sel_wg, sg = (size_t)mb * sl;
         st = launch(ctx, &a, 1, &sg, &sl, "enqueueing topk_final");
         /* the next block reuses the buffers: the queue is in order */
