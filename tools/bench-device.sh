@@ -10,6 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out="${1:?usage: tools/bench-device.sh OUTDIR}"
 stages="${STAGES:-tests topk sampled train}"
 mkdir -p "$out"
+has() { [[ " $stages " == *" $1 "* ]]; }
 log() { printf '[bench-device %s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$out/summary.txt" >&2; }
 [[ -d /opt/torch/bin ]] && export PATH="/opt/torch/bin:$PATH"
 
@@ -36,14 +37,14 @@ if [[ $stages == *tests* && $tests == ON ]]; then
         -E install_consumer ${TEST_REGEX:+-R "$TEST_REGEX"} >"$out/ctest.log" 2>&1
     grep -E "Checks:|tests passed|tests failed|Failed|Timeout" "$out/ctest.log" | tee -a "$out/summary.txt" >&2
 fi
-if [[ $stages == *topk* ]]; then
+if has topk; then
     log "xcat-bench topk (Xeon, native CPU backend)"
     build-dev/tools/xcat-bench topk --backend cpu --m 4096 --c 1000000 --d 128 \
         --k 10,100,1000,10000 --excl 0,50 --repeats 3 --json "$out/topk_xeon.jsonl" \
         >"$out/topk_xeon.txt" 2>/dev/null
     cat "$out/topk_xeon.txt" >>"$out/summary.txt"
 fi
-if [[ $stages == *gputopk* ]]; then
+if has gputopk; then
     log "xcat-bench topk (GPU through OpenCL) and the PyTorch peer, same call"
     build-dev/tools/xcat-bench topk --backend opencl --m 4096 --c 1000000 --d "${TOPK_D:-64,128}" \
         --k "${TOPK_K:-10,100,1000,10000,16384}" --excl 0,50 --repeats 5 --no-naive \
@@ -53,13 +54,23 @@ if [[ $stages == *gputopk* ]]; then
         --excl 50 --repeats 5 >"$out/topk_torch.jsonl" 2>&1
     cat "$out/topk_torch.jsonl" >>"$out/summary.txt"
 fi
-if [[ $stages == *sampled* ]]; then
+if has tilesweep; then
+    log "top-K GEMM tile / chunk sweep on the GPU (K=100, no exclusions)"
+    for cfg in ${SWEEP:-128x128x16x8x8:8192 128x128x8x8x8:8192 64x128x16x8x8:8192 128x64x16x8x8:8192 64x64x16x4x4:8192 128x128x16x8x8:16384 128x128x16x8x8:32768}; do
+        echo "## tile ${cfg%%:*} chunk ${cfg##*:}" >>"$out/tilesweep.txt"
+        XCAT_CL_GEMM_TILE=${cfg%%:*} XCAT_CL_TOPK_CHUNK=${cfg##*:} build-dev/tools/xcat-bench topk \
+            --backend opencl --m 4096 --c 1000000 --d 64,128 --k 100 --excl 0 --repeats 3 \
+            --no-naive 2>/dev/null | grep -v "^#" >>"$out/tilesweep.txt"
+    done
+    cat "$out/tilesweep.txt" >>"$out/summary.txt"
+fi
+if has sampled; then
     log "xcat-bench sampled (Xeon, native CPU backend)"
     build-dev/tools/xcat-bench sampled --backend cpu --n 16384 --c 1000000 --k 128,1024,4096 \
         --d 64,256 --repeats 2 --json "$out/sampled_xeon.jsonl" >"$out/sampled_xeon.txt" 2>/dev/null
     cat "$out/sampled_xeon.txt" >>"$out/summary.txt"
 fi
-if [[ $stages == *train* ]]; then
+if has train; then
     for b in cpu opencl; do
         log "xcat-train --backend $b (synthetic, seed 1)"
         build-dev/tools/xcat-train --backend "$b" --epochs 3 --seed 1 --quiet \

@@ -10,7 +10,8 @@
  * limit = K + slack keys, and a chunk adds at most cc: cap = limit + cc. The slack (max(K, 1024)) makes selections rare once the
  * threshold is good: after c items seen, a chunk brings about K·cc/c new candidates.
  *
- * Benchmark knob (ignored under IGNORE_ENV): XCAT_CL_TOPK_SCORE_ONLY=1 runs the same scoring
+ * Knobs (ignored under IGNORE_ENV): XCAT_CL_TOPK_CHUNK=items per chunk (tuning);
+ * XCAT_CL_TOPK_SCORE_ONLY=1 runs the same scoring
  * launches with a threshold nothing passes and no selection: the scoring pass alone, the
  * reference the selection overhead is measured against (results are then all −1 / −inf).
  *
@@ -48,6 +49,11 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
         L->sort_local *= 2;
     /* Chunk: enough GEMM tiles per launch to fill the device, few launches overall. */
     int64_t cc = s->info.is_gpu ? 8192 : 4096;
+    if (!ctx->ignore_env) { /* tuning: XCAT_CL_TOPK_CHUNK=items per chunk */
+        const char *v = getenv("XCAT_CL_TOPK_CHUNK");
+        const long long e = v ? atoll(v) : 0;
+        if (e >= L->g.bn && e <= (1 << 24)) cc = e;
+    }
     cc -= cc % L->g.bn;
     if (cc > c->c) cc = c->c;
     L->cc = cc;
