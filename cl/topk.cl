@@ -170,11 +170,15 @@ inline uint topk_purge(__global ulong *buf, const uint n, const long q, __global
                        const int nbanned, __local const int *lex, __local const int *lcount,
                        __local uint *shared)
 {
-    if (!has_ex && !nbanned) return n;
+    /* No early return anywhere in these kernels: every barrier sits in straight code or in a
+     * loop with one exit and a uniform trip count (PoCL's work-group compiler asserts on
+     * other shapes). */
     const int lid = get_local_id(0), ne = lcount[0], nb = lcount[1];
+    const int any = has_ex || nbanned;
+    const uint nloop = any ? n : 0;
     if (lid == 0) shared[3] = 0;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint base = 0; base < n; base += SEL_WG) {
+    for (uint base = 0; base < nloop; base += SEL_WG) {
         const uint i = base + lid;
         const ulong key = i < n ? buf[i] : TOPK_NONE;
         int keep = i < n;
@@ -187,21 +191,24 @@ inline uint topk_purge(__global ulong *buf, const uint n, const long q, __global
         if (keep) buf[atomic_inc(&shared[3])] = key;
         barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
     }
-    const uint m = shared[3];
+    const uint m = any ? shared[3] : n;
     barrier(CLK_LOCAL_MEM_FENCE);
     return m;
 }
 
-/* Keep exactly the k smallest of buf[0, n) (n > k, keys unique), in place; returns the largest
- * kept key (the same value in every work-item). All work-items of the group call it. */
+/* Keep exactly the k smallest of buf[0, n) (keys unique), in place, when n > k; returns the
+ * largest kept key (the same value in every work-item; 0 when n <= k, nothing done). All
+ * work-items of the group call it. */
 inline ulong topk_select_row(__global ulong *buf, const uint n, const uint k, __local uint *hist,
                              __local ulong *red, __local uint *shared)
 {
     const int lid = get_local_id(0);
     ulong prefix = 0;
     uint need = k;
-    int shift = 56;
-    for (;; shift -= 8) {
+    int shift = 64;
+    uint done = n <= k;
+    while (!done) {
+        shift -= 8;
         for (int b = lid; b < 256; b += SEL_WG) hist[b] = 0;
         barrier(CLK_LOCAL_MEM_FENCE);
         for (uint i = lid; i < n; i += SEL_WG) {
@@ -220,18 +227,18 @@ inline ulong topk_select_row(__global ulong *buf, const uint n, const uint k, __
         barrier(CLK_LOCAL_MEM_FENCE);
         prefix = (prefix << 8) | shared[0];
         need = shared[1];
-        const uint done = shared[2];
+        done = shared[2] || shift == 0;
         barrier(CLK_LOCAL_MEM_FENCE); /* shared[] is rewritten by the next digit */
-        if (done || shift == 0) break;
     }
     /* keep key iff (key >> shift) <= prefix: exactly k keys */
     if (lid == 0) shared[3] = 0;
     barrier(CLK_LOCAL_MEM_FENCE);
     ulong mx = 0;
-    for (uint base = 0; base < n; base += SEL_WG) {
+    const uint nloop = n > k ? n : 0;
+    for (uint base = 0; base < nloop; base += SEL_WG) {
         const uint i = base + lid;
         const ulong key = i < n ? buf[i] : TOPK_NONE;
-        const int keep = i < n && (key >> shift) <= prefix;
+        const int keep = i < n && (shift == 64 || (key >> shift) <= prefix);
         /* every read of this block happens before any write of it; writes go below base + WG */
         barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
         if (keep) {
@@ -265,14 +272,14 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     __local ulong red[SEL_WG];
     __local int lex[EX_LOCAL], lcount[2];
     const int row = get_group_id(0);
-    uint n = cnt[row];
-    if (n <= limit) return; /* uniform in the group */
+    const uint n0 = cnt[row];
+    const int active = n0 > limit; /* uniform in the group; inactive rows loop zero times */
     __global ulong *buf = cand + (long)row * cap;
     topk_lists_local(q0 + row, ex_off, ex, has_ex, banned, nbanned, lex, lcount);
-    n = topk_purge(buf, n, q0 + row, ex_off, ex, has_ex, banned, nbanned, lex, lcount, shared);
-    ulong mx = 0;
-    if (n >= k) mx = n > k ? topk_select_row(buf, n, k, hist, red, shared) : 0;
-    if (get_local_id(0) == 0) {
+    const uint n = topk_purge(buf, active ? n0 : 0, q0 + row, ex_off, ex, has_ex, banned,
+                              nbanned, lex, lcount, shared);
+    ulong mx = topk_select_row(buf, n, k, hist, red, shared);
+    if (active && get_local_id(0) == 0) {
         if (n == k) { /* the largest key: a plain reduction is not needed often enough */
             for (uint i = 0; i < n; i++) mx = buf[i] > mx ? buf[i] : mx;
         }
@@ -335,10 +342,8 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_final(
     topk_lists_local(q, ex_off, ex, has_ex, banned, nbanned, lex, lcount);
     uint n = topk_purge(buf, cnt[row], q, ex_off, ex, has_ex, banned, nbanned, lex, lcount,
                         shared);
-    if (n > k) {
-        topk_select_row(buf, n, k, hist, red, shared);
-        n = k;
-    }
+    topk_select_row(buf, n, k, hist, red, shared);
+    n = n > k ? k : n;
     __global int *o32 = (__global int *)idx_out + offidx + q * ldidx;
     __global long *o64 = (__global long *)idx_out + offidx + q * ldidx;
     __global float *os = scores + offsc + q * ldsc;

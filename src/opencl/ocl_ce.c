@@ -102,7 +102,7 @@ static xcat_status make_layout(const xcat_context *cctx, int64_t max_rows, int64
                           "OpenCL CE: max_rows, num_classes and dim must be < 2^31 (%lld, %lld, "
                           "%lld)", (long long)max_rows, (long long)classes, (long long)dim);
 
-    xcat_status st = xcat_ocl_gemm_choose(ctx, &L->g, &L->vec_loads);
+    xcat_status st = xcat_ocl_gemm_choose(ctx, false, &L->g, &L->vec_loads);
     if (st) return st;
     L->wg = xcat_ocl_gemm_wg(&L->g);
     const size_t wmax = s->max_wg_size < s->max_wi_sizes[0] ? s->max_wg_size : s->max_wi_sizes[0];

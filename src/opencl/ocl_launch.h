@@ -92,9 +92,10 @@ static inline int xcat_ocl_gemm_wg(const gemm_cfg *g)
 }
 
 /* The tile for this device (ocl_gemm.c): XCAT_CL_GEMM_TILE=BMxBNxBKxTMxTN when set (unless
- * IGNORE_ENV), else the first of a per-device-type list that fits the device's work-group
- * size and local memory; *vec_loads: float4 global loads (GPUs; XCAT_CL_VEC_LOADS=0|1). */
-xcat_status xcat_ocl_gemm_choose(xcat_context *ctx, gemm_cfg *g, int *vec_loads);
+ * IGNORE_ENV), else the first of a per-device-type list (`short_k`: for GEMMs whose inner
+ * dimension is short, like top-K scoring) that fits the device's work-group size and local
+ * memory; *vec_loads: float4 global loads (GPUs; XCAT_CL_VEC_LOADS=0|1). */
+xcat_status xcat_ocl_gemm_choose(xcat_context *ctx, bool short_k, gemm_cfg *g, int *vec_loads);
 /* The "#define BM … GEMM_VEC_LOADS" part of a prelude, into buf (size n). */
 void xcat_ocl_gemm_prelude(const gemm_cfg *g, int vec_loads, char *buf, size_t n);
 /* Whether every kernel of `ks` runs `wg` work-items per group on this device (else

@@ -36,7 +36,7 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
 {
     const xcat_ocl_state *s = xcat_ocl(ctx);
     memset(L, 0, sizeof *L);
-    xcat_status st = xcat_ocl_gemm_choose(ctx, &L->g, &L->vec_loads);
+    xcat_status st = xcat_ocl_gemm_choose(ctx, c->d <= 256, &L->g, &L->vec_loads);
     if (st) return st;
     L->wg = xcat_ocl_gemm_wg(&L->g);
     const size_t wmax = s->max_wg_size < s->max_wi_sizes[0] ? s->max_wg_size : s->max_wi_sizes[0];
