@@ -1,1 +1,449 @@
-/* sampled.cl — kernels of the sampled loss kinds (being written). */
+/* sampled.cl — the sampled loss kinds (SAMPLED_CE, BCE, GBCE, INBATCH) on OpenCL; needs rng.cl
+ * before it. The definitions are those of xcat.h and of the CPU backend (src/cpu/cpu_sampled.c),
+ * formula for formula; negatives come from the same rng.cl draws, so every backend sees the same
+ * items for the same (seed, step, row, k).
+ *
+ *  sampled_rows   one work-group per row of a chunk of rows. Candidate t of the row (t = 0 the
+ *                 positive, 1..K the negatives, K+1.. the other rows' positives for INBATCH) is
+ *                 handled by lane t mod SWG: it draws the item, gathers the dot product, and
+ *                 keeps a running (max, Σexp) of its corrected logits; the group combines the
+ *                 lanes in a fixed tree order. Mode 0 (forward) writes the row's weighted loss
+ *                 and LSE. Mode 1 (backward) writes each candidate's dℓ/dz·g into the chunk's
+ *                 entry list (item, value; item −1 when masked) and then the row's dH with lanes
+ *                 over the d dimensions, adding the candidates in t order (deterministic).
+ *  sampled_dE     deterministic dE and db without atomics: work-group g owns the items
+ *                 [g·C/G, (g+1)·C/G); it scans the chunk's entry list in entry order, keeps the
+ *                 entries of its items by a local stable compaction, and adds value·h_row to
+ *                 their dE rows with lanes over d. Chunks run in row order, so every dE row is a
+ *                 sum in (row, t) order whatever the device.
+ *  sampled_zero   zero the first `cols` columns of `rows` rows (dE, db before accumulation).
+ *  sampled_reduce one work-group: the rows' losses summed in a fixed order (MEAN/SUM).
+ *  sampled_draw   the drawn negatives of each row (xcat_loss_draw_negatives).
+ *
+ * Prelude: SWG (lanes per work-group, a power of two). */
+
+#ifndef SWG
+#define SWG 64
+#endif
+#define EPL 8 /* entries per lane per block in sampled_dE */
+
+enum { K_SAMPLED_CE = 1, K_BCE = 2, K_GBCE = 3, K_INBATCH = 4 };     /* xcat_loss_kind */
+enum { S_UNIFORM = 0, S_POPULARITY = 1, S_GIVEN_ROW = 2, S_GIVEN_SHARED = 3 }; /* host maps */
+enum { C_NONE = 0, C_UNIFORM = 1, C_LOGQ = 2, C_LOGQ_CORRECTED = 3 };
+
+typedef struct smp_params {
+    int kind, sampler, correction, reject, distinct;
+    int n, c, d, k, t;  /* rows of the batch, classes, dim, negatives, candidates per row */
+    float scale, cap, beta, corr, logk, neglogc;
+    int logq_on, has_logq, withq;
+} smp_params;
+
+#define SMP_ARGS                                                                             \
+    const int kind, const int sampler, const int correction, const int reject,              \
+        const int distinct, const int n, const int c, const int d, const int k, const int T, \
+        const float scale, const float cap, const float beta, const float corr,              \
+        const float logk, const int logq_on, const int has_logq, const int withq,            \
+        const ulong seed, const ulong step, __global const float *H, const ulong offH,       \
+        const long ldh, __global const float *E, const ulong offE, const long lde,           \
+        __global const float *bias, const ulong offb, const int has_b,                       \
+        __global const void *y, const ulong offy, const int y64, const long ignore_index,    \
+        __global const uint *alias_thr, __global const int *alias_idx,                       \
+        __global const float *logq, __global const void *given, const ulong offg,            \
+        const long ldg, const int g64, __global const long *ri_off, __global const int *ri,  \
+        const int has_ri
+
+#define SMP_PASS                                                                             \
+    kind, sampler, correction, reject, distinct, n, c, d, k, T, scale, cap, beta, corr, logk, \
+        logq_on, has_logq, withq, seed, step, H, offH, ldh, E, offE, lde, bias, offb, has_b,  \
+        y, offy, y64, ignore_index, alias_thr, alias_idx, logq, given, offg, ldg, g64,        \
+        ri_off, ri, has_ri
+
+inline long smp_target(__global const void *y, const ulong offy, const int y64, const long i)
+{
+    return y64 ? ((__global const long *)y)[offy + i] : (long)((__global const int *)y)[offy + i];
+}
+
+inline int smp_in_row_items(__global const long *ri_off, __global const int *ri,
+                            const int has_ri, const long row, const long item)
+{
+    if (!has_ri) return 0;
+    long lo = ri_off[row], hi = ri_off[row + 1];
+    const long end = hi;
+    while (lo < hi) {
+        const long mid = lo + (hi - lo) / 2;
+        if (ri[mid] < item) lo = mid + 1; else hi = mid;
+    }
+    return lo < end && ri[lo] == item;
+}
+
+/* Negative k of row `row` (target yv; −2 when the row is ignored): the item or −1 (masked). */
+inline long smp_negative(SMP_ARGS, const long row, const long yv, const int kk)
+{
+    long item;
+    if (sampler == S_GIVEN_ROW || sampler == S_GIVEN_SHARED) {
+        const long at = sampler == S_GIVEN_ROW ? offg + row * ldg + kk : offg + kk;
+        item = g64 ? ((__global const long *)given)[at] : (long)((__global const int *)given)[at];
+        if (item < 0 || item == yv || smp_in_row_items(ri_off, ri, has_ri, row, item) ||
+            (logq_on && has_logq && isinf(logq[item])))
+            return -1;
+        return item;
+    }
+    const int attempts = reject ? 16 : 1;
+    xr_perm perm;
+    if (distinct) perm = xr_perm_make(seed, step, (xr_u32)row, (xr_u32)(c - 1));
+    for (int a = 0; a < attempts; ++a) {
+        xr_u32 v;
+        if (distinct) {
+            v = xr_draw_distinct(&perm, (xr_u32)kk, (xr_u32)yv);
+        } else if (sampler == S_POPULARITY) {
+            XR_ALIAS_DRAW(seed, step, (xr_u32)row, (xr_u32)kk, (xr_u32)a, (xr_u32)c, alias_thr,
+                          alias_idx, v);
+        } else {
+            v = xr_draw_uniform(seed, step, (xr_u32)row, (xr_u32)kk, (xr_u32)a, (xr_u32)c);
+        }
+        item = v;
+        if (!(item == yv || smp_in_row_items(ri_off, ri, has_ri, row, item) ||
+              (logq_on && has_logq && isinf(logq[item]))))
+            return item;
+        if (distinct) a = attempts; /* one value per k */
+    }
+    return -1;
+}
+
+inline float smp_logit(__global const float *h, __global const float *E, const ulong offE,
+                       const long lde, __global const float *bias, const ulong offb,
+                       const int has_b, const int d, const float scale, const float cap,
+                       const long item)
+{
+    __global const float *e = E + offE + item * lde;
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    int t = 0;
+    for (; t + 4 <= d; t += 4) {
+        s0 = mad(h[t], e[t], s0);
+        s1 = mad(h[t + 1], e[t + 1], s1);
+        s2 = mad(h[t + 2], e[t + 2], s2);
+        s3 = mad(h[t + 3], e[t + 3], s3);
+    }
+    for (; t < d; ++t) s0 = mad(h[t], e[t], s0);
+    float r = (s0 + s1) + (s2 + s3);
+    if (has_b) r += bias[offb + item];
+    r *= scale;
+    return cap > 0.0f ? cap * tanh(r / cap) : r;
+}
+
+inline float smp_phi(const float z, const float scale, const float cap)
+{
+    if (cap <= 0.0f) return scale;
+    const float u = z / cap;
+    return scale * (1.0f - u * u);
+}
+
+inline float smp_softplus(const float x)
+{
+    return x > 0.0f ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+
+inline float smp_sigmoid(const float x)
+{
+    return x >= 0.0f ? 1.0f / (1.0f + exp(-x)) : exp(x) / (1.0f + exp(x));
+}
+
+/* Candidate t of row i: item (−1 masked) and its logit z. */
+inline long smp_candidate(SMP_ARGS, const long i, const long yv, const int t, float *z)
+{
+    long item;
+    if (t == 0) {
+        item = yv;
+    } else if (t <= k) {
+        item = smp_negative(SMP_PASS, i, yv, t - 1);
+    } else { /* INBATCH: the other rows' positives */
+        const long r0 = t - k - 1, r = r0 < i ? r0 : r0 + 1;
+        const long v = smp_target(y, offy, y64, r);
+        const int m = v == ignore_index || v < 0 || v == yv ||
+                      smp_in_row_items(ri_off, ri, has_ri, i, v) || (withq && isinf(logq[v]));
+        item = m ? -1 : v;
+    }
+    *z = item >= 0 ? smp_logit(H + offH + i * ldh, E, offE, lde, bias, offb, has_b, d, scale,
+                               cap, item)
+                   : 0.0f;
+    return item;
+}
+
+/* The corrected logit of candidate t (the one the normaliser sees). */
+inline float smp_zc(SMP_ARGS, const int t, const long item, const float z, const float lq_p,
+                    const float shift)
+{
+    if (kind == K_SAMPLED_CE) {
+        if (t == 0 || !logq_on) return t == 0 ? z : z - corr;
+        return z - (logk + (has_logq ? logq[item] : -log((float)c)));
+    }
+    /* INBATCH */
+    if (t == 0) return correction == C_LOGQ ? z - lq_p : z;
+    if (!withq) return z;
+    if (t <= k) return z - (logk + (has_logq ? logq[item] : -log((float)c)));
+    return z - logq[item] + shift;
+}
+
+/* Group-wide combination of per-lane (max, Σexp(x − max)); every lane gets the result. */
+inline void smp_lse_reduce(float *m, float *s, __local float *lm, __local float *ls)
+{
+    const int lid = get_local_id(0);
+    lm[lid] = *m;
+    ls[lid] = *s;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int w = SWG / 2; w > 0; w >>= 1) {
+        if (lid < w) {
+            const float m1 = lm[lid], m2 = lm[lid + w];
+            const float mm = fmax(m1, m2);
+            const float a = m1 == -INFINITY ? 0.0f : ls[lid] * exp(m1 - mm);
+            const float b = m2 == -INFINITY ? 0.0f : ls[lid + w] * exp(m2 - mm);
+            lm[lid] = mm;
+            ls[lid] = a + b;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    *m = lm[0];
+    *s = ls[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+inline float smp_sum_reduce(float v, __local float *ls)
+{
+    const int lid = get_local_id(0);
+    ls[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int w = SWG / 2; w > 0; w >>= 1) {
+        if (lid < w) ls[lid] += ls[lid + w];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    v = ls[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return v;
+}
+
+/* Rows [r0, r0 + get_num_groups(0)). Mode 0: rowloss[i] = w_i·ℓ_i (0 for ignored rows),
+ * lse (optional). Mode 1: entries (item, g_i·dℓ/dz) at ent + (i − r0)·T, and dH rows. The entry
+ * list also holds z between the two halves of mode 1. No early return (see topk.cl). */
+__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
+    SMP_ARGS, const int mode, const long r0, __global const float *w, const ulong offw,
+    const int has_w, __global const float *gfac, __global float *rowloss,
+    __global float *lse_out, const ulong offlse, const int has_lse, __global int *ent_item,
+    __global float *ent_val, __global float *dH, const ulong offdh, const long lddh,
+    const int has_dh)
+{
+    __local float lm[SWG], ls[SWG];
+    const int lid = get_local_id(0);
+    const long i = r0 + get_group_id(0);
+    const long yv = smp_target(y, offy, y64, i);
+    const int ign = yv == ignore_index;
+    const float g = mode == 1 ? gfac[i] : 1.0f;
+    /* an inactive row (ignored, or no gradient) loops zero times */
+    const int Tl = ign || g == 0.0f ? 0 : T;
+    __global int *eit = ent_item + (long)get_group_id(0) * T;
+    __global float *eval = ent_val + (long)get_group_id(0) * T;
+
+    const int ce = kind == K_SAMPLED_CE || kind == K_INBATCH;
+    const float lq_p = kind == K_INBATCH && withq && !ign ? logq[yv] : 0.0f;
+    const int inert = kind == K_INBATCH && withq && isinf(lq_p);
+    const float shift = kind == K_INBATCH && correction == C_LOGQ_CORRECTED
+                            ? log1p(-fmin(exp(lq_p), 0.99999994f))
+                            : 0.0f;
+    const int negonly = kind == K_INBATCH && correction == C_LOGQ_CORRECTED;
+
+    /* pass 1: draw, gather, (max, Σexp) of the corrected logits; z kept in the entry list */
+    float m = -INFINITY, s = 0.0f, bsum = 0.0f, z0l = -INFINITY;
+    for (int t = lid; t < Tl; t += SWG) {
+        float z;
+        const long item = smp_candidate(SMP_PASS, i, yv, t, &z);
+        eit[t] = (int)item;
+        eval[t] = z;
+        if (t == 0) z0l = z;
+        if (item < 0) continue;
+        if (ce) {
+            if (negonly && t == 0) continue;
+            const float zc = smp_zc(SMP_PASS, t, item, z, lq_p, shift);
+            if (zc > m) {
+                s = s * exp(m - zc) + 1.0f;
+                m = zc;
+            } else {
+                s += exp(zc - m);
+            }
+        } else {
+            bsum += t == 0 ? beta * smp_softplus(-z) : smp_softplus(z);
+        }
+    }
+    smp_lse_reduce(&m, &s, lm, ls);
+    bsum = smp_sum_reduce(bsum, ls);
+    lm[lid] = z0l; /* broadcast z of the positive (lane 0 drew t = 0) */
+    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+    const float z0 = lm[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const float lse = m + log(s);
+    const float zp = kind == K_INBATCH && correction == C_LOGQ ? z0 - lq_p : z0;
+    float loss = 0.0f, wgt = 0.0f;
+    const int empty = negonly && m == -INFINITY; /* no unmasked negative */
+    if (Tl == 0 || inert || empty) {
+        loss = 0.0f;
+    } else if (!ce) {
+        loss = bsum / (float)(k + 1);
+    } else if (negonly) {
+        wgt = 1.0f - 1.0f / (1.0f + exp(lse - z0));
+        loss = wgt * (lse - z0);
+    } else {
+        loss = lse - zp;
+    }
+    if (mode == 0 && lid == 0) {
+        rowloss[i] = ign ? 0.0f : loss * (has_w ? w[offw + i] : 1.0f);
+        if (has_lse) lse_out[offlse + i] = Tl == 0 || inert || empty || !ce ? 0.0f : lse;
+    }
+    /* pass 2 (mode 1): the coefficients, each lane on its own candidates. Straight code with
+     * mode-dependent trip counts: no barrier sits under a condition (PoCL). */
+    const float inv = 1.0f / (float)(k + 1);
+    const int T2 = mode == 1 ? Tl : 0;
+    for (int t = lid; t < T2; t += SWG) {
+        const long item = eit[t];
+        const float z = eval[t];
+        float cf = 0.0f;
+        if (item >= 0 && !inert && !empty) {
+            const float ph = smp_phi(z, scale, cap);
+            if (!ce) {
+                cf = t == 0 ? -beta * (1.0f - smp_sigmoid(z)) * inv * ph
+                            : smp_sigmoid(z) * inv * ph;
+            } else if (negonly) {
+                cf = t == 0 ? -wgt * ph
+                            : wgt * exp(smp_zc(SMP_PASS, t, item, z, lq_p, shift) - lse) * ph;
+            } else {
+                cf = t == 0 ? (exp(zp - lse) - 1.0f) * ph
+                            : exp(smp_zc(SMP_PASS, t, item, z, lq_p, shift) - lse) * ph;
+            }
+        }
+        cf *= g;
+        eval[t] = cf;
+        if (cf == 0.0f) eit[t] = -1;
+    }
+    /* rows that did not run leave an empty entry list */
+    for (int t = lid; mode == 1 && Tl == 0 && t < T; t += SWG) eit[t] = -1;
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    /* dH row: lanes over the dimensions, candidates in t order */
+    if (mode == 1 && has_dh) {
+        __global float *dh = dH + offdh + i * lddh;
+        for (int j = lid; j < d; j += SWG) {
+            float acc = 0.0f;
+            for (int t = 0; t < Tl; ++t) {
+                const int it = eit[t];
+                if (it >= 0) acc = mad(eval[t], E[offE + (long)it * lde + j], acc);
+            }
+            dh[j] = acc;
+        }
+    }
+}
+
+/* dE/db for the chunk's entries (rows r0 .. r0 + rows − 1, T entries each). */
+__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_dE(
+    __global const int *ent_item, __global const float *ent_val, const long nent, const int T,
+    const long r0, const int c, const int d, __global const float *H, const ulong offH,
+    const long ldh, __global float *dE, const ulong offdE, const long ldde, const int has_de,
+    __global float *db, const ulong offdb, const int has_db)
+{
+    __local int cntl[SWG];
+    __local int list[SWG * EPL];
+    const int lid = get_local_id(0);
+    const long G = get_num_groups(0), g = get_group_id(0);
+    const int lo = (int)((long)c * g / G), hi = (int)((long)c * (g + 1) / G);
+    for (long base = 0; base < nent; base += SWG * EPL) {
+        /* lane lid looks at entries base + lid·EPL .. + EPL − 1 (entry order = lane order) */
+        int mine = 0;
+        int idx[EPL];
+        for (int q = 0; q < EPL; ++q) {
+            const long e = base + (long)lid * EPL + q;
+            const int it = e < nent ? ent_item[e] : -1;
+            if (it >= lo && it < hi) idx[mine++] = q;
+        }
+        cntl[lid] = mine;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        /* exclusive prefix of the lanes' counts (serial: SWG is small) */
+        if (lid == 0) {
+            int acc = 0;
+            for (int l = 0; l < SWG; ++l) {
+                const int v = cntl[l];
+                cntl[l] = acc;
+                acc += v;
+            }
+            list[SWG * EPL - 1] = acc; /* total, read before the list is filled */
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const int total = list[SWG * EPL - 1];
+        const int at = cntl[lid];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int q = 0; q < mine; ++q) list[at + q] = lid * EPL + idx[q];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int u = 0; u < total; ++u) {
+            const long e = base + list[u];
+            const int it = ent_item[e];
+            const float v = ent_val[e];
+            const long row = r0 + e / T;
+            if (has_de) {
+                __global float *de = dE + offdE + (long)it * ldde;
+                __global const float *h = H + offH + row * ldh;
+                for (int j = lid; j < d; j += SWG) de[j] = mad(v, h[j], de[j]);
+            }
+            if (has_db && lid == 0) db[offdb + it] += v;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}
+
+__kernel void sampled_zero(__global float *p, const ulong off, const long ld, const long rows,
+                           const int cols)
+{
+    const long gid = get_global_id(0);
+    const long r = gid / cols;
+    if (r < rows) p[off + r * ld + gid % cols] = 0.0f;
+}
+
+/* out[0] = scale · Σ rowloss[0..n), summed by SWG lanes with a fixed assignment and tree. */
+__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_reduce(
+    const long n, __global const float *rowloss, const float scale, __global float *out,
+    const ulong offout)
+{
+    __local float ls[SWG];
+    float s = 0.0f, comp = 0.0f; /* Kahan: thousands of rows per lane */
+    for (long i = get_local_id(0); i < n; i += SWG) {
+        const float yv = rowloss[i] - comp;
+        const float t = s + yv;
+        comp = (t - s) - yv;
+        s = t;
+    }
+    s = smp_sum_reduce(s, ls);
+    if (get_local_id(0) == 0) out[offout] = s * scale;
+}
+
+/* The call's negatives, N×K (−1 where masked), as xcat_loss_draw_negatives returns them. */
+__kernel void sampled_draw(SMP_ARGS, __global void *out, const ulong offo, const long ldo,
+                           const int o64)
+{
+    const long gid = get_global_id(0);
+    if (gid >= (long)n * k) return;
+    const long i = gid / k;
+    const int kk = (int)(gid % k);
+    const long yt = smp_target(y, offy, y64, i);
+    const long v = smp_negative(SMP_PASS, i, yt == ignore_index ? -2 : yt, kk);
+    if (o64) ((__global long *)out)[offo + i * ldo + kk] = v;
+    else ((__global int *)out)[offo + i * ldo + kk] = (int)v;
+}
+
+/* g_i = reduction_scale · w_i · (upstream gradient: none, the scalar's, or row i's); 0 for
+ * ignored rows. */
+__kernel void sampled_gfac(const long n, __global const void *y, const ulong offy, const int y64,
+                           const long ignore_index, __global const float *w, const ulong offw,
+                           const int has_w, __global const float *grad, const ulong offg,
+                           const int gmode, const float rscale, __global float *out)
+{
+    const long i = get_global_id(0);
+    if (i >= n) return;
+    float v = smp_target(y, offy, y64, i) == ignore_index ? 0.0f
+                                                          : rscale * (has_w ? w[offw + i] : 1.0f);
+    if (gmode == 2) v *= grad[offg + i];
+    if (gmode == 1) v *= grad[offg];
+    out[i] = v;
+}

@@ -135,19 +135,35 @@ static xcat_status prepare_sampled(xcat_loss_plan *plan, const xcat_loss_args *a
                               (long long)d->num_negatives);
         call->negatives = t;
         call->num_negatives = k;
-        if (!t->data)
-            return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED, "given negatives on this backend");
+        /* the ids are checked on the host: a device tensor is read back (contiguous) */
         const bool i64 = t->dtype == XCAT_DTYPE_I64;
-        for (int64_t r = 0; r < (per_row ? n : 1); ++r)
-            for (int64_t k2 = 0; k2 < k; ++k2) {
-                const int64_t at = per_row ? r * t->stride + k2 : k2;
-                const int64_t v = i64 ? ((const int64_t *)t->data)[at]
-                                      : ((const int32_t *)t->data)[at];
-                if (v < -1 || v >= c)
-                    return xcat_error(ctx, XCAT_ERROR_OUT_OF_RANGE, "negatives[%lld][%lld] = "
-                                      "%lld is outside [−1, %lld)", (long long)r,
-                                      (long long)k2, (long long)v, (long long)c);
+        const void *data = t->data;
+        int64_t ld = t->stride;
+        void *copy = NULL;
+        if (!data) {
+            copy = xcat_host_alloc(ctx, (size_t)(t->rows * t->cols) * xcat_dtype_size(t->dtype),
+                                   64);
+            if (!copy) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "reading negatives");
+            xcat_status rs = ctx->ops->tensor_read(ctx, t, copy, t->cols);
+            if (rs) {
+                xcat_host_free(ctx, copy);
+                return rs;
             }
+            data = copy;
+            ld = t->cols;
+        }
+        xcat_status bad = XCAT_OK;
+        for (int64_t r = 0; !bad && r < (per_row ? n : 1); ++r)
+            for (int64_t k2 = 0; !bad && k2 < k; ++k2) {
+                const int64_t at = per_row ? r * ld + k2 : k2;
+                const int64_t v = i64 ? ((const int64_t *)data)[at] : ((const int32_t *)data)[at];
+                if (v < -1 || v >= c)
+                    bad = xcat_error(ctx, XCAT_ERROR_OUT_OF_RANGE, "negatives[%lld][%lld] = "
+                                     "%lld is outside [−1, %lld)", (long long)r, (long long)k2,
+                                     (long long)v, (long long)c);
+            }
+        xcat_host_free(ctx, copy);
+        if (bad) return bad;
     }
     if (!a->row_items_offsets != !a->row_items)
         return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "row_items_offsets and row_items "

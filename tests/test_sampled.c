@@ -177,18 +177,11 @@ static xcat_loss_args args_of(const stensors *x, uint64_t step)
     return a;
 }
 
-/* TEMPORARY: until the OpenCL sampled kinds land, an OpenCL target whose plan creation
- * reports UNSUPPORTED passes with a note (every CPU target must run). */
-static xcat_loss_plan *plan_or_skip(xcat_context *ctx, const xcat_loss_desc *d, int64_t n,
-                                    int64_t c, int64_t dim)
+static xcat_loss_plan *plan_create(xcat_context *ctx, const xcat_loss_desc *d, int64_t n,
+                                   int64_t c, int64_t dim)
 {
     xcat_loss_plan *p = NULL;
-    xcat_status st = xcat_loss_plan_create(ctx, d, n, c, dim, &p);
-    if (st == XCAT_ERROR_UNSUPPORTED && test_context_backend(ctx) == XCAT_BACKEND_OPENCL) {
-        printf("note: sampled kinds not implemented on this OpenCL target yet\n");
-        return NULL;
-    }
-    test_expect_ok(ctx, st, "plan");
+    test_expect_ok(ctx, xcat_loss_plan_create(ctx, d, n, c, dim, &p), "plan");
     return p;
 }
 
@@ -204,7 +197,7 @@ static void run_reference_case(xcat_context *ctx, const scase *s)
     sdata t;
     make(s, &t);
     xcat_loss_desc d = desc_of(s);
-    xcat_loss_plan *p = plan_or_skip(ctx, &d, s->n, s->c, s->d);
+    xcat_loss_plan *p = plan_create(ctx, &d, s->n, s->c, s->d);
     if (!p) {
         unmake(&t);
         return;
@@ -308,7 +301,7 @@ START_TEST(test_draws_match_rng_source)
     sdata t;
     make(&s, &t);
     xcat_loss_desc d = desc_of(&s);
-    xcat_loss_plan *p = plan_or_skip(ctx, &d, s.n, s.c, s.d);
+    xcat_loss_plan *p = plan_create(ctx, &d, s.n, s.c, s.d);
     stensors x;
     tensors(ctx, &s, &t, &x);
     xcat_tensor *N = test_tensor(ctx, XCAT_DTYPE_I32, s.n, s.k, NULL);
@@ -335,6 +328,81 @@ START_TEST(test_draws_match_rng_source)
     xcat_loss_plan_free(p);
     unmake(&t);
     xcat_context_free(ctx);
+}
+END_TEST
+
+/* Every backend draws the same negatives for the same seed, bit for bit (uniform, distinct,
+ * popularity with rejection and listed row items), and an OpenCL target's forward/backward are
+ * bitwise reproducible run to run. */
+START_TEST(test_draws_across_backends)
+{
+    static const scase draw_cases[] = {
+        {"x_uniform", XCAT_LOSS_SAMPLED_CE, XCAT_SAMPLER_UNIFORM, XCAT_CORRECTION_NONE, 37, 901, 5,
+         50, XCAT_LOSS_REJECT_HITS, XCAT_REDUCTION_MEAN, 0, 0, 1},
+        {"x_distinct", XCAT_LOSS_SAMPLED_CE, XCAT_SAMPLER_UNIFORM, XCAT_CORRECTION_NONE, 21, 300,
+         5, 120, XCAT_LOSS_DISTINCT_NEGATIVES, XCAT_REDUCTION_MEAN, 0, 0, 1},
+        {"x_popularity", XCAT_LOSS_BCE, XCAT_SAMPLER_POPULARITY, XCAT_CORRECTION_NONE, 29, 500, 5,
+         40, XCAT_LOSS_REJECT_HITS, XCAT_REDUCTION_SUM, 1, 1, 1, 0, 0.1},
+    };
+    for (size_t ci = 0; ci < sizeof draw_cases / sizeof *draw_cases; ++ci) {
+        const scase *s = &draw_cases[ci];
+        test_rng_stream(s->name, 0);
+        sdata t;
+        make(s, &t);
+        xcat_loss_desc d = desc_of(s);
+        int64_t *base = NULL;
+        for (int i = -1; i < test_num_targets(); ++i) {
+            if (i >= 0 && i < test_first_opencl_target()) continue;
+            xcat_context *ctx = i < 0 ? test_context(XCAT_ISA_SCALAR, 1) : test_target_context(i, 0);
+            if (!ctx) continue;
+            xcat_loss_plan *p = plan_create(ctx, &d, s->n, s->c, s->d);
+            if (t.counts) {
+                xcat_tensor *tc = test_tensor(ctx, XCAT_DTYPE_I64, s->c, 1, t.counts);
+                test_expect_ok(ctx, xcat_loss_plan_set_item_counts(p, tc), "counts");
+                xcat_tensor_free(tc);
+            }
+            stensors x;
+            tensors(ctx, s, &t, &x);
+            xcat_loss_args a = args_of(&x, 5);
+            xcat_tensor *N = test_tensor(ctx, XCAT_DTYPE_I64, s->n, s->k, NULL);
+            test_expect_ok(ctx, xcat_loss_draw_negatives(p, &a, N), s->name);
+            int64_t *v = read_i64(N, s->n * s->k);
+            if (!base) {
+                base = v;
+            } else {
+                ck_assert_msg(memcmp(base, v, (size_t)(s->n * s->k) * sizeof *v) == 0,
+                              "%s: target %d draws differently from the CPU", s->name, i);
+                free(v);
+                /* run-to-run reproducibility of the loss and the gradients on this target */
+                float *runs[2];
+                const int64_t total = 1 + s->n * s->d + s->c * s->d + s->c;
+                for (int r = 0; r < 2; ++r) {
+                    xcat_tensor *L = test_tensor(ctx, XCAT_DTYPE_F32, 1, 1, NULL);
+                    xcat_tensor *dH = test_tensor(ctx, XCAT_DTYPE_F32, s->n, s->d, NULL);
+                    xcat_tensor *dE = test_tensor(ctx, XCAT_DTYPE_F32, s->c, s->d, NULL);
+                    xcat_tensor *db = test_tensor(ctx, XCAT_DTYPE_F32, s->c, 1, NULL);
+                    test_expect_ok(ctx, xcat_loss_forward(p, &a, L, NULL), "forward");
+                    test_expect_ok(ctx, xcat_loss_backward(p, &a, NULL, dH, dE, db), "backward");
+                    runs[r] = test_alloc_floats(total);
+                    ck_assert_int_eq(xcat_tensor_read(L, runs[r], 0), XCAT_OK);
+                    ck_assert_int_eq(xcat_tensor_read(dH, runs[r] + 1, 0), XCAT_OK);
+                    ck_assert_int_eq(xcat_tensor_read(dE, runs[r] + 1 + s->n * s->d, 0), XCAT_OK);
+                    ck_assert_int_eq(xcat_tensor_read(db, runs[r] + 1 + (s->n + s->c) * s->d, 0),
+                                     XCAT_OK);
+                    TEST_FREE_TENSORS(L, dH, dE, db);
+                }
+                ck_assert_msg(memcmp(runs[0], runs[1], (size_t)total * sizeof(float)) == 0,
+                              "%s: target %d is not reproducible", s->name, i);
+                free(runs[0]), free(runs[1]);
+            }
+            xcat_tensor_free(N);
+            untensors(&x);
+            xcat_loss_plan_free(p);
+            xcat_context_free(ctx);
+        }
+        free(base);
+        unmake(&t);
+    }
 }
 END_TEST
 
@@ -497,7 +565,7 @@ START_TEST(test_inbatch_reference)
         d.scale = ic->scale > 0 ? ic->scale : 1.0f;
         d.softcap = ic->softcap;
         d.seed = 77;
-        xcat_loss_plan *p = plan_or_skip(ctx, &d, ic->n, ic->c, ic->d);
+        xcat_loss_plan *p = plan_create(ctx, &d, ic->n, ic->c, ic->d);
         if (!p) {
             unmake(&t);
             break;
@@ -656,7 +724,7 @@ START_TEST(test_all_negatives_equal_full_ce)
     make(&s, &t);
     xcat_loss_desc ds = desc_of(&s), dc;
     xcat_loss_desc_init(&dc, XCAT_LOSS_CE);
-    xcat_loss_plan *ps = plan_or_skip(ctx, &ds, n, c, dim), *pc = NULL;
+    xcat_loss_plan *ps = plan_create(ctx, &ds, n, c, dim), *pc = NULL;
     if (!ps) {
         unmake(&t);
         xcat_context_free(ctx);
@@ -703,7 +771,7 @@ START_TEST(test_deterministic_threads)
     const int64_t total = 1 + s->n * s->d + s->c * s->d;
     for (int threads = 1; threads <= 3; ++threads) {
         xcat_context *ctx = test_context(-1, threads);
-        xcat_loss_plan *p = plan_or_skip(ctx, &d, s->n, s->c, s->d);
+        xcat_loss_plan *p = plan_create(ctx, &d, s->n, s->c, s->d);
         stensors x;
         tensors(ctx, s, &t, &x);
         xcat_loss_args a = args_of(&x, 3);
@@ -742,7 +810,7 @@ START_TEST(test_finite_differences)
     sdata t;
     make(&s, &t);
     xcat_loss_desc d = desc_of(&s);
-    xcat_loss_plan *p = plan_or_skip(ctx, &d, s.n, s.c, s.d);
+    xcat_loss_plan *p = plan_create(ctx, &d, s.n, s.c, s.d);
     xcat_tensor *L = test_tensor(ctx, XCAT_DTYPE_F32, 1, 1, NULL);
     xcat_tensor *dH = test_tensor(ctx, XCAT_DTYPE_F32, s.n, s.d, NULL);
     stensors x;
@@ -883,6 +951,7 @@ int main(void)
     tcase_add_loop_test(tc, test_all_negatives_equal_full_ce, 0, nt);
     tcase_add_loop_test(tc, test_inbatch_reference, 0, nt);
     tcase_add_test(tc, test_draws_match_rng_source);
+    tcase_add_test(tc, test_draws_across_backends);
     tcase_add_test(tc, test_sampler_statistics);
     tcase_add_test(tc, test_popularity_frequencies);
     tcase_add_test(tc, test_item_count_errors);
