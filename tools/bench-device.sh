@@ -64,6 +64,17 @@ if has tilesweep; then
     done
     cat "$out/tilesweep.txt" >>"$out/summary.txt"
 fi
+if has gpusampled; then
+    log "xcat-bench sampled (GPU through OpenCL) and the PyTorch / CCE⁻ peers, same call"
+    build-dev/tools/xcat-bench sampled --backend opencl --n 32768 --c 1000000 \
+        --k "${SAMPLED_K:-511,1511,4095}" --d 256 --repeats 3 --json "$out/sampled_gpu.jsonl" \
+        >"$out/sampled_gpu.txt" 2>"$out/sampled_gpu.err"
+    cat "$out/sampled_gpu.txt" >>"$out/summary.txt"; tail -3 "$out/sampled_gpu.err" >>"$out/summary.txt"
+    cce=(); [[ -d .device/MemoryEfficientSRS ]] && cce=(--cce-path .device/MemoryEfficientSRS)
+    python3 tools/peer_torch_sampled.py --shapes 32768,1511,1000000,256 --repeats 5 "${cce[@]}" \
+        >"$out/sampled_torch.jsonl" 2>"$out/sampled_torch.err"
+    cat "$out/sampled_torch.jsonl" >>"$out/summary.txt"
+fi
 if has sampled; then
     log "xcat-bench sampled (Xeon, native CPU backend)"
     build-dev/tools/xcat-bench sampled --backend cpu --n 16384 --c 1000000 --k 128,1024,4096 \
