@@ -24,10 +24,12 @@
  *                     here the lanes of a group check a row's keys side by side. An excluded
  *                     key only occupies buffer room until the next selection, and thresholds
  *                     come from valid keys only, so the result is the same.
- *  topk_final         one work-group per row: the same purge and selection, then the sort and
- *                     the output row: ids and scores, −1 / −inf past the row's valid keys. Up
- *                     to SORT_LOCAL keys are bitonic-sorted in local memory; more in blocks of
- *                     SORT_LOCAL, merged by rank (binary searches in the other blocks).
+ *  at the end        topk_select with limit 0 (purge and selection for every row), then
+ *                     topk_sort_blocks (blocks of SORT_LOCAL keys bitonic-sorted in local
+ *                     memory; one block goes straight to the output) and topk_merge (the tail
+ *                     −1 / −inf, and rows of several blocks merged by rank: binary searches in
+ *                     the other blocks). Three kernels rather than one: PoCL 5's work-group
+ *                     compiler asserted on the nested barrier loops of a single one.
  * Every step depends only on the set of keys, so results are deterministic and, on exact
  * scores, identical to the CPU backend's.
  *
@@ -207,17 +209,21 @@ inline ulong topk_select_row(__global ulong *buf, const uint n, const uint k, __
     uint need = k;
     int shift = 64;
     uint done = n <= k;
-    while (!done) {
-        shift -= 8;
+    /* Eight digit levels, always: a finished selection makes the rest zero-trip, so the
+     * barriers stay in a counted loop (PoCL's work-group compiler asserts on barrier loops
+     * whose exit depends on local memory). */
+    for (int level = 0; level < 8; ++level) {
+        const int sh = 56 - 8 * level;
         for (int b = lid; b < 256; b += SEL_WG) hist[b] = 0;
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint i = lid; i < n; i += SEL_WG) {
+        const uint nl = done ? 0 : n;
+        for (uint i = lid; i < nl; i += SEL_WG) {
             const ulong key = buf[i];
-            if (shift == 56 || (key >> (shift + 8)) == prefix)
-                atomic_inc(&hist[(uint)(key >> shift) & 255u]);
+            if (sh == 56 || (key >> (sh + 8)) == prefix)
+                atomic_inc(&hist[(uint)(key >> sh) & 255u]);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (lid == 0) {
+        if (lid == 0 && !done) {
             uint cum = 0, b = 0;
             while (b < 255 && cum + hist[b] < need) cum += hist[b++];
             shared[0] = b;
@@ -225,9 +231,12 @@ inline ulong topk_select_row(__global ulong *buf, const uint n, const uint k, __
             shared[2] = hist[b] == need - cum;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        prefix = (prefix << 8) | shared[0];
-        need = shared[1];
-        done = shared[2] || shift == 0;
+        if (!done) {
+            prefix = (prefix << 8) | shared[0];
+            need = shared[1];
+            shift = sh;
+            done = shared[2] || sh == 0;
+        }
         barrier(CLK_LOCAL_MEM_FENCE); /* shared[] is rewritten by the next digit */
     }
     /* keep key iff (key >> shift) <= prefix: exactly k keys */
@@ -280,7 +289,7 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
                               nbanned, lex, lcount, shared);
     ulong mx = topk_select_row(buf, n, k, hist, red, shared);
     if (active && get_local_id(0) == 0) {
-        if (n == k) { /* the largest key: a plain reduction is not needed often enough */
+        if (n == k && limit > 0) { /* the threshold (not needed at the end, limit 0): rare */
             for (uint i = 0; i < n; i++) mx = buf[i] > mx ? buf[i] : mx;
         }
         cnt[row] = n > k ? k : n;
@@ -288,10 +297,15 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     }
 }
 
-/* Ascending bitonic sort of v[0, P) (P a power of two) by the whole group. */
+/* Ascending bitonic sort of v[0, P) (P a power of two) by the whole group: the
+ * log2(P)·(log2(P)+1)/2 (size, stride) stages walked by one counted loop, one barrier each. */
 #define TOPK_BITONIC(v, P, FENCE)                                                            \
-    for (uint size_ = 2; size_ <= (P); size_ <<= 1)                                          \
-        for (uint stride_ = size_ >> 1; stride_ > 0; stride_ >>= 1) {                        \
+    {                                                                                        \
+        uint lg_ = 0;                                                                        \
+        while ((1u << lg_) < (P)) lg_++;                                                     \
+        const uint nst_ = lg_ * (lg_ + 1) / 2;                                               \
+        uint size_ = 2, stride_ = 1;                                                         \
+        for (uint st_ = 0; st_ < nst_; ++st_) {                                              \
             for (uint t_ = get_local_id(0); t_ < (P) / 2; t_ += SEL_WG) {                    \
                 const uint i_ = 2 * t_ - (t_ & (stride_ - 1)), j_ = i_ + stride_;            \
                 const ulong a_ = v[i_], b_ = v[j_];                                          \
@@ -301,7 +315,14 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
                 }                                                                            \
             }                                                                                \
             barrier(FENCE);                                                                  \
-        }
+            if (stride_ == 1) {                                                              \
+                size_ <<= 1;                                                                 \
+                stride_ = size_ >> 1;                                                        \
+            } else {                                                                         \
+                stride_ >>= 1;                                                               \
+            }                                                                                \
+        }                                                                                    \
+    }
 
 /* Number of keys < x in the ascending v[lo, hi). */
 inline uint topk_lower_bound(__global const ulong *v, uint lo, uint hi, const ulong x)
@@ -322,59 +343,67 @@ inline uint topk_lower_bound(__global const ulong *v, uint lo, uint hi, const ul
         if (has_scores) os[t] = (valid) ? topk_key_score(key) : -INFINITY;                   \
     } while (0)
 
-/* Per row: exclusions out, the k best kept, sorted, written. Up to SORT_LOCAL keys are sorted
- * in local memory at once; more are sorted in blocks of SORT_LOCAL, and each key's final place
- * is its place in its block plus, per other block, the number of smaller keys there (binary
- * searches; keys are unique), so it is written straight to the output. */
-__kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_final(
+#define TOPK_OUT_ARGS                                                                        \
+    __global void *idx_out, const ulong offidx, const long ldidx, const int idx64,           \
+        __global float *scores, const ulong offsc, const long ldsc, const int has_scores,    \
+        const long q0
+
+#define TOPK_OUT_PTRS(q)                                                                     \
+    __global int *o32 = (__global int *)idx_out + offidx + (q) * ldidx;                      \
+    __global long *o64 = (__global long *)idx_out + offidx + (q) * ldidx;                    \
+    __global float *os = scores + offsc + (q) * ldsc;
+
+/* After topk_select with limit 0 (exclusions out, at most k keys left): block b of SORT_LOCAL
+ * keys of a row, bitonic-sorted in local memory; written straight to the output row when the
+ * row has one block, else back to the buffer for topk_merge. Work-group (row, b) =
+ * group row·nblk + b. One counted loop of barriers (see topk_select_row). */
+__kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_sort_blocks(
     __global ulong *restrict cand, const long cap, __global const uint *restrict cnt,
-    const uint k, __global void *idx_out, const ulong offidx, const long ldidx, const int idx64,
-    __global float *scores, const ulong offsc, const long ldsc, const int has_scores,
-    TOPK_LIST_ARGS)
+    const uint k, const uint nblk, TOPK_OUT_ARGS)
 {
-    __local uint hist[256], shared[4];
-    __local ulong red[SEL_WG];
     __local ulong sv[SORT_LOCAL];
-    __local int lex[EX_LOCAL], lcount[2];
-    const int row = get_group_id(0), lid = get_local_id(0);
+    const int lid = get_local_id(0);
+    const int row = get_group_id(0) / nblk, b = get_group_id(0) % nblk;
     __global ulong *buf = cand + (long)row * cap;
-    const long q = q0 + row;
-    topk_lists_local(q, ex_off, ex, has_ex, banned, nbanned, lex, lcount);
-    uint n = topk_purge(buf, cnt[row], q, ex_off, ex, has_ex, banned, nbanned, lex, lcount,
-                        shared);
-    topk_select_row(buf, n, k, hist, red, shared);
-    n = n > k ? k : n;
-    __global int *o32 = (__global int *)idx_out + offidx + q * ldidx;
-    __global long *o64 = (__global long *)idx_out + offidx + q * ldidx;
-    __global float *os = scores + offsc + q * ldsc;
+    const uint n0 = cnt[row], n = n0 < k ? n0 : k;
+    const uint lo = b * SORT_LOCAL;
+    const uint nb = lo >= n ? 0 : (n - lo < SORT_LOCAL ? n - lo : SORT_LOCAL);
+    uint P = 1;
+    while (P < nb) P <<= 1;
+    for (uint i = lid; i < P; i += SEL_WG) sv[i] = i < nb ? buf[lo + i] : TOPK_NONE;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    TOPK_BITONIC(sv, P, CLK_LOCAL_MEM_FENCE)
+    TOPK_OUT_PTRS(q0 + row)
+    const int single = n <= SORT_LOCAL;
+    for (uint t = lid; t < nb; t += SEL_WG) {
+        if (single) TOPK_PUT(t, sv[t], 1);
+        else buf[lo + t] = sv[t];
+    }
+}
+
+/* Per row: the tail (−1 / −inf past the row's keys) and, for rows of several sorted blocks,
+ * each key's final place: its place in its block plus, per other block, the number of smaller
+ * keys there (binary searches; keys are unique). No barriers. */
+__kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_merge(
+    __global const ulong *restrict cand, const long cap, __global const uint *restrict cnt,
+    const uint k, TOPK_OUT_ARGS)
+{
+    const int lid = get_local_id(0), row = get_group_id(0);
+    __global const ulong *buf = cand + (long)row * cap;
+    const uint n0 = cnt[row], n = n0 < k ? n0 : k;
+    TOPK_OUT_PTRS(q0 + row)
     for (uint t = n + lid; t < k; t += SEL_WG) TOPK_PUT(t, TOPK_NONE, 0);
     const uint nblk = (n + SORT_LOCAL - 1) / SORT_LOCAL;
-    for (uint b = 0; b < nblk; b++) {
-        const uint lo = b * SORT_LOCAL, nb = n - lo < SORT_LOCAL ? n - lo : SORT_LOCAL;
-        uint P = 1;
-        while (P < nb) P <<= 1;
-        for (uint i = lid; i < P; i += SEL_WG) sv[i] = i < nb ? buf[lo + i] : TOPK_NONE;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        TOPK_BITONIC(sv, P, CLK_LOCAL_MEM_FENCE)
-        if (nblk == 1) {
-            for (uint t = lid; t < nb; t += SEL_WG) TOPK_PUT(t, sv[t], 1);
-        } else {
-            for (uint i = lid; i < nb; i += SEL_WG) buf[lo + i] = sv[i];
+    for (uint i = lid; nblk > 1 && i < n; i += SEL_WG) {
+        const ulong x = buf[i];
+        const uint b = i / SORT_LOCAL;
+        uint pos = i - b * SORT_LOCAL;
+        for (uint o = 0; o < nblk; o++) {
+            if (o == b) continue;
+            const uint lo = o * SORT_LOCAL, hi = n - lo < SORT_LOCAL ? n : lo + SORT_LOCAL;
+            pos += topk_lower_bound(buf, lo, hi, x);
         }
-        barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
-    }
-    if (nblk > 1) {
-        for (uint i = lid; i < n; i += SEL_WG) {
-            const ulong x = buf[i];
-            const uint b = i / SORT_LOCAL;
-            uint pos = i - b * SORT_LOCAL;
-            for (uint o = 0; o < nblk; o++) {
-                if (o == b) continue;
-                const uint lo = o * SORT_LOCAL, hi = n - lo < SORT_LOCAL ? n : lo + SORT_LOCAL;
-                pos += topk_lower_bound(buf, lo, hi, x);
-            }
-            TOPK_PUT(pos, x, 1);
-        }
+        TOPK_PUT(pos, x, 1);
     }
 }
 

@@ -3,12 +3,14 @@
  * The catalog is walked in chunks of `cc` items; per chunk one launch of topk_score_filter
  * (queries × chunk GEMM tiles whose epilogue appends the scores that beat each query's current
  * threshold to the query's candidate buffer) and one of topk_select (queries whose buffer holds
- * more than `limit` keys keep their K best and raise their threshold). topk_final selects,
- * sorts and writes each query's row. Nothing of size M×C exists.
+ * more than `limit` keys drop their excluded items, keep their K best and raise their
+ * threshold). At the end topk_select with limit 0, topk_sort_blocks and topk_merge write each
+ * query's row. Nothing of size M×C exists.
  *
  * Invariant that keeps appends in bounds: before a chunk, a buffer holds at most
- * limit = K + slack keys, and a chunk adds at most cc: cap = limit + cc. The slack (max(K, 1024)) makes selections rare once the
- * threshold is good: after c items seen, a chunk brings about K·cc/c new candidates.
+ * limit = K + slack keys, and a chunk adds at most cc: cap = limit + cc. The slack
+ * (max(K, 1024)) makes selections rare once the threshold is good: after c items seen, a chunk
+ * brings about K·cc/c new candidates.
  *
  * Knobs (ignored under IGNORE_ENV): XCAT_CL_TOPK_CHUNK=items per chunk (tuning);
  * XCAT_CL_TOPK_SCORE_ONLY=1 runs the same scoring
@@ -149,12 +151,13 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
     xcat_status st = make_layout(ctx, c, &L);
     if (st) return st;
     cl_program prog;
-    cl_kernel kf = NULL, ks = NULL, kz = NULL;
+    cl_kernel kf = NULL, ks = NULL, kb = NULL, km = NULL;
     topk_bufs b = {0};
     st = build(ctx, &L, &prog);
     if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_score_filter", &kf);
     if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_select", &ks);
-    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_final", &kz);
+    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_sort_blocks", &kb);
+    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_merge", &km);
     if (!st) st = xcat_ocl_check_wg(ctx, &kf, 1, L.wg);
     if (!st) st = upload_lists(ctx, c, &b);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)(L.mb * L.cap * 8), false, &b.cand);
@@ -212,29 +215,46 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
             st = launch(ctx, &s2, 1, &sg, &sl, "enqueueing topk_select");
         }
         if (st) break;
-        args a = {.k = kz};
-        A_MEM(&a, b.cand);
-        A_LONG(&a, L.cap);
-        A_MEM(&a, b.cnt);
-        A_UINT(&a, c->k);
-        A_MEM(&a, xcat_ocl_mem(indices));
-        A_ULONG(&a, elem_off(indices));
-        A_LONG(&a, indices->stride);
-        A_INT(&a, indices->dtype == XCAT_DTYPE_I64);
-        A_MEM(&a, scores ? xcat_ocl_mem(scores) : b.dummy);
-        A_ULONG(&a, scores ? elem_off(scores) : 0);
-        A_LONG(&a, scores ? scores->stride : 0);
-        A_INT(&a, scores != NULL);
-        A_LONG(&a, q0);
-        LIST_ARGS(&a, c, &b);
+        /* the end: every row purged and cut to k (limit 0), sorted in blocks, merged */
+        args s2 = {.k = ks};
+        A_MEM(&s2, b.cand);
+        A_LONG(&s2, L.cap);
+        A_MEM(&s2, b.cnt);
+        A_MEM(&s2, b.thr);
+        A_UINT(&s2, c->k);
+        A_UINT(&s2, 0);
+        A_LONG(&s2, q0);
+        LIST_ARGS(&s2, c, &b);
         const size_t sl = (size_t)L.sel_wg, sg = (size_t)mb * sl;
-        st = launch(ctx, &a, 1, &sg, &sl, "enqueueing topk_final");
+        st = launch(ctx, &s2, 1, &sg, &sl, "enqueueing topk_select");
+        const int64_t nblk = cdiv(c->k, L.sort_local);
+        for (int pass = 0; pass < 2 && !st; ++pass) {
+            args a = {.k = pass ? km : kb};
+            A_MEM(&a, b.cand);
+            A_LONG(&a, L.cap);
+            A_MEM(&a, b.cnt);
+            A_UINT(&a, c->k);
+            if (!pass) A_UINT(&a, nblk);
+            A_MEM(&a, xcat_ocl_mem(indices));
+            A_ULONG(&a, elem_off(indices));
+            A_LONG(&a, indices->stride);
+            A_INT(&a, indices->dtype == XCAT_DTYPE_I64);
+            A_MEM(&a, scores ? xcat_ocl_mem(scores) : b.dummy);
+            A_ULONG(&a, scores ? elem_off(scores) : 0);
+            A_LONG(&a, scores ? scores->stride : 0);
+            A_INT(&a, scores != NULL);
+            A_LONG(&a, q0);
+            const size_t g2 = (size_t)mb * (pass ? 1 : (size_t)nblk) * sl;
+            st = launch(ctx, &a, 1, &g2, &sl, pass ? "enqueueing topk_merge"
+                                                   : "enqueueing topk_sort_blocks");
+        }
         /* the next block reuses the buffers: the queue is in order */
     }
     st = finish(ctx, st);
     if (kf) clReleaseKernel(kf);
     if (ks) clReleaseKernel(ks);
-    if (kz) clReleaseKernel(kz);
+    if (kb) clReleaseKernel(kb);
+    if (km) clReleaseKernel(km);
     bufs_release(&b);
     return st;
 }
