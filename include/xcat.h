@@ -371,8 +371,11 @@ XCAT_API void xcat_tensor_free(xcat_tensor *tensor);
  * fixed (row, k) order by the item's single owner. Every pass redraws and recomputes its K+1
  * logits per row, so a backward costs the same whether or not a forward preceded it.
  *
- * Availability in this release: every sampled kind on the CPU backend. On OpenCL they return
- * UNSUPPORTED from xcat_loss_plan_create() until the kernels land. INBATCH: a row whose
+ * Availability: every sampled kind on both backends, with the same draws bit for bit (the
+ * OpenCL kernels include the same cl/rng.cl). OpenCL sums dE/db by item ownership as well
+ * (chunks of rows, entry lists of at most 2^24 (GPU) / 2^20 (CPU device) (item, value) pairs):
+ * deterministic, no atomics. Given negatives held in device tensors are read back once per call
+ * to check their ids. INBATCH: a row whose
  * positive has Q = 0 under a correction contributes nothing; its extras' sampler is UNIFORM or
  * POPULARITY (K >= 1) or IN_BATCH (K = 0: in-batch only); DISTINCT and the UNIFORM correction do
  * not apply. The in-batch logits are gathered dot products today (an N×N GEMM is next).
