@@ -33,7 +33,8 @@
  * Every step depends only on the set of keys, so results are deterministic and, on exact
  * scores, identical to the CPU backend's.
  *
- * Prelude: gemm.cl's tile defines, SEL_WG (work-items of the per-row kernels, a power of two),
+ * Prelude: gemm.cl's tile defines, TOPK_EARLY_EXIT (GPUs: inactive rows of topk_select return
+ * at once), SEL_WG (work-items of the per-row kernels, a power of two),
  * SORT_LOCAL (a power of two: keys sorted in local memory at once). */
 
 #ifndef SEL_WG
@@ -283,6 +284,11 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     const int row = get_group_id(0);
     const uint n0 = cnt[row];
     const int active = n0 > limit; /* uniform in the group; inactive rows loop zero times */
+#if TOPK_EARLY_EXIT
+    /* GPUs: most rows are inactive in most launches; leaving at once saves the list loads and
+     * the eight digit levels' barriers (PoCL keeps the straight-line form). */
+    if (!active) return;
+#endif
     __global ulong *buf = cand + (long)row * cap;
     topk_lists_local(q0 + row, ex_off, ex, has_ex, banned, nbanned, lex, lcount);
     const uint n = topk_purge(buf, active ? n0 : 0, q0 + row, ex_off, ex, has_ex, banned,

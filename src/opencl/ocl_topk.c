@@ -119,8 +119,9 @@ static xcat_status build(xcat_context *ctx, const topk_layout *L, cl_program *pr
 {
     char gp[256], prelude[512];
     xcat_ocl_gemm_prelude(&L->g, L->vec_loads, gp, sizeof gp);
-    snprintf(prelude, sizeof prelude, "%s#define SEL_WG %d\n#define SORT_LOCAL %d\n", gp,
-             L->sel_wg, L->sort_local);
+    snprintf(prelude, sizeof prelude,
+             "%s#define SEL_WG %d\n#define SORT_LOCAL %d\n#define TOPK_EARLY_EXIT %d\n", gp,
+             L->sel_wg, L->sort_local, xcat_ocl(ctx)->info.is_gpu ? 1 : 0);
     static const char *const sources[] = {"rng.cl", "gemm.cl", "topk.cl", NULL};
     return xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", prog);
 }
