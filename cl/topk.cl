@@ -69,14 +69,26 @@ inline int topk_in_sorted(__global const int *v, long lo, long hi, const int x)
     return v[lo] == x;
 }
 
+/* Exclusion id i: has_ex is 1 for int32 ids, 2 for int64 ids (the caller's own tensor). */
+inline int topk_ex_at(__global const int *ex, const int has_ex, const long i)
+{
+    return has_ex == 2 ? (int)((__global const long *)ex)[i] : ex[i];
+}
+
 /* Excluded for query q: in its CSR list or in the banned list (both ascending). */
 inline int topk_excluded(const long q, const int item, __global const long *ex_off,
                          __global const int *ex, const int has_ex, __global const int *banned,
                          const int nbanned)
 {
     if (has_ex) {
-        const long lo = ex_off[q], hi = ex_off[q + 1];
-        if (lo < hi && topk_in_sorted(ex, lo, hi - 1, item)) return 1;
+        long lo = ex_off[q], hi = ex_off[q + 1] - 1;
+        if (lo <= hi) {
+            while (lo < hi) {
+                const long mid = lo + (hi - lo) / 2;
+                if (topk_ex_at(ex, has_ex, mid) < item) lo = mid + 1; else hi = mid;
+            }
+            if (topk_ex_at(ex, has_ex, lo) == item) return 1;
+        }
     }
     return nbanned > 0 && topk_in_sorted(banned, 0, nbanned - 1, item);
 }
@@ -147,7 +159,7 @@ inline void topk_lists_local(const long q, __global const long *ex_off, __global
     const long lo = has_ex ? ex_off[q] : 0, hi = has_ex ? ex_off[q + 1] : 0;
     const long ne = hi - lo;
     const int fits = ne + nbanned <= EX_LOCAL;
-    for (long i = get_local_id(0); fits && i < ne; i += SEL_WG) lex[i] = ex[lo + i];
+    for (long i = get_local_id(0); fits && i < ne; i += SEL_WG) lex[i] = topk_ex_at(ex, has_ex, lo + i);
     for (int i = get_local_id(0); fits && i < nbanned; i += SEL_WG) lex[ne + i] = banned[i];
     if (get_local_id(0) == 0) {
         lcount[0] = fits ? (int)ne : -1;

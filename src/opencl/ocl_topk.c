@@ -83,14 +83,25 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
 
 typedef struct topk_bufs {
     cl_mem cand, cnt, thr, ex_off, ex, banned, targets, dummy;
+    bool borrowed_ex_off, borrowed_ex; /* the caller's own cl_mem: not released here */
+    int ex_mode;                       /* has_ex of topk.cl: 1 int32 ids, 2 int64 ids */
 } topk_bufs;
 
 static void bufs_release(topk_bufs *b)
 {
+    if (b->borrowed_ex_off) b->ex_off = NULL;
+    if (b->borrowed_ex) b->ex = NULL;
     cl_mem *ms[] = {&b->cand, &b->cnt, &b->thr, &b->ex_off, &b->ex, &b->banned, &b->targets,
                     &b->dummy};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
         if (*ms[i]) clReleaseMemObject(*ms[i]);
+}
+
+/* The caller's vector tensor usable in place: contiguous and at buffer offset 0. */
+static bool usable_in_place(const xcat_tensor *t)
+{
+    const bool contiguous = t->cols == 1 ? (t->stride == 1 || t->rows == 1) : t->rows == 1;
+    return contiguous && t->offset == 0;
 }
 
 /* A device buffer holding `n` values of `v` converted to int32 (ids) or copied as int64. */
@@ -130,8 +141,24 @@ static xcat_status build(xcat_context *ctx, const topk_layout *L, cl_program *pr
 static xcat_status upload_lists(xcat_context *ctx, const xcat_topk_call *c, topk_bufs *b)
 {
     xcat_status st = xcat_ocl_buffer(ctx, 16, true, &b->dummy);
-    if (!st && c->h_offsets) st = upload(ctx, c->h_offsets, c->m + 1, false, &b->ex_off);
-    if (!st && c->h_offsets) st = upload(ctx, c->h_exclude, c->h_offsets[c->m], true, &b->ex);
+    if (st || !c->h_offsets) goto banned;
+    /* The exclusion CSR was validated on the host (ascending ids per query): the kernels read
+     * the caller's tensors where they can (no copy), else an int32 upload. */
+    b->ex_mode = 1;
+    if (c->exclude_offsets->dtype == XCAT_DTYPE_I64 && usable_in_place(c->exclude_offsets)) {
+        b->ex_off = xcat_ocl_mem(c->exclude_offsets);
+        b->borrowed_ex_off = true;
+    } else {
+        st = upload(ctx, c->h_offsets, c->m + 1, false, &b->ex_off);
+    }
+    if (!st && usable_in_place(c->exclude_items)) {
+        b->ex = xcat_ocl_mem(c->exclude_items);
+        b->borrowed_ex = true;
+        b->ex_mode = c->exclude_items->dtype == XCAT_DTYPE_I64 ? 2 : 1;
+    } else if (!st) {
+        st = upload(ctx, c->h_exclude, c->h_offsets[c->m], true, &b->ex);
+    }
+banned:
     if (!st && c->num_banned) st = upload(ctx, c->h_banned, c->num_banned, true, &b->banned);
     return st;
 }
@@ -140,7 +167,7 @@ static xcat_status upload_lists(xcat_context *ctx, const xcat_topk_call *c, topk
     do {                                                                                     \
         A_MEM(a, (c)->h_offsets ? (b)->ex_off : (b)->dummy);                                 \
         A_MEM(a, (c)->h_offsets ? (b)->ex : (b)->dummy);                                     \
-        A_INT(a, (c)->h_offsets != NULL);                                                    \
+        A_INT(a, (c)->h_offsets ? (b)->ex_mode : 0);                                         \
         A_MEM(a, (c)->num_banned ? (b)->banned : (b)->dummy);                                \
         A_INT(a, (c)->num_banned);                                                           \
     } while (0)
