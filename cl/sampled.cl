@@ -11,11 +11,10 @@
  *                 and LSE. Mode 1 (backward) writes each candidate's dℓ/dz·g into the chunk's
  *                 entry list (item, value; item −1 when masked) and then the row's dH with lanes
  *                 over the d dimensions, adding the candidates in t order (deterministic).
- *  sampled_dE     deterministic dE and db without atomics: work-group g owns the items
- *                 [g·C/G, (g+1)·C/G); it scans the chunk's entry list in entry order, keeps the
- *                 entries of its items by a local stable compaction, and adds value·h_row to
- *                 their dE rows with lanes over d. Chunks run in row order, so every dE row is a
- *                 sum in (row, t) order whatever the device.
+ *  sampled_bucket_* deterministic dE and db without float atomics: the chunk's entries
+ *                 counting-sorted (stably) by item bucket, then each bucket's entries added in
+ *                 entry order with lanes over d (below). Chunks run in row order, so every dE
+ *                 row is a sum in (row, t) order whatever the device.
  *  sampled_zero   zero the first `cols` columns of `rows` rows (dE, db before accumulation).
  *  sampled_reduce one work-group: the rows' losses summed in a fixed order (MEAN/SUM).
  *  sampled_draw   the drawn negatives of each row (xcat_loss_draw_negatives).
@@ -25,7 +24,6 @@
 #ifndef SWG
 #define SWG 64
 #endif
-#define EPL 8 /* entries per lane per block in sampled_dE */
 
 enum { K_SAMPLED_CE = 1, K_BCE = 2, K_GBCE = 3, K_INBATCH = 4 };     /* xcat_loss_kind */
 enum { S_UNIFORM = 0, S_POPULARITY = 1, S_GIVEN_ROW = 2, S_GIVEN_SHARED = 3 }; /* host maps */
@@ -338,58 +336,144 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
     }
 }
 
-/* dE/db for the chunk's entries (rows r0 .. r0 + rows − 1, T entries each). */
-__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_dE(
-    __global const int *ent_item, __global const float *ent_val, const long nent, const int T,
-    const long r0, const int c, const int d, __global const float *H, const ulong offH,
-    const long ldh, __global float *dE, const ulong offdE, const long ldde, const int has_de,
-    __global float *db, const ulong offdb, const int has_db)
+/* dE/db for a chunk's entries without atomics on floats: a stable counting sort of the entries
+ * by item bucket (bucket b = item·G / C: contiguous item ranges), then one work-group per
+ * bucket adds its entries in entry order. Entry e belongs to row r0 + e / T.
+ *
+ *  sampled_bucket_count   group = block of BE entries: per-bucket counts (local integer
+ *                         atomics: exact), written counts[b·nblk + block].
+ *  sampled_bucket_scan    group = bucket: exclusive prefix of its counts over the blocks, in
+ *                         place, and the bucket's total.
+ *  sampled_bucket_base    one group: exclusive prefix of the totals (bucket bases).
+ *  sampled_bucket_scatter group = block: each entry's place = bucket base + prefix of earlier
+ *                         blocks + rank among earlier entries of the block with the same
+ *                         bucket (lanes compare within sub-blocks of SWG): stable, so a
+ *                         bucket lists its entries in entry order.
+ *  sampled_bucket_accum   group = bucket: its entries in order, lanes over d.
+ * Prelude: NB (buckets, at most NB_LOCAL in local memory), BE (entries per block). */
+#ifndef NB_LOCAL
+#define NB_LOCAL 8192
+#endif
+
+inline int smp_bucket(const int item, const int c, const int nb)
 {
-    __local int cntl[SWG];
-    __local int list[SWG * EPL];
-    const int lid = get_local_id(0);
-    const long G = get_num_groups(0), g = get_group_id(0);
-    const int lo = (int)((long)c * g / G), hi = (int)((long)c * (g + 1) / G);
-    for (long base = 0; base < nent; base += SWG * EPL) {
-        /* lane lid looks at entries base + lid·EPL .. + EPL − 1 (entry order = lane order) */
-        int mine = 0;
-        int idx[EPL];
-        for (int q = 0; q < EPL; ++q) {
-            const long e = base + (long)lid * EPL + q;
-            const int it = e < nent ? ent_item[e] : -1;
-            if (it >= lo && it < hi) idx[mine++] = q;
+    return (int)(((long)item * nb) / c);
+}
+
+__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_bucket_count(
+    __global const int *ent_item, const long nent, const int c, const int nb, const int be,
+    __global int *counts, const int nblk)
+{
+    __local int hist[NB_LOCAL];
+    const int lid = get_local_id(0), blk = get_group_id(0);
+    for (int b = lid; b < nb; b += SWG) hist[b] = 0;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const long e0 = (long)blk * be, e1 = e0 + be < nent ? e0 + be : nent;
+    for (long e = e0 + lid; e < e1; e += SWG) {
+        const int it = ent_item[e];
+        if (it >= 0) atomic_inc(&hist[smp_bucket(it, c, nb)]);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int b = lid; b < nb; b += SWG) counts[(long)b * nblk + blk] = hist[b];
+}
+
+__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_bucket_scan(
+    __global int *counts, const int nblk, __global int *totals)
+{
+    __local int part[SWG];
+    const int lid = get_local_id(0), b = get_group_id(0);
+    __global int *v = counts + (long)b * nblk;
+    const int seg = (nblk + SWG - 1) / SWG;
+    const int lo = lid * seg < nblk ? lid * seg : nblk;
+    const int hi = lo + seg < nblk ? lo + seg : nblk;
+    int sum = 0;
+    for (int i = lo; i < hi; ++i) sum += v[i];
+    part[lid] = sum;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid == 0) {
+        int acc = 0;
+        for (int l = 0; l < SWG; ++l) {
+            const int x = part[l];
+            part[l] = acc;
+            acc += x;
         }
-        cntl[lid] = mine;
+        totals[b] = acc;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int acc = part[lid];
+    for (int i = lo; i < hi; ++i) {
+        const int x = v[i];
+        v[i] = acc;
+        acc += x;
+    }
+}
+
+__kernel void sampled_bucket_base(__global const int *totals, const int nb, __global int *bases)
+{
+    if (get_global_id(0) != 0) return;
+    int acc = 0;
+    for (int b = 0; b < nb; ++b) {
+        bases[b] = acc;
+        acc += totals[b];
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_bucket_scatter(
+    __global const int *ent_item, const long nent, const int c, const int nb, const int be,
+    __global const int *counts, const int nblk, __global const int *bases,
+    __global uint *perm)
+{
+    __local int base[NB_LOCAL];
+    __local int lb[SWG];
+    const int lid = get_local_id(0), blk = get_group_id(0);
+    for (int b = lid; b < nb; b += SWG) base[b] = bases[b] + counts[(long)b * nblk + blk];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const long e0 = (long)blk * be;
+    const int nsub = (be + SWG - 1) / SWG;
+    for (int sb = 0; sb < nsub; ++sb) {
+        const long e = e0 + (long)sb * SWG + lid;
+        int it = -1;
+        if (sb * SWG + lid < be && e < nent) it = ent_item[e];
+        const int bk = it >= 0 ? smp_bucket(it, c, nb) : -1;
+        lb[lid] = bk;
         barrier(CLK_LOCAL_MEM_FENCE);
-        /* exclusive prefix of the lanes' counts (serial: SWG is small) */
-        if (lid == 0) {
-            int acc = 0;
-            for (int l = 0; l < SWG; ++l) {
-                const int v = cntl[l];
-                cntl[l] = acc;
-                acc += v;
-            }
-            list[SWG * EPL - 1] = acc; /* total, read before the list is filled */
+        int rank = 0, last = 1;
+        for (int l = 0; l < SWG; ++l) {
+            const int o = lb[l];
+            rank += l < lid && o == bk;
+            last &= !(l > lid && o == bk);
+        }
+        int pos = 0;
+        if (bk >= 0) pos = base[bk] + rank;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (bk >= 0) {
+            perm[pos] = (uint)e;
+            if (last) base[bk] += rank + 1;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        const int total = list[SWG * EPL - 1];
-        const int at = cntl[lid];
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int q = 0; q < mine; ++q) list[at + q] = lid * EPL + idx[q];
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int u = 0; u < total; ++u) {
-            const long e = base + list[u];
-            const int it = ent_item[e];
-            const float v = ent_val[e];
-            const long row = r0 + e / T;
-            if (has_de) {
-                __global float *de = dE + offdE + (long)it * ldde;
-                __global const float *h = H + offH + row * ldh;
-                for (int j = lid; j < d; j += SWG) de[j] = mad(v, h[j], de[j]);
-            }
-            if (has_db && lid == 0) db[offdb + it] += v;
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_bucket_accum(
+    __global const uint *perm, __global const int *bases, __global const int *totals,
+    __global const int *ent_item, __global const float *ent_val, const int T, const long r0,
+    const int d, __global const float *H, const ulong offH, const long ldh, __global float *dE,
+    const ulong offdE, const long ldde, const int has_de, __global float *db, const ulong offdb,
+    const int has_db)
+{
+    const int lid = get_local_id(0), b = get_group_id(0);
+    const int u0 = bases[b], u1 = u0 + totals[b];
+    for (int u = u0; u < u1; ++u) {
+        const uint e = perm[u];
+        const int it = ent_item[e];
+        const float v = ent_val[e];
+        const long row = r0 + e / T;
+        if (has_de) {
+            __global float *de = dE + offdE + (long)it * ldde;
+            __global const float *h = H + offH + row * ldh;
+            for (int j = lid; j < d; j += SWG) de[j] = mad(v, h[j], de[j]);
         }
-        barrier(CLK_LOCAL_MEM_FENCE);
+        if (has_db && lid == 0) db[offdb + it] += v;
     }
 }
 

@@ -331,6 +331,30 @@ START_TEST(test_draws_match_rng_source)
 }
 END_TEST
 
+/* Loss, dH, dE and db of one forward + backward, concatenated (grads_total floats). */
+static int64_t grads_total(const scase *s)
+{
+    return 1 + s->n * s->d + s->c * s->d + s->c;
+}
+
+static float *run_grads(xcat_context *ctx, xcat_loss_plan *p, const scase *s, const stensors *x)
+{
+    xcat_loss_args a = args_of(x, 5);
+    xcat_tensor *L = test_tensor(ctx, XCAT_DTYPE_F32, 1, 1, NULL);
+    xcat_tensor *dH = test_tensor(ctx, XCAT_DTYPE_F32, s->n, s->d, NULL);
+    xcat_tensor *dE = test_tensor(ctx, XCAT_DTYPE_F32, s->c, s->d, NULL);
+    xcat_tensor *db = test_tensor(ctx, XCAT_DTYPE_F32, s->c, 1, NULL);
+    test_expect_ok(ctx, xcat_loss_forward(p, &a, L, NULL), "forward");
+    test_expect_ok(ctx, xcat_loss_backward(p, &a, NULL, dH, dE, db), "backward");
+    float *v = test_alloc_floats(grads_total(s));
+    ck_assert_int_eq(xcat_tensor_read(L, v, 0), XCAT_OK);
+    ck_assert_int_eq(xcat_tensor_read(dH, v + 1, 0), XCAT_OK);
+    ck_assert_int_eq(xcat_tensor_read(dE, v + 1 + s->n * s->d, 0), XCAT_OK);
+    ck_assert_int_eq(xcat_tensor_read(db, v + 1 + (s->n + s->c) * s->d, 0), XCAT_OK);
+    TEST_FREE_TENSORS(L, dH, dE, db);
+    return v;
+}
+
 /* Every backend draws the same negatives for the same seed, bit for bit (uniform, distinct,
  * popularity with rejection and listed row items), and an OpenCL target's forward/backward are
  * bitwise reproducible run to run. */
@@ -374,26 +398,11 @@ START_TEST(test_draws_across_backends)
                               "%s: target %d draws differently from the CPU", s->name, i);
                 free(v);
                 /* run-to-run reproducibility of the loss and the gradients on this target */
-                float *runs[2];
-                const int64_t total = 1 + s->n * s->d + s->c * s->d + s->c;
-                for (int r = 0; r < 2; ++r) {
-                    xcat_tensor *L = test_tensor(ctx, XCAT_DTYPE_F32, 1, 1, NULL);
-                    xcat_tensor *dH = test_tensor(ctx, XCAT_DTYPE_F32, s->n, s->d, NULL);
-                    xcat_tensor *dE = test_tensor(ctx, XCAT_DTYPE_F32, s->c, s->d, NULL);
-                    xcat_tensor *db = test_tensor(ctx, XCAT_DTYPE_F32, s->c, 1, NULL);
-                    test_expect_ok(ctx, xcat_loss_forward(p, &a, L, NULL), "forward");
-                    test_expect_ok(ctx, xcat_loss_backward(p, &a, NULL, dH, dE, db), "backward");
-                    runs[r] = test_alloc_floats(total);
-                    ck_assert_int_eq(xcat_tensor_read(L, runs[r], 0), XCAT_OK);
-                    ck_assert_int_eq(xcat_tensor_read(dH, runs[r] + 1, 0), XCAT_OK);
-                    ck_assert_int_eq(xcat_tensor_read(dE, runs[r] + 1 + s->n * s->d, 0), XCAT_OK);
-                    ck_assert_int_eq(xcat_tensor_read(db, runs[r] + 1 + (s->n + s->c) * s->d, 0),
-                                     XCAT_OK);
-                    TEST_FREE_TENSORS(L, dH, dE, db);
-                }
-                ck_assert_msg(memcmp(runs[0], runs[1], (size_t)total * sizeof(float)) == 0,
+                const int64_t total = grads_total(s);
+                float *r0 = run_grads(ctx, p, s, &x), *r1 = run_grads(ctx, p, s, &x);
+                ck_assert_msg(memcmp(r0, r1, (size_t)total * sizeof(float)) == 0,
                               "%s: target %d is not reproducible", s->name, i);
-                free(runs[0]), free(runs[1]);
+                free(r0), free(r1);
             }
             xcat_tensor_free(N);
             untensors(&x);
@@ -403,6 +412,57 @@ START_TEST(test_draws_across_backends)
         free(base);
         unmake(&t);
     }
+}
+END_TEST
+
+/* OpenCL: many small row chunks and sort blocks (testing knobs, read at plan creation) give
+ * the same bits as the defaults: every sum keeps its (row, t) order. */
+START_TEST(test_chunking_invariant)
+{
+    xcat_context *ctx = test_target_context(_i, 0);
+    if (!ctx) return;
+    if (test_context_backend(ctx) != XCAT_BACKEND_OPENCL) {
+        xcat_context_free(ctx);
+        return;
+    }
+    static const scase cases[] = {
+        {"chunks_ce", XCAT_LOSS_SAMPLED_CE, XCAT_SAMPLER_UNIFORM, XCAT_CORRECTION_UNIFORM, 45, 300,
+         7, 25, 0, XCAT_REDUCTION_SUM, 1, 1, 1, 2, 0.2},
+        {"chunks_pop", XCAT_LOSS_GBCE, XCAT_SAMPLER_POPULARITY, XCAT_CORRECTION_NONE, 33, 41, 5,
+         30, XCAT_LOSS_REJECT_HITS, XCAT_REDUCTION_MEAN, 1, 0, 1, 0, 0.1, 1.0f, 0.0f, 0.5f},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ++ci) {
+        const scase *s = &cases[ci];
+        test_rng_stream(s->name, 0);
+        sdata t;
+        make(s, &t);
+        xcat_loss_desc d = desc_of(s);
+        stensors x;
+        tensors(ctx, s, &t, &x);
+        float *res[2];
+        for (int v = 0; v < 2; ++v) {
+            if (v) {
+                setenv("XCAT_CL_SAMPLED_ENTRIES", "97", 1); /* 3 rows of 26 entries a chunk */
+                setenv("XCAT_CL_SAMPLED_BLOCK", "13", 1);
+            }
+            xcat_loss_plan *p = plan_create(ctx, &d, s->n, s->c, s->d);
+            if (t.counts) {
+                xcat_tensor *tc = test_tensor(ctx, XCAT_DTYPE_I64, s->c, 1, t.counts);
+                test_expect_ok(ctx, xcat_loss_plan_set_item_counts(p, tc), "counts");
+                xcat_tensor_free(tc);
+            }
+            res[v] = run_grads(ctx, p, s, &x);
+            xcat_loss_plan_free(p);
+        }
+        unsetenv("XCAT_CL_SAMPLED_ENTRIES");
+        unsetenv("XCAT_CL_SAMPLED_BLOCK");
+        ck_assert_msg(memcmp(res[0], res[1], (size_t)grads_total(s) * sizeof(float)) == 0,
+                      "%s: chunking changed the result", s->name);
+        free(res[0]), free(res[1]);
+        untensors(&x);
+        unmake(&t);
+    }
+    xcat_context_free(ctx);
 }
 END_TEST
 
@@ -950,6 +1010,7 @@ int main(void)
     tcase_add_loop_test(tc, test_reference, 0, nt);
     tcase_add_loop_test(tc, test_all_negatives_equal_full_ce, 0, nt);
     tcase_add_loop_test(tc, test_inbatch_reference, 0, nt);
+    tcase_add_loop_test(tc, test_chunking_invariant, 0, nt);
     tcase_add_test(tc, test_draws_match_rng_source);
     tcase_add_test(tc, test_draws_across_backends);
     tcase_add_test(tc, test_sampler_statistics);

@@ -4,16 +4,23 @@
  * row; an int item and a float value each) fit the plan's entry buffer. Forward: per chunk,
  * sampled_rows (mode 0) writes the rows' weighted losses; sampled_reduce sums them in a fixed
  * order (MEAN/SUM). Backward: sampled_gfac forms g_i; dE/db are zeroed; per chunk, sampled_rows
- * (mode 1) writes the entries (item, g_i·dℓ/dz) and the chunk's dH rows, then sampled_dE adds
- * the entries into dE/db with item ownership (no atomics). Everything is deterministic, and the
+ * (mode 1) writes the entries (item, g_i·dℓ/dz) and the chunk's dH rows, then the entries are
+ * counting-sorted (stably) by item bucket and each bucket's work-group adds them into dE/db in
+ * entry order (no float atomics). Everything is deterministic, and the
  * draws are cl/rng.cl's, bit-identical to the CPU backend's.
  *
  * Workspace (device): the entry buffer (ENTRIES_GPU / ENTRIES_CPU entries × 8 bytes, or one
- * row's worth when T is larger), 2 floats per row, and the sampling table (alias threshold,
+ * row's worth when T is larger) and the sort's permutation (4 bytes per entry) and counters
+ * (4 bytes per bucket and block of BE entries), 2 floats per row, and the sampling table (alias threshold,
  * alias index, log q: 12 bytes per item) once xcat_loss_plan_set_item_counts was called. No
- * N×K buffer: the entries are per chunk. */
+ * N×K buffer: the entries are per chunk.
+ *
+ * Testing knobs (ignored under IGNORE_ENV), read at plan creation: XCAT_CL_SAMPLED_ENTRIES=n
+ * (entry buffer capacity: more, smaller row chunks), XCAT_CL_SAMPLED_BLOCK=n (entries per sort
+ * block). Neither changes a single bit of the results: every sum keeps its (row, t) order. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ocl_launch.h"
@@ -23,13 +30,51 @@
 #define ENTRIES_CPU ((int64_t)1 << 20)
 
 typedef struct ocl_smp_plan {
-    int swg, dE_groups;
-    int64_t entries; /* capacity of the entry buffer */
-    cl_kernel k_rows, k_dE, k_zero, k_reduce, k_draw, k_gfac;
+    int swg, nb_local, nb;  /* lanes; item buckets of the dE sort (nb <= nb_local) */
+    int64_t entries;        /* capacity of the entry buffer */
+    int64_t be;             /* entries per block of the dE sort */
+    cl_kernel k_rows, k_zero, k_reduce, k_draw, k_gfac, k_bcount, k_bscan, k_bbase, k_bscatter,
+        k_baccum;
     cl_mem ent_item, ent_val, rowloss, gfac, dummy;
+    cl_mem perm, counts, totals, bases; /* the dE sort: entries, nb×blocks, nb, nb */
     cl_mem alias_thr, alias_idx, logq; /* NULL until item counts are set */
     uint64_t generation;
 } ocl_smp_plan;
+
+/* The dE sort's shape: buckets of about 128 items on GPUs (thousands of work-groups to hide
+ * the gathers' latency), a few per core on CPU devices; the per-bucket counters live in local
+ * memory (nb_local of them at most); blocks of `be` entries. */
+static void sort_shape(const xcat_context *ctx, int64_t classes, int *nb_local, int *nb_out,
+                       int64_t *be)
+{
+    const xcat_ocl_state *s = xcat_ocl(ctx);
+    int nl = 64;
+    while (nl < 8192 && (size_t)nl * 2 * 4 + 4096 <= (size_t)s->local_mem) nl *= 2;
+    const int cu = s->info.compute_units > 0 ? (int)s->info.compute_units : 1;
+    int64_t nb = s->info.is_gpu ? classes / 128 : 8 * (int64_t)cu;
+    if (nb > nl) nb = nl;
+    if (nb > classes) nb = classes;
+    *nb_local = nl;
+    *nb_out = nb < 1 ? 1 : (int)nb;
+    *be = s->info.is_gpu ? 16384 : 65536;
+    if (!ctx->ignore_env) { /* testing: XCAT_CL_SAMPLED_BLOCK=entries per sort block */
+        const char *v = getenv("XCAT_CL_SAMPLED_BLOCK");
+        const long long e = v ? atoll(v) : 0;
+        if (e >= 1 && e <= (1 << 24)) *be = e;
+    }
+}
+
+/* The entry buffer's default capacity; XCAT_CL_SAMPLED_ENTRIES=n (testing) sets it. */
+static int64_t entries_default(const xcat_context *ctx)
+{
+    int64_t ent = xcat_ocl(ctx)->info.is_gpu ? ENTRIES_GPU : ENTRIES_CPU;
+    if (!ctx->ignore_env) {
+        const char *v = getenv("XCAT_CL_SAMPLED_ENTRIES");
+        const long long e = v ? atoll(v) : 0;
+        if (e >= 1 && e <= ((int64_t)1 << 30)) ent = e;
+    }
+    return ent;
+}
 
 static int64_t candidates_per_row(const xcat_loss_desc *d, int64_t k, int64_t n)
 {
@@ -41,12 +86,15 @@ xcat_status xcat_ocl_sampled_workspace_size(const xcat_context *ctx, const xcat_
                                             size_t *bytes)
 {
     (void)dim;
-    const xcat_ocl_state *s = xcat_ocl(ctx);
-    int64_t ent = s->info.is_gpu ? ENTRIES_GPU : ENTRIES_CPU;
+    int64_t ent = entries_default(ctx);
     const int64_t t = candidates_per_row(desc, desc->num_negatives, max_rows);
     if (ent < t) ent = t;
     if (ent > t * max_rows) ent = t * max_rows;
-    *bytes = (size_t)ent * 8 + (size_t)max_rows * 8 + 16;
+    int nl, nb;
+    int64_t be;
+    sort_shape(ctx, classes, &nl, &nb, &be);
+    *bytes = (size_t)ent * 12 + (size_t)nb * (size_t)(cdiv(ent, be) + 2) * 4 +
+             (size_t)max_rows * 8 + 16;
     if (desc->sampler == XCAT_SAMPLER_POPULARITY || desc->kind == XCAT_LOSS_INBATCH ||
         desc->correction == XCAT_CORRECTION_LOGQ)
         *bytes += (size_t)classes * 12;
@@ -67,15 +115,34 @@ void xcat_ocl_sampled_plan_release(xcat_loss_plan *plan)
 {
     ocl_smp_plan *p = plan->backend_plan;
     if (!p) return;
-    cl_kernel ks[] = {p->k_rows, p->k_dE, p->k_zero, p->k_reduce, p->k_draw, p->k_gfac};
+    cl_kernel ks[] = {p->k_rows,   p->k_zero,   p->k_reduce,   p->k_draw,    p->k_gfac,
+                      p->k_bcount, p->k_bscan,  p->k_bbase,    p->k_bscatter, p->k_baccum};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         if (ks[i]) clReleaseKernel(ks[i]);
-    cl_mem ms[] = {p->ent_item, p->ent_val, p->rowloss, p->gfac, p->dummy};
+    cl_mem ms[] = {p->ent_item, p->ent_val, p->rowloss, p->gfac,  p->dummy,
+                   p->perm,     p->counts,  p->totals,  p->bases};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
         if (ms[i]) clReleaseMemObject(ms[i]);
     release_tables(p);
     xcat_host_free(plan->ctx, p);
     plan->backend_plan = NULL;
+}
+
+/* The dE sort's buffers for p->entries entries (released first when resized). */
+static xcat_status sort_buffers(xcat_context *ctx, ocl_smp_plan *p)
+{
+    cl_mem *ms[] = {&p->perm, &p->counts, &p->totals, &p->bases};
+    for (size_t i = 0; i < 4; i++)
+        if (*ms[i]) {
+            clReleaseMemObject(*ms[i]);
+            *ms[i] = NULL;
+        }
+    const int64_t nblk = cdiv(p->entries, p->be);
+    xcat_status st = xcat_ocl_buffer(ctx, (size_t)p->entries * 4, false, &p->perm);
+    if (!st) st = xcat_ocl_buffer(ctx, (size_t)(nblk * p->nb) * 4, false, &p->counts);
+    if (!st) st = xcat_ocl_buffer(ctx, (size_t)p->nb * 4, false, &p->totals);
+    if (!st) st = xcat_ocl_buffer(ctx, (size_t)p->nb * 4, false, &p->bases);
+    return st;
 }
 
 xcat_status xcat_ocl_sampled_plan_init(xcat_loss_plan *plan)
@@ -90,28 +157,35 @@ xcat_status xcat_ocl_sampled_plan_init(xcat_loss_plan *plan)
     plan->backend_plan = p;
     const size_t wmax = s->max_wg_size < s->max_wi_sizes[0] ? s->max_wg_size : s->max_wi_sizes[0];
     p->swg = pow2_at_most(wmax, s->info.is_gpu ? 128 : 16);
-    const int cu = s->info.compute_units > 0 ? (int)s->info.compute_units : 1;
-    p->dE_groups = s->info.is_gpu ? 2 * cu : cu;
+    sort_shape(ctx, plan->classes, &p->nb_local, &p->nb, &p->be);
     size_t ws = 0;
     xcat_status st = xcat_ocl_sampled_workspace_size(ctx, &plan->desc, plan->max_rows,
                                                      plan->classes, plan->dim, &ws);
-    p->entries = s->info.is_gpu ? ENTRIES_GPU : ENTRIES_CPU;
+    p->entries = entries_default(ctx);
     const int64_t t = candidates_per_row(&plan->desc, plan->desc.num_negatives, plan->max_rows);
     if (p->entries > t * plan->max_rows) p->entries = t * plan->max_rows;
     if (p->entries < t) p->entries = t;
     cl_program prog = NULL;
     if (!st) {
-        char prelude[64];
-        snprintf(prelude, sizeof prelude, "#define SWG %d\n", p->swg);
+        char prelude[96];
+        snprintf(prelude, sizeof prelude, "#define SWG %d\n#define NB_LOCAL %d\n", p->swg,
+                 p->nb_local);
         static const char *const sources[] = {"rng.cl", "sampled.cl", NULL};
         st = xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", &prog);
     }
     struct {
         cl_kernel *k;
         const char *name;
-    } ks[] = {{&p->k_rows, "sampled_rows"},     {&p->k_dE, "sampled_dE"},
-              {&p->k_zero, "sampled_zero"},     {&p->k_reduce, "sampled_reduce"},
-              {&p->k_draw, "sampled_draw"},     {&p->k_gfac, "sampled_gfac"}};
+    } ks[] = {{&p->k_rows, "sampled_rows"},
+              {&p->k_zero, "sampled_zero"},
+              {&p->k_reduce, "sampled_reduce"},
+              {&p->k_draw, "sampled_draw"},
+              {&p->k_gfac, "sampled_gfac"},
+              {&p->k_bcount, "sampled_bucket_count"},
+              {&p->k_bscan, "sampled_bucket_scan"},
+              {&p->k_bbase, "sampled_bucket_base"},
+              {&p->k_bscatter, "sampled_bucket_scatter"},
+              {&p->k_baccum, "sampled_bucket_accum"}};
     for (size_t i = 0; !st && i < sizeof ks / sizeof ks[0]; i++)
         st = xcat_ocl_kernel(ctx, prog, ks[i].name, ks[i].k);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)p->entries * 4, false, &p->ent_item);
@@ -119,6 +193,7 @@ xcat_status xcat_ocl_sampled_plan_init(xcat_loss_plan *plan)
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)plan->max_rows * 4, true, &p->rowloss);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)plan->max_rows * 4, true, &p->gfac);
     if (!st) st = xcat_ocl_buffer(ctx, 16, true, &p->dummy);
+    if (!st) st = sort_buffers(ctx, p);
     if (!st && plan->sampling) st = xcat_ocl_sampled_sampling_changed(plan);
     if (st) {
         xcat_ocl_sampled_plan_release(plan);
@@ -191,8 +266,7 @@ static xcat_status ensure_entries(smp_call *c)
 {
     ocl_smp_plan *p = c->p;
     if (p->entries >= c->t) return XCAT_OK;
-    const xcat_ocl_state *s = xcat_ocl(c->ctx);
-    int64_t want = s->info.is_gpu ? ENTRIES_GPU : ENTRIES_CPU;
+    int64_t want = entries_default(c->ctx);
     if (want > c->t * c->plan->max_rows) want = c->t * c->plan->max_rows;
     if (want < c->t) want = c->t;
     cl_mem it = NULL, val = NULL;
@@ -207,7 +281,7 @@ static xcat_status ensure_entries(smp_call *c)
     p->ent_item = it;
     p->ent_val = val;
     p->entries = want;
-    return XCAT_OK;
+    return sort_buffers(c->ctx, p);
 }
 
 static void call_release(smp_call *c)
@@ -378,6 +452,72 @@ static xcat_status zero_rows(const smp_call *c, const xcat_tensor *t, int64_t ro
     return launch(c->ctx, &a, 1, &gw, &lw, "enqueueing sampled_zero");
 }
 
+/* dE/db of one chunk's entries: stable counting sort by item bucket, then per-bucket sums. */
+static xcat_status dE_pass(const smp_call *c, int64_t r0, int64_t nr, const xcat_tensor *d_items,
+                           const xcat_tensor *d_bias)
+{
+    const ocl_smp_plan *p = c->p;
+    const int64_t nent = nr * c->t, nblk = cdiv(nent, p->be);
+    const int C = (int)c->plan->classes;
+    const size_t lw = (size_t)p->swg, g_blk = (size_t)nblk * lw, g_nb = (size_t)p->nb * lw;
+    args a = {.k = p->k_bcount};
+    A_MEM(&a, p->ent_item);
+    A_LONG(&a, nent);
+    A_INT(&a, C);
+    A_INT(&a, p->nb);
+    A_INT(&a, p->be);
+    A_MEM(&a, p->counts);
+    A_INT(&a, nblk);
+    xcat_status st = launch(c->ctx, &a, 1, &g_blk, &lw, "enqueueing sampled_bucket_count");
+    if (st) return st;
+    args b = {.k = p->k_bscan};
+    A_MEM(&b, p->counts);
+    A_INT(&b, nblk);
+    A_MEM(&b, p->totals);
+    st = launch(c->ctx, &b, 1, &g_nb, &lw, "enqueueing sampled_bucket_scan");
+    if (st) return st;
+    args e = {.k = p->k_bbase};
+    A_MEM(&e, p->totals);
+    A_INT(&e, p->nb);
+    A_MEM(&e, p->bases);
+    const size_t one = 1;
+    st = launch(c->ctx, &e, 1, &one, &one, "enqueueing sampled_bucket_base");
+    if (st) return st;
+    args f = {.k = p->k_bscatter};
+    A_MEM(&f, p->ent_item);
+    A_LONG(&f, nent);
+    A_INT(&f, C);
+    A_INT(&f, p->nb);
+    A_INT(&f, p->be);
+    A_MEM(&f, p->counts);
+    A_INT(&f, nblk);
+    A_MEM(&f, p->bases);
+    A_MEM(&f, p->perm);
+    st = launch(c->ctx, &f, 1, &g_blk, &lw, "enqueueing sampled_bucket_scatter");
+    if (st) return st;
+    const mat H = tensor_mat(c->call->hidden);
+    args g = {.k = p->k_baccum};
+    A_MEM(&g, p->perm);
+    A_MEM(&g, p->bases);
+    A_MEM(&g, p->totals);
+    A_MEM(&g, p->ent_item);
+    A_MEM(&g, p->ent_val);
+    A_INT(&g, c->t);
+    A_LONG(&g, r0);
+    A_INT(&g, c->plan->dim);
+    A_MEM(&g, H.mem);
+    A_ULONG(&g, H.off);
+    A_LONG(&g, H.ld);
+    A_MEM(&g, d_items ? xcat_ocl_mem(d_items) : p->dummy);
+    A_ULONG(&g, d_items ? elem_off(d_items) : 0);
+    A_LONG(&g, d_items ? d_items->stride : 0);
+    A_INT(&g, d_items != NULL);
+    A_MEM(&g, d_bias ? xcat_ocl_mem(d_bias) : p->dummy);
+    A_ULONG(&g, d_bias ? elem_off(d_bias) : 0);
+    A_INT(&g, d_bias != NULL);
+    return launch(c->ctx, &g, 1, &g_nb, &lw, "enqueueing sampled_bucket_accum");
+}
+
 xcat_status xcat_ocl_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call *call,
                                       bool reuse, const xcat_tensor *grad_loss,
                                       xcat_tensor *d_hidden, xcat_tensor *d_items,
@@ -414,27 +554,7 @@ xcat_status xcat_ocl_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call
         const int64_t nr = c.n - r0 < rc ? c.n - r0 : rc;
         st = rows_pass(&c, 1, r0, nr, NULL, d_hidden);
         if (st || (!d_items && !d_bias)) continue;
-        args a = {.k = p->k_dE};
-        A_MEM(&a, p->ent_item);
-        A_MEM(&a, p->ent_val);
-        A_LONG(&a, nr * c.t);
-        A_INT(&a, c.t);
-        A_LONG(&a, r0);
-        A_INT(&a, plan->classes);
-        A_INT(&a, plan->dim);
-        const mat H = tensor_mat(call->hidden);
-        A_MEM(&a, H.mem);
-        A_ULONG(&a, H.off);
-        A_LONG(&a, H.ld);
-        A_MEM(&a, d_items ? xcat_ocl_mem(d_items) : p->dummy);
-        A_ULONG(&a, d_items ? elem_off(d_items) : 0);
-        A_LONG(&a, d_items ? d_items->stride : 0);
-        A_INT(&a, d_items != NULL);
-        A_MEM(&a, d_bias ? xcat_ocl_mem(d_bias) : p->dummy);
-        A_ULONG(&a, d_bias ? elem_off(d_bias) : 0);
-        A_INT(&a, d_bias != NULL);
-        const size_t lw = (size_t)p->swg, gw = (size_t)p->dE_groups * lw;
-        st = launch(c.ctx, &a, 1, &gw, &lw, "enqueueing sampled_dE");
+        st = dE_pass(&c, r0, nr, d_items, d_bias);
     }
     st = finish(c.ctx, st);
     call_release(&c);
