@@ -19,10 +19,14 @@
  *  sampled_reduce one work-group: the rows' losses summed in a fixed order (MEAN/SUM).
  *  sampled_draw   the drawn negatives of each row (xcat_loss_draw_negatives).
  *
- * Prelude: SWG (lanes per work-group, a power of two). */
+ * Prelude: SWG (lanes per work-group, a power of two), TEAM (lanes per candidate's dot product
+ * in sampled_rows, a power of two <= SWG). */
 
 #ifndef SWG
 #define SWG 64
+#endif
+#ifndef TEAM
+#define TEAM 1
 #endif
 
 enum { K_SAMPLED_CE = 1, K_BCE = 2, K_GBCE = 3, K_INBATCH = 4 };     /* xcat_loss_kind */
@@ -108,27 +112,6 @@ inline long smp_negative(SMP_ARGS, const long row, const long yv, const int kk)
     return -1;
 }
 
-inline float smp_logit(__global const float *h, __global const float *E, const ulong offE,
-                       const long lde, __global const float *bias, const ulong offb,
-                       const int has_b, const int d, const float scale, const float cap,
-                       const long item)
-{
-    __global const float *e = E + offE + item * lde;
-    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-    int t = 0;
-    for (; t + 4 <= d; t += 4) {
-        s0 = mad(h[t], e[t], s0);
-        s1 = mad(h[t + 1], e[t + 1], s1);
-        s2 = mad(h[t + 2], e[t + 2], s2);
-        s3 = mad(h[t + 3], e[t + 3], s3);
-    }
-    for (; t < d; ++t) s0 = mad(h[t], e[t], s0);
-    float r = (s0 + s1) + (s2 + s3);
-    if (has_b) r += bias[offb + item];
-    r *= scale;
-    return cap > 0.0f ? cap * tanh(r / cap) : r;
-}
-
 inline float smp_phi(const float z, const float scale, const float cap)
 {
     if (cap <= 0.0f) return scale;
@@ -146,25 +129,45 @@ inline float smp_sigmoid(const float x)
     return x >= 0.0f ? 1.0f / (1.0f + exp(-x)) : exp(x) / (1.0f + exp(x));
 }
 
-/* Candidate t of row i: item (−1 masked) and its logit z. */
-inline long smp_candidate(SMP_ARGS, const long i, const long yv, const int t, float *z)
+/* Candidate t of row i: its item, −1 when masked. */
+inline long smp_item(SMP_ARGS, const long i, const long yv, const int t)
 {
-    long item;
-    if (t == 0) {
-        item = yv;
-    } else if (t <= k) {
-        item = smp_negative(SMP_PASS, i, yv, t - 1);
-    } else { /* INBATCH: the other rows' positives */
-        const long r0 = t - k - 1, r = r0 < i ? r0 : r0 + 1;
-        const long v = smp_target(y, offy, y64, r);
-        const int m = v == ignore_index || v < 0 || v == yv ||
-                      smp_in_row_items(ri_off, ri, has_ri, i, v) || (withq && isinf(logq[v]));
-        item = m ? -1 : v;
+    if (t == 0) return yv;
+    if (t <= k) return smp_negative(SMP_PASS, i, yv, t - 1);
+    /* INBATCH: the other rows' positives */
+    const long r0 = t - k - 1, r = r0 < i ? r0 : r0 + 1;
+    const long v = smp_target(y, offy, y64, r);
+    const int m = v == ignore_index || v < 0 || v == yv ||
+                  smp_in_row_items(ri_off, ri, has_ri, i, v) || (withq && isinf(logq[v]));
+    return m ? -1 : v;
+}
+
+/* This lane's share of h·e when TEAM lanes split the d dimensions (float4 steps, then the
+ * d % 4 tail); a team's lanes read neighbouring 16-byte pieces of the row: coalesced. */
+inline float smp_partial_dot(__global const float *h, __global const float *e, const int d,
+                             const int tl)
+{
+    float p = 0.0f;
+    const int d4 = d & ~3;
+    for (int j = 4 * tl; j < d4; j += 4 * TEAM) {
+        const float4 a = vload4(0, h + j), b = vload4(0, e + j);
+        p = mad(a.x, b.x, p);
+        p = mad(a.y, b.y, p);
+        p = mad(a.z, b.z, p);
+        p = mad(a.w, b.w, p);
     }
-    *z = item >= 0 ? smp_logit(H + offH + i * ldh, E, offE, lde, bias, offb, has_b, d, scale,
-                               cap, item)
-                   : 0.0f;
-    return item;
+    for (int j = d4 + tl; j < d; j += TEAM) p = mad(h[j], e[j], p);
+    return p;
+}
+
+/* The logit from a finished dot product. */
+inline float smp_finish_logit(float r, __global const float *bias, const ulong offb,
+                              const int has_b, const float scale, const float cap,
+                              const long item)
+{
+    if (has_b) r += bias[offb + item];
+    r *= scale;
+    return cap > 0.0f ? cap * tanh(r / cap) : r;
 }
 
 /* The corrected logit of candidate t (the one the normaliser sees). */
@@ -248,11 +251,28 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
                             : 0.0f;
     const int negonly = kind == K_INBATCH && correction == C_LOGQ_CORRECTED;
 
-    /* pass 1: draw, gather, (max, Σexp) of the corrected logits; z kept in the entry list */
+    /* pass 1: draw, gather, (max, Σexp) of the corrected logits; z kept in the entry list.
+     * Teams of TEAM lanes share a candidate's dot product (coalesced row reads, a tree over
+     * the team in local memory); the team's first lane keeps the books. A counted loop with a
+     * uniform bound: every barrier is reached by the whole group. */
+    const int teams = SWG / TEAM, team = lid / TEAM, tl = lid % TEAM;
+    const int nit = (Tl + teams - 1) / teams;
+    __global const float *hrow = H + offH + i * ldh;
     float m = -INFINITY, s = 0.0f, bsum = 0.0f, z0l = -INFINITY;
-    for (int t = lid; t < Tl; t += SWG) {
-        float z;
-        const long item = smp_candidate(SMP_PASS, i, yv, t, &z);
+    for (int it = 0; it < nit; ++it) {
+        const int t = it * teams + team;
+        const long item = t < Tl ? smp_item(SMP_PASS, i, yv, t) : -1;
+        ls[lid] = item >= 0 ? smp_partial_dot(hrow, E + offE + item * lde, d, tl) : 0.0f;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int w = TEAM / 2; w > 0; w >>= 1) {
+            if (tl < w) ls[lid] += ls[lid + w];
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        const float dot = ls[lid];
+        barrier(CLK_LOCAL_MEM_FENCE); /* ls[] is rewritten by the next candidates */
+        if (tl != 0 || t >= Tl) continue;
+        const float z = item >= 0 ? smp_finish_logit(dot, bias, offb, has_b, scale, cap, item)
+                                  : 0.0f;
         eit[t] = (int)item;
         eval[t] = z;
         if (t == 0) z0l = z;
@@ -272,7 +292,7 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
     }
     smp_lse_reduce(&m, &s, lm, ls);
     bsum = smp_sum_reduce(bsum, ls);
-    lm[lid] = z0l; /* broadcast z of the positive (lane 0 drew t = 0) */
+    lm[lid] = z0l; /* broadcast z of the positive (lane 0 led the team of t = 0) */
     barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
     const float z0 = lm[0];
     barrier(CLK_LOCAL_MEM_FENCE);

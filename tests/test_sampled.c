@@ -415,6 +415,20 @@ START_TEST(test_draws_across_backends)
 }
 END_TEST
 
+/* OpenCL with several lanes per candidate's dot product (the GPU layout) on any device. */
+START_TEST(test_reference_teams)
+{
+    xcat_context *ctx = test_target_context(_i, 0);
+    if (!ctx) return;
+    if (test_context_backend(ctx) == XCAT_BACKEND_OPENCL) {
+        setenv("XCAT_CL_SAMPLED_TEAM", "4", 1);
+        for (int ci = 0; ci < NUM_CASES; ci += 2) run_reference_case(ctx, &CASES[ci]);
+        unsetenv("XCAT_CL_SAMPLED_TEAM");
+    }
+    xcat_context_free(ctx);
+}
+END_TEST
+
 /* OpenCL: many small row chunks and sort blocks (testing knobs, read at plan creation) give
  * the same bits as the defaults: every sum keeps its (row, t) order. */
 START_TEST(test_chunking_invariant)
@@ -1011,6 +1025,7 @@ int main(void)
     tcase_add_loop_test(tc, test_all_negatives_equal_full_ce, 0, nt);
     tcase_add_loop_test(tc, test_inbatch_reference, 0, nt);
     tcase_add_loop_test(tc, test_chunking_invariant, 0, nt);
+    tcase_add_loop_test(tc, test_reference_teams, 0, nt);
     tcase_add_test(tc, test_draws_match_rng_source);
     tcase_add_test(tc, test_draws_across_backends);
     tcase_add_test(tc, test_sampler_statistics);

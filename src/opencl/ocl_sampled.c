@@ -17,7 +17,8 @@
  *
  * Testing knobs (ignored under IGNORE_ENV), read at plan creation: XCAT_CL_SAMPLED_ENTRIES=n
  * (entry buffer capacity: more, smaller row chunks), XCAT_CL_SAMPLED_BLOCK=n (entries per sort
- * block). Neither changes a single bit of the results: every sum keeps its (row, t) order. */
+ * block) — neither changes a single bit of the results: every sum keeps its (row, t) order —
+ * and XCAT_CL_SAMPLED_TEAM=lanes per candidate's dot product (a power of two <= SWG). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,9 +168,20 @@ xcat_status xcat_ocl_sampled_plan_init(xcat_loss_plan *plan)
     if (p->entries < t) p->entries = t;
     cl_program prog = NULL;
     if (!st) {
-        char prelude[96];
-        snprintf(prelude, sizeof prelude, "#define SWG %d\n#define NB_LOCAL %d\n", p->swg,
-                 p->nb_local);
+        /* Lanes per candidate: a team reads 16 bytes per lane per step of a gathered row, so
+         * d/16 lanes (at most 16, at most SWG) read it in about four coalesced steps; CPU
+         * devices keep one lane per candidate (their lanes are SIMD elements of one core). */
+        int team = 1;
+        while (s->info.is_gpu && team < 16 && team * 2 <= p->swg && team * 16 * 2 <= plan->dim)
+            team *= 2;
+        if (!ctx->ignore_env) { /* testing: XCAT_CL_SAMPLED_TEAM=lanes per candidate */
+            const char *v = getenv("XCAT_CL_SAMPLED_TEAM");
+            const int e = v ? atoi(v) : 0;
+            if (e >= 1 && e <= p->swg && (e & (e - 1)) == 0) team = e;
+        }
+        char prelude[128];
+        snprintf(prelude, sizeof prelude, "#define SWG %d\n#define NB_LOCAL %d\n#define TEAM %d\n",
+                 p->swg, p->nb_local, team);
         static const char *const sources[] = {"rng.cl", "sampled.cl", NULL};
         st = xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", &prog);
     }
