@@ -369,8 +369,10 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
  *                         blocks + rank among earlier entries of the block with the same
  *                         bucket (lanes compare within sub-blocks of SWG): stable, so a
  *                         bucket lists its entries in entry order.
- *  sampled_bucket_accum   group = bucket: its entries in order, lanes over d.
- * Prelude: NB (buckets, at most NB_LOCAL in local memory), BE (entries per block). */
+ *  sampled_bucket_accum   group = bucket: its entries in order, lanes over d (CPU devices);
+ *  sampled_bucket_accum_items  the same per item, summed in registers (GPUs, below).
+ * Prelude: NB_LOCAL (most buckets in local memory), IPB (most items per bucket, the per-item
+ * form). Block size and bucket count are arguments. */
 #ifndef NB_LOCAL
 #define NB_LOCAL 8192
 #endif
@@ -494,6 +496,87 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_bucket_ac
             for (int j = lid; j < d; j += SWG) de[j] = mad(v, h[j], de[j]);
         }
         if (has_db && lid == 0) db[offdb + it] += v;
+    }
+}
+
+/* The GPU form of the last step, for buckets of at most IPB items: the bucket's entries are
+ * first placed item by item (a local counting sort, stable, so each item's entries stay in
+ * entry order), then lanes over d sum each item's entries in registers and add the sum to its
+ * dE row once per chunk — one read-modify-write of dE per item instead of one per entry. */
+#ifndef IPB
+#define IPB 256
+#endif
+__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_bucket_accum_items(
+    __global const uint *perm, __global uint *perm2, __global const int *bases,
+    __global const int *totals, __global const int *ent_item, __global const float *ent_val,
+    const int T, const long r0, const int c, const int nb, const int d,
+    __global const float *H, const ulong offH, const long ldh, __global float *dE,
+    const ulong offdE, const long ldde, const int has_de, __global float *db, const ulong offdb,
+    const int has_db)
+{
+    __local int cnt[IPB + 1], pos[IPB];
+    __local int lb[SWG];
+    const int lid = get_local_id(0), b = get_group_id(0);
+    const int u0 = bases[b], n = totals[b];
+    /* items of bucket b: the smallest item with item·nb / c == b, up to the next bucket's */
+    const int lo = (int)(((long)b * c + nb - 1) / nb), hi = (int)(((long)(b + 1) * c + nb - 1) / nb);
+    const int ni = hi - lo;
+    for (int j = lid; j <= IPB; j += SWG) cnt[j] = 0;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int u = lid; u < n; u += SWG) atomic_inc(&cnt[ent_item[perm[u0 + u]] - lo]);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid == 0) {
+        int acc = 0;
+        for (int j = 0; j < ni; ++j) {
+            const int x = cnt[j];
+            pos[j] = acc;
+            cnt[j] = acc;
+            acc += x;
+        }
+        cnt[ni] = acc;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const int nsub = (n + SWG - 1) / SWG;
+    for (int sb = 0; sb < nsub; ++sb) {
+        const int u = sb * SWG + lid;
+        const uint e = u < n ? perm[u0 + u] : 0;
+        const int j = u < n ? ent_item[e] - lo : -1;
+        lb[lid] = j;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        int rank = 0, last = 1;
+        for (int l = 0; l < SWG; ++l) {
+            rank += l < lid && lb[l] == j;
+            last &= !(l > lid && lb[l] == j);
+        }
+        const int at = j >= 0 ? pos[j] + rank : 0;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (j >= 0) {
+            perm2[u0 + at] = e;
+            if (last) pos[j] += rank + 1;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    for (int j = 0; j < ni; ++j) {
+        const int a = u0 + cnt[j], z = u0 + cnt[j + 1];
+        if (a == z) continue;
+        const int item = lo + j;
+        if (has_de) {
+            __global float *de = dE + offdE + (long)item * ldde;
+            for (int x = lid; x < d; x += SWG) {
+                float acc = 0.0f;
+                for (int u = a; u < z; ++u) {
+                    const uint e = perm2[u];
+                    acc = mad(ent_val[e], H[offH + (r0 + e / T) * ldh + x], acc);
+                }
+                de[x] += acc;
+            }
+        }
+        if (has_db && lid == 0) {
+            float acc = 0.0f;
+            for (int u = a; u < z; ++u) acc += ent_val[perm2[u]];
+            db[offdb + item] += acc;
+        }
     }
 }
 

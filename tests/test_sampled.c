@@ -415,25 +415,29 @@ START_TEST(test_draws_across_backends)
 }
 END_TEST
 
-/* OpenCL with several lanes per candidate's dot product (the GPU layout) on any device. */
+/* OpenCL in the GPU layout on any device: several lanes per candidate's dot product and the
+ * per-item sums of the dE step. */
 START_TEST(test_reference_teams)
 {
-    xcat_context *ctx = test_target_context(_i, 0);
+    xcat_context *ctx = test_target_context_flags(_i, 0, 0); /* reads the knobs */
     if (!ctx) return;
     if (test_context_backend(ctx) == XCAT_BACKEND_OPENCL) {
         setenv("XCAT_CL_SAMPLED_TEAM", "4", 1);
-        for (int ci = 0; ci < NUM_CASES; ci += 2) run_reference_case(ctx, &CASES[ci]);
+        setenv("XCAT_CL_SAMPLED_ITEMS", "1", 1);
+        for (int ci = 0; ci < NUM_CASES; ++ci) run_reference_case(ctx, &CASES[ci]);
         unsetenv("XCAT_CL_SAMPLED_TEAM");
+        unsetenv("XCAT_CL_SAMPLED_ITEMS");
     }
     xcat_context_free(ctx);
 }
 END_TEST
 
 /* OpenCL: many small row chunks and sort blocks (testing knobs, read at plan creation) give
- * the same bits as the defaults: every sum keeps its (row, t) order. */
+ * the same bits as the defaults: every sum keeps its (row, t) order (per-item sums: the same
+ * bits whatever the sort blocks). */
 START_TEST(test_chunking_invariant)
 {
-    xcat_context *ctx = test_target_context(_i, 0);
+    xcat_context *ctx = test_target_context_flags(_i, 0, 0); /* reads the knobs */
     if (!ctx) return;
     if (test_context_backend(ctx) != XCAT_BACKEND_OPENCL) {
         xcat_context_free(ctx);
@@ -453,26 +457,32 @@ START_TEST(test_chunking_invariant)
         xcat_loss_desc d = desc_of(s);
         stensors x;
         tensors(ctx, s, &t, &x);
-        float *res[2];
-        for (int v = 0; v < 2; ++v) {
-            if (v) {
-                setenv("XCAT_CL_SAMPLED_ENTRIES", "97", 1); /* 3 rows of 26 entries a chunk */
-                setenv("XCAT_CL_SAMPLED_BLOCK", "13", 1);
+        /* items 0: entry-order sums (any chunks, any blocks); items 1: per-item sums, whose
+         * rounding follows the row chunks (fixed per plan) but not the sort blocks */
+        for (int items = 0; items < 2; ++items) {
+            setenv("XCAT_CL_SAMPLED_ITEMS", items ? "1" : "0", 1);
+            float *res[2];
+            for (int v = 0; v < 2; ++v) {
+                if (v) {
+                    if (!items) setenv("XCAT_CL_SAMPLED_ENTRIES", "97", 1); /* 3 rows a chunk */
+                    setenv("XCAT_CL_SAMPLED_BLOCK", "13", 1);
+                }
+                xcat_loss_plan *p = plan_create(ctx, &d, s->n, s->c, s->d);
+                if (t.counts) {
+                    xcat_tensor *tc = test_tensor(ctx, XCAT_DTYPE_I64, s->c, 1, t.counts);
+                    test_expect_ok(ctx, xcat_loss_plan_set_item_counts(p, tc), "counts");
+                    xcat_tensor_free(tc);
+                }
+                res[v] = run_grads(ctx, p, s, &x);
+                xcat_loss_plan_free(p);
             }
-            xcat_loss_plan *p = plan_create(ctx, &d, s->n, s->c, s->d);
-            if (t.counts) {
-                xcat_tensor *tc = test_tensor(ctx, XCAT_DTYPE_I64, s->c, 1, t.counts);
-                test_expect_ok(ctx, xcat_loss_plan_set_item_counts(p, tc), "counts");
-                xcat_tensor_free(tc);
-            }
-            res[v] = run_grads(ctx, p, s, &x);
-            xcat_loss_plan_free(p);
+            unsetenv("XCAT_CL_SAMPLED_ENTRIES");
+            unsetenv("XCAT_CL_SAMPLED_BLOCK");
+            ck_assert_msg(memcmp(res[0], res[1], (size_t)grads_total(s) * sizeof(float)) == 0,
+                          "%s (items %d): chunking changed the result", s->name, items);
+            free(res[0]), free(res[1]);
         }
-        unsetenv("XCAT_CL_SAMPLED_ENTRIES");
-        unsetenv("XCAT_CL_SAMPLED_BLOCK");
-        ck_assert_msg(memcmp(res[0], res[1], (size_t)grads_total(s) * sizeof(float)) == 0,
-                      "%s: chunking changed the result", s->name);
-        free(res[0]), free(res[1]);
+        unsetenv("XCAT_CL_SAMPLED_ITEMS");
         untensors(&x);
         unmake(&t);
     }

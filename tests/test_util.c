@@ -475,6 +475,11 @@ int test_first_opencl_target(void)
 
 xcat_context *test_target_context(int index, int num_threads)
 {
+    return test_target_context_flags(index, num_threads, XCAT_CONTEXT_IGNORE_ENV);
+}
+
+xcat_context *test_target_context_flags(int index, int num_threads, uint32_t flags)
+{
     const test_target *t = test_target_get(index);
     if (t->backend == XCAT_BACKEND_CPU)
         return test_context_at_isa(t->isa, num_threads);
@@ -491,7 +496,7 @@ xcat_context *test_target_context(int index, int num_threads)
     xcat_context_options_init(&opt);
     opt.backend = XCAT_BACKEND_OPENCL;
     opt.device = device;
-    opt.flags = XCAT_CONTEXT_IGNORE_ENV;
+    opt.flags = flags;
     opt.error_message = msg;
     opt.error_message_size = sizeof msg;
     xcat_context *ctx = NULL;

@@ -104,6 +104,9 @@ int test_first_opencl_target(void);
  *  target cannot run here (ISA level missing, OpenCL placeholder): the caller returns and
  *  passes. Fails the test if a real target's context cannot be created. */
 xcat_context *test_target_context(int index, int num_threads);
+/** The same with the OpenCL context's `flags` given (0: the XCAT_* environment is read, for
+ *  tests of the testing knobs; they set them with setenv, CK_FORK keeps that per test). */
+xcat_context *test_target_context_flags(int index, int num_threads, uint32_t flags);
 /** The backend of a context. */
 xcat_backend_kind test_context_backend(const xcat_context *ctx);
 /** "isa avx2 threads 2" or "opencl 'device name'": for failure messages. */

@@ -17,8 +17,10 @@
  *
  * Testing knobs (ignored under IGNORE_ENV), read at plan creation: XCAT_CL_SAMPLED_ENTRIES=n
  * (entry buffer capacity: more, smaller row chunks), XCAT_CL_SAMPLED_BLOCK=n (entries per sort
- * block) — neither changes a single bit of the results: every sum keeps its (row, t) order —
- * and XCAT_CL_SAMPLED_TEAM=lanes per candidate's dot product (a power of two <= SWG). */
+ * block) — neither changes a bit of the entry-order sums (CPU devices); the per-item sums of
+ * GPUs round per row chunk, so there only the block size is free —
+ * and XCAT_CL_SAMPLED_TEAM=lanes per candidate's dot product (a power of two <= SWG),
+ * XCAT_CL_SAMPLED_ITEMS=0|1 (per-item sums in the last dE step; GPUs by default). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,12 +34,13 @@
 
 typedef struct ocl_smp_plan {
     int swg, nb_local, nb;  /* lanes; item buckets of the dE sort (nb <= nb_local) */
+    int per_item;           /* last step summed per item in registers (GPUs) */
     int64_t entries;        /* capacity of the entry buffer */
     int64_t be;             /* entries per block of the dE sort */
     cl_kernel k_rows, k_zero, k_reduce, k_draw, k_gfac, k_bcount, k_bscan, k_bbase, k_bscatter,
-        k_baccum;
+        k_baccum, k_baccum_items;
     cl_mem ent_item, ent_val, rowloss, gfac, dummy;
-    cl_mem perm, counts, totals, bases; /* the dE sort: entries, nb×blocks, nb, nb */
+    cl_mem perm, perm2, counts, totals, bases; /* the dE sort: entries ×2, nb×blocks, nb, nb */
     cl_mem alias_thr, alias_idx, logq; /* NULL until item counts are set */
     uint64_t generation;
 } ocl_smp_plan;
@@ -94,7 +97,7 @@ xcat_status xcat_ocl_sampled_workspace_size(const xcat_context *ctx, const xcat_
     int nl, nb;
     int64_t be;
     sort_shape(ctx, classes, &nl, &nb, &be);
-    *bytes = (size_t)ent * 12 + (size_t)nb * (size_t)(cdiv(ent, be) + 2) * 4 +
+    *bytes = (size_t)ent * 16 + (size_t)nb * (size_t)(cdiv(ent, be) + 2) * 4 +
              (size_t)max_rows * 8 + 16;
     if (desc->sampler == XCAT_SAMPLER_POPULARITY || desc->kind == XCAT_LOSS_INBATCH ||
         desc->correction == XCAT_CORRECTION_LOGQ)
@@ -117,11 +120,12 @@ void xcat_ocl_sampled_plan_release(xcat_loss_plan *plan)
     ocl_smp_plan *p = plan->backend_plan;
     if (!p) return;
     cl_kernel ks[] = {p->k_rows,   p->k_zero,   p->k_reduce,   p->k_draw,    p->k_gfac,
-                      p->k_bcount, p->k_bscan,  p->k_bbase,    p->k_bscatter, p->k_baccum};
+                      p->k_bcount, p->k_bscan,  p->k_bbase,    p->k_bscatter, p->k_baccum,
+                      p->k_baccum_items};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         if (ks[i]) clReleaseKernel(ks[i]);
     cl_mem ms[] = {p->ent_item, p->ent_val, p->rowloss, p->gfac,  p->dummy,
-                   p->perm,     p->counts,  p->totals,  p->bases};
+                   p->perm,     p->perm2,   p->counts,  p->totals,  p->bases};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
         if (ms[i]) clReleaseMemObject(ms[i]);
     release_tables(p);
@@ -132,14 +136,15 @@ void xcat_ocl_sampled_plan_release(xcat_loss_plan *plan)
 /* The dE sort's buffers for p->entries entries (released first when resized). */
 static xcat_status sort_buffers(xcat_context *ctx, ocl_smp_plan *p)
 {
-    cl_mem *ms[] = {&p->perm, &p->counts, &p->totals, &p->bases};
-    for (size_t i = 0; i < 4; i++)
+    cl_mem *ms[] = {&p->perm, &p->perm2, &p->counts, &p->totals, &p->bases};
+    for (size_t i = 0; i < 5; i++)
         if (*ms[i]) {
             clReleaseMemObject(*ms[i]);
             *ms[i] = NULL;
         }
     const int64_t nblk = cdiv(p->entries, p->be);
     xcat_status st = xcat_ocl_buffer(ctx, (size_t)p->entries * 4, false, &p->perm);
+    if (!st && p->per_item) st = xcat_ocl_buffer(ctx, (size_t)p->entries * 4, false, &p->perm2);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)(nblk * p->nb) * 4, false, &p->counts);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)p->nb * 4, false, &p->totals);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)p->nb * 4, false, &p->bases);
@@ -159,6 +164,14 @@ xcat_status xcat_ocl_sampled_plan_init(xcat_loss_plan *plan)
     const size_t wmax = s->max_wg_size < s->max_wi_sizes[0] ? s->max_wg_size : s->max_wi_sizes[0];
     p->swg = pow2_at_most(wmax, s->info.is_gpu ? 128 : 16);
     sort_shape(ctx, plan->classes, &p->nb_local, &p->nb, &p->be);
+    /* GPUs: sum each item's entries in registers (one dE update per item and chunk) when a
+     * bucket spans at most IPB (256) items; XCAT_CL_SAMPLED_ITEMS=0|1 (testing) forces it. */
+    p->per_item = s->info.is_gpu;
+    if (!ctx->ignore_env) {
+        const char *v = getenv("XCAT_CL_SAMPLED_ITEMS");
+        if (v && (v[0] == '0' || v[0] == '1') && !v[1]) p->per_item = v[0] == '1';
+    }
+    if (cdiv(plan->classes, p->nb) + 1 > 256) p->per_item = 0;
     size_t ws = 0;
     xcat_status st = xcat_ocl_sampled_workspace_size(ctx, &plan->desc, plan->max_rows,
                                                      plan->classes, plan->dim, &ws);
@@ -197,7 +210,8 @@ xcat_status xcat_ocl_sampled_plan_init(xcat_loss_plan *plan)
               {&p->k_bscan, "sampled_bucket_scan"},
               {&p->k_bbase, "sampled_bucket_base"},
               {&p->k_bscatter, "sampled_bucket_scatter"},
-              {&p->k_baccum, "sampled_bucket_accum"}};
+              {&p->k_baccum, "sampled_bucket_accum"},
+              {&p->k_baccum_items, "sampled_bucket_accum_items"}};
     for (size_t i = 0; !st && i < sizeof ks / sizeof ks[0]; i++)
         st = xcat_ocl_kernel(ctx, prog, ks[i].name, ks[i].k);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)p->entries * 4, false, &p->ent_item);
@@ -508,14 +522,19 @@ static xcat_status dE_pass(const smp_call *c, int64_t r0, int64_t nr, const xcat
     st = launch(c->ctx, &f, 1, &g_blk, &lw, "enqueueing sampled_bucket_scatter");
     if (st) return st;
     const mat H = tensor_mat(c->call->hidden);
-    args g = {.k = p->k_baccum};
+    args g = {.k = p->per_item ? p->k_baccum_items : p->k_baccum};
     A_MEM(&g, p->perm);
+    if (p->per_item) A_MEM(&g, p->perm2);
     A_MEM(&g, p->bases);
     A_MEM(&g, p->totals);
     A_MEM(&g, p->ent_item);
     A_MEM(&g, p->ent_val);
     A_INT(&g, c->t);
     A_LONG(&g, r0);
+    if (p->per_item) {
+        A_INT(&g, C);
+        A_INT(&g, p->nb);
+    }
     A_INT(&g, c->plan->dim);
     A_MEM(&g, H.mem);
     A_ULONG(&g, H.off);
