@@ -432,6 +432,55 @@ START_TEST(test_reference_teams)
 }
 END_TEST
 
+/* CPU: shared candidates (GIVEN_SHARED, in-batch) through GEMMs agree with the gathered dot
+ * products they replace (XCAT_CPU_SHARED_GATHER=1, read by a context without IGNORE_ENV). */
+START_TEST(test_shared_gemm_matches_gather)
+{
+    static const scase cases[] = {
+        {"gemm_shared", XCAT_LOSS_SAMPLED_CE, XCAT_SAMPLER_GIVEN_SHARED, XCAT_CORRECTION_NONE, 61,
+         150, 9, 17, 0, XCAT_REDUCTION_MEAN, 1, 1, 1, 2, 0.1},
+        {"gemm_inbatch", XCAT_LOSS_INBATCH, XCAT_SAMPLER_UNIFORM, XCAT_CORRECTION_NONE, 75, 120,
+         7, 3, 0, XCAT_REDUCTION_SUM, 1, 1, 1, 1, 0.1, 1.3f, 4.0f},
+    };
+    xcat_context_options opt;
+    xcat_context_options_init(&opt);
+    opt.backend = XCAT_BACKEND_CPU;
+    opt.num_threads = 2;
+    xcat_context *ctx = NULL;
+    ck_assert_int_eq(xcat_context_create(&opt, &ctx), XCAT_OK);
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ++ci) {
+        const scase *s = &cases[ci];
+        test_rng_stream(s->name, 0);
+        sdata t;
+        make(s, &t);
+        xcat_loss_desc d = desc_of(s);
+        stensors x;
+        tensors(ctx, s, &t, &x);
+        xcat_loss_plan *p = plan_create(ctx, &d, s->n, s->c, s->d);
+        float *gemm = run_grads(ctx, p, s, &x);
+        setenv("XCAT_CPU_SHARED_GATHER", "1", 1);
+        float *gath = run_grads(ctx, p, s, &x);
+        unsetenv("XCAT_CPU_SHARED_GATHER");
+        const int64_t total = grads_total(s);
+        double num = 0, den = 0;
+        int differ = 0;
+        for (int64_t q = 0; q < total; ++q) {
+            num += ((double)gemm[q] - gath[q]) * ((double)gemm[q] - gath[q]);
+            den += (double)gath[q] * gath[q];
+            differ |= gemm[q] != gath[q];
+        }
+        ck_assert_msg(sqrt(num) <= 1e-5 * sqrt(den), "%s: GEMM vs gather %g", s->name,
+                      sqrt(num / den));
+        ck_assert_msg(differ, "%s: bitwise equal: the knob did not switch paths", s->name);
+        free(gemm), free(gath);
+        xcat_loss_plan_free(p);
+        untensors(&x);
+        unmake(&t);
+    }
+    xcat_context_free(ctx);
+}
+END_TEST
+
 /* OpenCL: many small row chunks and sort blocks (testing knobs, read at plan creation) give
  * the same bits as the defaults: every sum keeps its (row, t) order (per-item sums: the same
  * bits whatever the sort blocks). */
@@ -846,41 +895,52 @@ END_TEST
 /* Bitwise the same loss and gradients with 1, 2 and 3 threads. */
 START_TEST(test_deterministic_threads)
 {
-    const scase *s = &CASES[1];
-    test_rng_stream("det", 0);
-    sdata t;
-    make(s, &t);
-    xcat_loss_desc d = desc_of(s);
-    float *first = NULL;
-    const int64_t total = 1 + s->n * s->d + s->c * s->d;
-    for (int threads = 1; threads <= 3; ++threads) {
-        xcat_context *ctx = test_context(-1, threads);
-        xcat_loss_plan *p = plan_create(ctx, &d, s->n, s->c, s->d);
-        stensors x;
-        tensors(ctx, s, &t, &x);
-        xcat_loss_args a = args_of(&x, 3);
-        xcat_tensor *L = test_tensor(ctx, XCAT_DTYPE_F32, 1, 1, NULL);
-        xcat_tensor *dH = test_tensor(ctx, XCAT_DTYPE_F32, s->n, s->d, NULL);
-        xcat_tensor *dE = test_tensor(ctx, XCAT_DTYPE_F32, s->c, s->d, NULL);
-        test_expect_ok(ctx, xcat_loss_forward(p, &a, L, NULL), "forward");
-        test_expect_ok(ctx, xcat_loss_backward(p, &a, NULL, dH, dE, NULL), "backward");
-        float *v = test_alloc_floats(total);
-        ck_assert_int_eq(xcat_tensor_read(L, v, 0), XCAT_OK);
-        ck_assert_int_eq(xcat_tensor_read(dH, v + 1, 0), XCAT_OK);
-        ck_assert_int_eq(xcat_tensor_read(dE, v + 1 + s->n * s->d, 0), XCAT_OK);
-        if (!first) first = v;
-        else {
-            ck_assert_msg(memcmp(first, v, (size_t)total * sizeof *v) == 0,
-                          "%d threads differ from 1", threads);
-            free(v);
+    /* gathered candidates, shared ones (GEMMs), in-batch ones (GEMMs) */
+    static const scase det_cases[] = {
+        {"det_gather", XCAT_LOSS_SAMPLED_CE, XCAT_SAMPLER_UNIFORM, XCAT_CORRECTION_UNIFORM, 29,
+         97, 7, 33, 0, XCAT_REDUCTION_SUM, 1, 1, 0, 3, 0.2},
+        {"det_shared", XCAT_LOSS_SAMPLED_CE, XCAT_SAMPLER_GIVEN_SHARED, XCAT_CORRECTION_NONE, 70,
+         150, 6, 12, 0, XCAT_REDUCTION_MEAN, 1, 1, 1, 0, 0.1},
+        {"det_inbatch", XCAT_LOSS_INBATCH, XCAT_SAMPLER_UNIFORM, XCAT_CORRECTION_NONE, 90, 200,
+         5, 4, 0, XCAT_REDUCTION_MEAN, 1, 0, 1, 1, 0.1},
+    };
+    for (size_t ci = 0; ci < sizeof det_cases / sizeof *det_cases; ++ci) {
+        const scase *s = &det_cases[ci];
+        test_rng_stream(s->name, 0);
+        sdata t;
+        make(s, &t);
+        xcat_loss_desc d = desc_of(s);
+        float *first = NULL;
+        const int64_t total = 1 + s->n * s->d + s->c * s->d;
+        for (int threads = 1; threads <= 3; ++threads) {
+            xcat_context *ctx = test_context(-1, threads);
+            xcat_loss_plan *p = plan_create(ctx, &d, s->n, s->c, s->d);
+            stensors x;
+            tensors(ctx, s, &t, &x);
+            xcat_loss_args a = args_of(&x, 3);
+            xcat_tensor *L = test_tensor(ctx, XCAT_DTYPE_F32, 1, 1, NULL);
+            xcat_tensor *dH = test_tensor(ctx, XCAT_DTYPE_F32, s->n, s->d, NULL);
+            xcat_tensor *dE = test_tensor(ctx, XCAT_DTYPE_F32, s->c, s->d, NULL);
+            test_expect_ok(ctx, xcat_loss_forward(p, &a, L, NULL), "forward");
+            test_expect_ok(ctx, xcat_loss_backward(p, &a, NULL, dH, dE, NULL), "backward");
+            float *v = test_alloc_floats(total);
+            ck_assert_int_eq(xcat_tensor_read(L, v, 0), XCAT_OK);
+            ck_assert_int_eq(xcat_tensor_read(dH, v + 1, 0), XCAT_OK);
+            ck_assert_int_eq(xcat_tensor_read(dE, v + 1 + s->n * s->d, 0), XCAT_OK);
+            if (!first) first = v;
+            else {
+                ck_assert_msg(memcmp(first, v, (size_t)total * sizeof *v) == 0,
+                              "%s: %d threads differ from 1", s->name, threads);
+                free(v);
+            }
+            TEST_FREE_TENSORS(L, dH, dE);
+            untensors(&x);
+            xcat_loss_plan_free(p);
+            xcat_context_free(ctx);
         }
-        TEST_FREE_TENSORS(L, dH, dE);
-        untensors(&x);
-        xcat_loss_plan_free(p);
-        xcat_context_free(ctx);
+        free(first);
+        unmake(&t);
     }
-    free(first);
-    unmake(&t);
 }
 END_TEST
 
@@ -1042,6 +1102,7 @@ int main(void)
     tcase_add_test(tc, test_popularity_frequencies);
     tcase_add_test(tc, test_item_count_errors);
     tcase_add_test(tc, test_deterministic_threads);
+    tcase_add_test(tc, test_shared_gemm_matches_gather);
     tcase_add_test(tc, test_finite_differences);
     suite_add_tcase(s, tc);
     TCase *te = tcase_create("errors");

@@ -9,6 +9,7 @@
  * fits in half the memory (it never does at the issue's shapes). */
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +20,14 @@
 typedef struct sopts {
     int64_t n, c, k[6], d[4];
     int nk, nd, repeats;
-    const char *backend, *kind, *json;
+    const char *backend, *kind, *sampler, *json;
 } sopts;
 
 static int parse(int argc, char **argv, sopts *o)
 {
     *o = (sopts){.n = 16384, .c = 1000000, .k = {128, 1024, 4096}, .nk = 3, .d = {64, 256},
-                 .nd = 2, .repeats = 3, .backend = "cpu", .kind = "sampled-ce"};
+                 .nd = 2, .repeats = 3, .backend = "cpu", .kind = "sampled-ce",
+                 .sampler = "uniform"};
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--quick")) {
@@ -42,11 +44,14 @@ static int parse(int argc, char **argv, sopts *o)
         else if (!strcmp(a, "--repeats")) o->repeats = atoi(v);
         else if (!strcmp(a, "--backend")) o->backend = v;
         else if (!strcmp(a, "--kind")) o->kind = v;
+        else if (!strcmp(a, "--sampler")) o->sampler = v;
         else if (!strcmp(a, "--json")) o->json = v;
         else {
             fprintf(stderr, "usage: xcat-bench sampled [--n N] [--c C] [--k K,..] [--d d,..] "
-                    "[--kind sampled-ce|bce|gbce] [--repeats R] [--backend cpu|opencl|auto] "
-                    "[--json PATH] [--quick]\n");
+                    "[--kind sampled-ce|bce|gbce|inbatch] [--sampler uniform|shared] "
+                    "[--repeats R] [--backend cpu|opencl|auto] [--json PATH] [--quick]\n"
+                    "  shared: K items given once for the whole batch (GIVEN_SHARED); inbatch: "
+                    "the other rows' positives, K ignored\n");
             return -1;
         }
     }
@@ -77,14 +82,21 @@ int xcat_bench_sampled_main(int argc, char **argv)
 {
     sopts o;
     if (parse(argc, argv, &o)) return 2;
-    xcat_loss_kind kind = !strcmp(o.kind, "bce") ? XCAT_LOSS_BCE
-                        : !strcmp(o.kind, "gbce") ? XCAT_LOSS_GBCE : XCAT_LOSS_SAMPLED_CE;
+    xcat_loss_kind kind = !strcmp(o.kind, "bce")       ? XCAT_LOSS_BCE
+                          : !strcmp(o.kind, "gbce")    ? XCAT_LOSS_GBCE
+                          : !strcmp(o.kind, "inbatch") ? XCAT_LOSS_INBATCH
+                                                       : XCAT_LOSS_SAMPLED_CE;
+    const bool shared = !strcmp(o.sampler, "shared"), inbatch = kind == XCAT_LOSS_INBATCH;
+    if (inbatch) { /* one run: the candidates are the batch */
+        o.k[0] = o.n - 1;
+        o.nk = 1;
+    }
     xcat_context *ctx = NULL;
     xcat_context_info info;
     if (bench_open_context(o.backend, "xcat-bench sampled", &ctx, &info)) return 1;
     FILE *json = o.json ? fopen(o.json, "w") : NULL;
-    printf("# xcat-bench sampled (%s, uniform negatives) — %s (%s), N=%lld C=%lld, median of %d\n",
-           o.kind, info.backend_name, info.device_name, (long long)o.n, (long long)o.c,
+    printf("# xcat-bench sampled (%s, %s negatives) — %s (%s), N=%lld C=%lld, median of %d\n",
+           o.kind, inbatch ? "in-batch" : o.sampler, info.backend_name, info.device_name, (long long)o.n, (long long)o.c,
            o.repeats);
     printf("%5s %6s %10s %12s %10s %11s %9s %12s %12s\n", "d", "K", "fwd ms", "fwd+bwd ms",
            "GFLOP/s", "ceiling", "of ceil", "workspace", "gather-naive");
@@ -113,8 +125,24 @@ int xcat_bench_sampled_main(int argc, char **argv)
             const int64_t k = o.k[ki];
             xcat_loss_desc desc;
             xcat_loss_desc_init(&desc, kind);
-            desc.num_negatives = k;
+            desc.num_negatives = inbatch ? 0 : k;
             desc.seed = 1;
+            if (inbatch) desc.sampler = XCAT_SAMPLER_IN_BATCH;
+            xcat_tensor *tneg = NULL;
+            if (shared) { /* K distinct-ish random items, the same for every row */
+                desc.sampler = XCAT_SAMPLER_GIVEN_SHARED;
+                int32_t *neg = alloc_bytes((size_t)k * 4);
+                uint64_t sn = 7;
+                for (int64_t q = 0; q < k; ++q) neg[q] = (int32_t)(splitmix64(&sn) % (uint64_t)c);
+                if (xcat_tensor_create(ctx, XCAT_DTYPE_I32, k, 1, &tneg) ||
+                    xcat_tensor_write(tneg, neg, 0)) {
+                    fprintf(stderr, "xcat-bench sampled: %s\n", xcat_context_last_error(ctx));
+                    free(neg);
+                    failed = 1;
+                    break;
+                }
+                free(neg);
+            }
             xcat_loss_plan *p = NULL;
             if (xcat_loss_plan_create(ctx, &desc, n, c, d, &p)) {
                 fprintf(stderr, "xcat-bench sampled: plan: %s\n", xcat_context_last_error(ctx));
@@ -128,6 +156,7 @@ int xcat_bench_sampled_main(int argc, char **argv)
             a.hidden = tH;
             a.items = tE;
             a.targets = ty;
+            a.negatives = tneg;
             double tf[16], tb[16];
             for (int r = 0; r <= o.repeats && !failed; ++r) {
                 progress("xcat sampled", r ? "repeat" : "warm-up", r, o.repeats);
@@ -147,6 +176,7 @@ int xcat_bench_sampled_main(int argc, char **argv)
             }
             progress_done();
             xcat_loss_plan_free(p);
+            xcat_tensor_free(tneg);
             if (failed) break;
             const double f = median_of(tf, o.repeats), fb = median_of(tb, o.repeats);
             const double gf = 8.0 * n * (k + 1) * d / (fb * 1e6);

@@ -9,7 +9,15 @@
  * lists fit a bounded buffer (CHUNK_ENTRIES). Phase A, parallel over rows: each row recomputes
  * its candidates, writes its own dH row and its list. Phase B, parallel over item ranges: each
  * worker scans the whole chunk list in (row, k) order and accumulates only the items it owns, so
- * every dE row is summed in the same order whatever the thread count. */
+ * every dE row is summed in the same order whatever the thread count.
+ *
+ * Shared candidates are GEMMs, not gathers: the K items of GIVEN_SHARED, and the batch's own
+ * positives for INBATCH. Their rows of E are gathered once per call (E_s, nsh × d); per chunk of
+ * rows, Z = H_chunk · E_sᵀ (OpenBLAS, 64-row tiles per worker) gives their dot products; in the
+ * backward their coefficients go to a chunk matrix G instead of the lists, dH += G · E_s, and
+ * dE_s += Gᵀ · H_chunk (workers own slices of the shared columns, chunks in order), added into
+ * dE in column order at the end. XCAT_CPU_SHARED_GATHER=1 (testing, benchmarks; not under
+ * IGNORE_ENV) turns this off. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +28,13 @@
 #include "../cl/rng.cl"
 
 #include "baseline_guard.h"
+#include "cpu_blas.h"
 #include "cpu_sampled.h"
 #include "sampling.h"
 
 #define CHUNK_ENTRIES ((int64_t)1 << 21) /* (item, coefficient) pairs per backward chunk */
 #define REJECT_ATTEMPTS 16
+#define SHARED_Z_BYTES ((int64_t)64 << 20) /* shared columns' dots (and coefficients) per chunk */
 #define PREFETCH_AHEAD 8 /* gathered rows requested ahead of their dot product */
 #if defined(__GNUC__)
 #define PREFETCH(p) __builtin_prefetch((p), 0, 0)
@@ -47,6 +57,13 @@ typedef struct sjob {
     int64_t kt;   /* negatives per row in all: k, plus the other n − 1 rows' positives (INBATCH) */
     const float *logQ; /* INBATCH: log Q(item) from the item counts (LOGQ, LOGQ_CORRECTED) */
     float beta;   /* BCE / GBCE weight of the positive term */
+    /* Shared candidates (GIVEN_SHARED: the K negatives; INBATCH: the n positives): their dot
+     * products with a chunk of rows come from one GEMM, Z = H_chunk · E_sharedᵀ. */
+    int64_t nsh;           /* shared columns, 0 = none */
+    const int64_t *sh_items; /* nsh item ids (−1: none) */
+    const float *Esh;      /* nsh × d gathered rows (zeros for −1) */
+    const float *Z;        /* the current chunk's dots: Z[(row − z0) · nsh + s] */
+    int64_t z0;
 } sjob;
 
 static int64_t target_of(const sjob *j, int64_t i)
@@ -122,6 +139,14 @@ static int64_t negative(const sjob *j, int64_t row, int64_t y, int64_t k, const 
     return -1;
 }
 
+/* A logit from its dot product h·e: bias, scale, softcap. */
+static float logit_finish(const sjob *j, float r, int64_t item)
+{
+    if (j->b) r += j->b[item];
+    r *= j->scale;
+    return j->cap > 0.0f ? j->cap * tanhf(r / j->cap) : r;
+}
+
 static float logit_of(const sjob *j, int64_t row, int64_t item)
 {
     const float *h = j->H + row * j->ldh, *e = j->E + item * j->lde;
@@ -135,10 +160,13 @@ static float logit_of(const sjob *j, int64_t row, int64_t item)
         s3 += h[t + 3] * e[t + 3];
     }
     for (; t < j->d; ++t) s0 += h[t] * e[t];
-    float r = (s0 + s1) + (s2 + s3);
-    if (j->b) r += j->b[item];
-    r *= j->scale;
-    return j->cap > 0.0f ? j->cap * tanhf(r / j->cap) : r;
+    return logit_finish(j, (s0 + s1) + (s2 + s3), item);
+}
+
+/* The logit of a shared column s of `row`, from the chunk's GEMM. */
+static float shared_logit(const sjob *j, int64_t row, int64_t s, int64_t item)
+{
+    return logit_finish(j, j->Z[(row - j->z0) * j->nsh + s], item);
 }
 
 /* dz/d(h·e + b) for a logit z */
@@ -177,7 +205,7 @@ static double inbatch_pass(const sjob *j, int64_t row, int64_t *items, float *z,
         const bool m = v < 0 || v == y || in_row_items(j->call, row, v) ||
                        (withq && isinf(j->logQ[v]));
         items[t] = m ? -1 : v;
-        z[t] = m ? 0.0f : logit_of(j, row, v);
+        z[t] = m ? 0.0f : j->nsh ? shared_logit(j, row, r, v) : logit_of(j, row, v);
         ++t;
     }
     /* per-candidate corrections, in coef's room while the loss is formed */
@@ -255,7 +283,10 @@ static double row_pass(const sjob *j, int64_t row, int64_t *items, float *z, flo
     /* Draw first, then gather: the rows are random lines of E, so the loop is bound by memory
      * latency; knowing every item up front lets it prefetch PREFETCH_AHEAD rows ahead. */
     for (int64_t k = 0; k < K; ++k) items[k + 1] = negative(j, row, y, k, pp);
-    for (int64_t k = 0; k < K; ++k) {
+    const bool shared = j->nsh > 0 && d->sampler == XCAT_SAMPLER_GIVEN_SHARED;
+    for (int64_t k = 0; k < K && shared; ++k)
+        z[k + 1] = items[k + 1] >= 0 ? shared_logit(j, row, k, items[k + 1]) : 0.0f;
+    for (int64_t k = 0; k < K && !shared; ++k) {
         if (k + PREFETCH_AHEAD < K && items[k + 1 + PREFETCH_AHEAD] >= 0) {
             const char *e = (const char *)(j->E + items[k + 1 + PREFETCH_AHEAD] * j->lde);
             for (int64_t off = 0; off < j->d * 4; off += 64) PREFETCH(e + off);
@@ -346,6 +377,8 @@ xcat_status xcat_cpu_sampled_workspace_size(const xcat_context *ctx, const xcat_
     if (desc->kind == XCAT_LOSS_INBATCH) k += max_rows - 1; /* the batch's other positives */
     (void)classes;
     (void)dim;
+    /* Shared candidates (GIVEN_SHARED, INBATCH) allocate their GEMM buffers per call:
+     * E_s and its gradient (8·nsh·d bytes) and the chunk's Z and G (<= 2 × SHARED_Z_BYTES). */
     *bytes = (size_t)max_rows * sizeof(double) + (size_t)ctx->num_threads * scratch_bytes(k);
     return XCAT_OK;
 }
@@ -380,36 +413,142 @@ static char *call_scratch(xcat_loss_plan *plan, int64_t k, bool *owned)
     return *owned ? xcat_host_alloc(plan->ctx, need, 64) : plan->workspace;
 }
 
+/* ---- shared candidates as GEMMs -------------------------------------------------------- */
+
+#define SHARED_BLOCK 64                    /* rows per tile GEMM */
+
+/* The call's shared columns (GIVEN_SHARED: the K given items; INBATCH: the n rows' positives,
+ * −1 for ignored rows) and their rows of E gathered once; sets j->nsh (0: none). */
+typedef struct shared_cols {
+    int64_t *items;
+    float *E;
+} shared_cols;
+
+static xcat_status shared_setup(sjob *j, xcat_context *ctx, shared_cols *sc)
+{
+    const xcat_loss_desc *d = &j->plan->desc;
+    *sc = (shared_cols){0};
+    j->nsh = d->sampler == XCAT_SAMPLER_GIVEN_SHARED ? j->k
+             : d->kind == XCAT_LOSS_INBATCH          ? j->n
+                                                     : 0;
+    /* XCAT_CPU_SHARED_GATHER=1 (testing, benchmarks): gathered dot products instead */
+    const char *v = ctx->ignore_env ? NULL : getenv("XCAT_CPU_SHARED_GATHER");
+    if (v && v[0] == '1') j->nsh = 0;
+    if (!j->nsh) return XCAT_OK;
+    sc->items = xcat_host_alloc(ctx, (size_t)j->nsh * sizeof(int64_t), 64);
+    sc->E = xcat_host_alloc(ctx, (size_t)(j->nsh * j->d) * sizeof(float), 64);
+    if (!sc->items || !sc->E) {
+        xcat_host_free(ctx, sc->items), xcat_host_free(ctx, sc->E);
+        *sc = (shared_cols){0};
+        return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "shared candidates (%lld rows)",
+                          (long long)j->nsh);
+    }
+    for (int64_t c = 0; c < j->nsh; ++c) {
+        int64_t it;
+        if (d->sampler == XCAT_SAMPLER_GIVEN_SHARED) {
+            const xcat_tensor *t = j->call->negatives;
+            it = t->dtype == XCAT_DTYPE_I64 ? ((const int64_t *)t->data)[c]
+                                            : ((const int32_t *)t->data)[c];
+        } else {
+            it = ignored(j, c) ? -1 : target_of(j, c);
+        }
+        sc->items[c] = it;
+        float *dst = sc->E + c * j->d;
+        if (it >= 0) memcpy(dst, j->E + it * j->lde, (size_t)j->d * sizeof(float));
+        else memset(dst, 0, (size_t)j->d * sizeof(float));
+    }
+    j->sh_items = sc->items;
+    j->Esh = sc->E;
+    return XCAT_OK;
+}
+
+static void shared_free(xcat_context *ctx, shared_cols *sc)
+{
+    xcat_host_free(ctx, sc->items);
+    xcat_host_free(ctx, sc->E);
+}
+
+/* Rows per chunk so that the chunk's nsh-wide dots fit SHARED_Z_BYTES. */
+static int64_t shared_chunk_rows(const sjob *j)
+{
+    if (!j->nsh) return j->n;
+    int64_t r = SHARED_Z_BYTES / (4 * j->nsh);
+    if (r < 1) r = 1;
+    return r < j->n ? r : j->n;
+}
+
+/* Z rows [0, nr) = H[r0 .. r0+nr) · E_sharedᵀ, by the team (inside a parallel region). */
+static void shared_dots(const sjob *j, float *Z, int64_t r0, int64_t nr)
+{
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < nr; b += SHARED_BLOCK) {
+        const int64_t m = nr - b < SHARED_BLOCK ? nr - b : SHARED_BLOCK;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)j->nsh, (int)j->d,
+                    1.0f, j->H + (r0 + b) * j->ldh, (int)j->ldh, j->Esh, (int)j->d, 0.0f,
+                    Z + b * j->nsh, (int)j->nsh);
+    }
+}
+
+/* Shared column of candidate t of `row`, or −1 when t is not a shared candidate. */
+static int64_t shared_col(const sjob *j, int64_t row, int64_t t)
+{
+    if (!j->nsh || t == 0) return -1;
+    if (j->plan->desc.sampler == XCAT_SAMPLER_GIVEN_SHARED) return t <= j->k ? t - 1 : -1;
+    if (t <= j->k) return -1; /* INBATCH extras are drawn per row */
+    const int64_t r = t - j->k - 1;
+    return r < row ? r : r + 1;
+}
+
 xcat_status xcat_cpu_sampled_forward(xcat_loss_plan *plan, const xcat_loss_call *call,
                                      xcat_tensor *loss, xcat_tensor *lse)
 {
+    xcat_context *ctx = plan->ctx;
     sjob j;
     job_init(&j, plan, call);
+    shared_cols sc;
+    xcat_status st = shared_setup(&j, ctx, &sc);
+    if (st) return st;
     bool owned;
     char *ws = call_scratch(plan, j.kt, &owned);
-    if (!ws) return xcat_error(plan->ctx, XCAT_ERROR_OUT_OF_MEMORY, "sampled-loss scratch");
+    const int64_t rc = shared_chunk_rows(&j);
+    float *Z = j.nsh ? xcat_host_alloc(ctx, (size_t)(rc * j.nsh) * sizeof(float), 64) : NULL;
+    if (!ws || (j.nsh && !Z)) {
+        if (owned) xcat_host_free(ctx, ws);
+        xcat_host_free(ctx, Z);
+        shared_free(ctx, &sc);
+        return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "sampled-loss scratch");
+    }
+    j.Z = Z;
     double *rowloss = (double *)ws;
     char *scr = ws + (size_t)plan->max_rows * sizeof(double);
     const size_t sb = scratch_bytes(j.kt);
     float *lse_out = lse ? lse->data : NULL;
-#pragma omp parallel num_threads(plan->ctx->num_threads)
-    {
-        char *mine = scr + sb * (size_t)omp_get_thread_num();
-        int64_t *items = (int64_t *)mine;
-        float *z = (float *)(items + j.kt + 1);
+    const int saved = blas_pin_begin();
+    for (int64_t r0 = 0; r0 < j.n; r0 += rc) {
+        const int64_t nr = j.n - r0 < rc ? j.n - r0 : rc;
+        j.z0 = r0;
+#pragma omp parallel num_threads(ctx->num_threads)
+        {
+            blas_single_threaded();
+            if (j.nsh) shared_dots(&j, Z, r0, nr);
+            char *mine = scr + sb * (size_t)omp_get_thread_num();
+            int64_t *items = (int64_t *)mine;
+            float *z = (float *)(items + j.kt + 1);
 #pragma omp for schedule(dynamic, 16)
-        for (int64_t i = 0; i < j.n; ++i) {
-            if (ignored(&j, i)) {
-                rowloss[i] = 0.0;
-                if (lse_out) lse_out[i] = 0.0f;
-                continue;
+            for (int64_t i = r0; i < r0 + nr; ++i) {
+                if (ignored(&j, i)) {
+                    rowloss[i] = 0.0;
+                    if (lse_out) lse_out[i] = 0.0f;
+                    continue;
+                }
+                float l;
+                const double v = row_pass(&j, i, items, z, NULL, &l);
+                rowloss[i] = v * (j.w ? (double)j.w[i] : 1.0);
+                if (lse_out) lse_out[i] = l;
             }
-            float l;
-            const double v = row_pass(&j, i, items, z, NULL, &l);
-            rowloss[i] = v * (j.w ? (double)j.w[i] : 1.0);
-            if (lse_out) lse_out[i] = l;
         }
     }
+    blas_pin_end(saved);
     float *out = loss->data;
     if (plan->desc.reduction == XCAT_REDUCTION_NONE) {
         for (int64_t i = 0; i < j.n; ++i) out[i] = (float)rowloss[i];
@@ -418,7 +557,9 @@ xcat_status xcat_cpu_sampled_forward(xcat_loss_plan *plan, const xcat_loss_call 
         for (int64_t i = 0; i < j.n; ++i) sum += rowloss[i];
         out[0] = (float)(sum * call->reduction_scale);
     }
-    if (owned) xcat_host_free(plan->ctx, ws);
+    if (owned) xcat_host_free(ctx, ws);
+    xcat_host_free(ctx, Z);
+    shared_free(ctx, &sc);
     return XCAT_OK;
 }
 
@@ -431,20 +572,34 @@ xcat_status xcat_cpu_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call
     xcat_context *ctx = plan->ctx;
     sjob j;
     job_init(&j, plan, call);
+    shared_cols sc;
+    xcat_status st = shared_setup(&j, ctx, &sc);
+    if (st) return st;
     const int threads = ctx->num_threads;
-    const int64_t per_row = j.kt + 1;
+    const int64_t per_row = j.kt + 1, nsh = j.nsh;
     int64_t chunk_rows = CHUNK_ENTRIES / per_row;
     if (chunk_rows < 1) chunk_rows = 1;
-    if (chunk_rows > j.n) chunk_rows = j.n;
+    if (chunk_rows > shared_chunk_rows(&j)) chunk_rows = shared_chunk_rows(&j);
     bool owned;
     char *ws = call_scratch(plan, j.kt, &owned);
     const size_t list_bytes = (size_t)(chunk_rows * per_row) * (sizeof(int32_t) + sizeof(float));
     char *list = xcat_host_alloc(ctx, list_bytes, 64);
-    if (!ws || !list) {
+    /* shared columns: the chunk's dots Z and coefficients G (chunk_rows × nsh each), and the
+     * gradient of the gathered rows dEsh (nsh × d) and of their biases (nsh) */
+    const size_t zg = (size_t)(chunk_rows * nsh), esz = (size_t)(nsh * j.d);
+    float *shbuf = nsh ? xcat_host_alloc(ctx, (2 * zg + esz + (size_t)nsh) * sizeof(float), 64)
+                       : NULL;
+    if (!ws || !list || (nsh && !shbuf)) {
         if (owned) xcat_host_free(ctx, ws);
         xcat_host_free(ctx, list);
+        xcat_host_free(ctx, shbuf);
+        shared_free(ctx, &sc);
         return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "sampled-loss backward buffers");
     }
+    float *Z = shbuf, *G = nsh ? shbuf + zg : NULL, *dEsh = nsh ? shbuf + 2 * zg : NULL;
+    float *dbsh = nsh ? dEsh + esz : NULL;
+    if (nsh) memset(dEsh, 0, (esz + (size_t)nsh) * sizeof(float));
+    j.Z = Z;
     float *g = (float *)ws; /* the row-loss doubles' room holds the per-row factors */
     char *scr = ws + (size_t)plan->max_rows * sizeof(double);
     const size_t sb = scratch_bytes(j.kt);
@@ -462,10 +617,14 @@ xcat_status xcat_cpu_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call
     if (dE)
         for (int64_t r = 0; r < j.c; ++r) memset(dE + r * lde_out, 0, (size_t)j.d * sizeof(float));
     if (db) memset(db, 0, (size_t)j.c * sizeof(float));
+    const int saved = blas_pin_begin();
     for (int64_t r0 = 0; r0 < j.n; r0 += chunk_rows) {
         const int64_t nr = j.n - r0 < chunk_rows ? j.n - r0 : chunk_rows;
+        j.z0 = r0;
 #pragma omp parallel num_threads(threads)
         {
+            blas_single_threaded();
+            if (nsh) shared_dots(&j, Z, r0, nr);
             char *mine = scr + sb * (size_t)omp_get_thread_num();
             int64_t *items = (int64_t *)mine;
             float *z = (float *)(items + per_row), *coef = z + per_row;
@@ -474,8 +633,10 @@ xcat_status xcat_cpu_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call
                 const int64_t i = r0 + r;
                 int32_t *ri = li + r * per_row;
                 float *rc = lc + r * per_row;
+                float *gr = nsh ? G + r * nsh : NULL;
                 float *dh = d_hidden ? (float *)d_hidden->data + i * d_hidden->stride : NULL;
                 if (dh) memset(dh, 0, (size_t)j.d * sizeof(float));
+                if (gr) memset(gr, 0, (size_t)nsh * sizeof(float));
                 if (g[i] == 0.0f) {
                     for (int64_t k = 0; k < per_row; ++k) ri[k] = -1;
                     continue;
@@ -483,6 +644,12 @@ xcat_status xcat_cpu_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call
                 row_pass(&j, i, items, z, coef, NULL);
                 for (int64_t k = 0; k < per_row; ++k) {
                     const float cf = coef[k] * g[i];
+                    const int64_t col = shared_col(&j, i, k);
+                    if (col >= 0) { /* a shared candidate: its gradients come from GEMMs */
+                        gr[col] = items[k] >= 0 ? cf : 0.0f;
+                        ri[k] = -1;
+                        continue;
+                    }
                     ri[k] = items[k] >= 0 && cf != 0.0f ? (int32_t)items[k] : -1;
                     rc[k] = cf;
                     if (dh && ri[k] >= 0) {
@@ -496,6 +663,28 @@ xcat_status xcat_cpu_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call
                         for (int64_t t = 0; t < j.d; ++t) dh[t] += cf * e[t];
                     }
                 }
+            }
+            if (nsh && d_hidden) { /* dH += G · E_shared, row blocks */
+#pragma omp for schedule(static)
+                for (int64_t b = 0; b < nr; b += SHARED_BLOCK) {
+                    const int64_t m = nr - b < SHARED_BLOCK ? nr - b : SHARED_BLOCK;
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)j.d,
+                                (int)nsh, 1.0f, G + b * nsh, (int)nsh, j.Esh, (int)j.d, 1.0f,
+                                (float *)d_hidden->data + (r0 + b) * d_hidden->stride,
+                                (int)d_hidden->stride);
+                }
+            }
+            if (nsh && (dE || db)) {
+                /* dE_shared += Gᵀ · H_chunk: worker t owns a slice of the shared columns, each
+                 * column summed over the chunk's rows in one GEMM, chunks in order */
+                const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+                const int64_t s0 = nsh * t / nt, s1 = nsh * (t + 1) / nt;
+                if (dE && s1 > s0)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(s1 - s0),
+                                (int)j.d, (int)nr, 1.0f, G + s0, (int)nsh, j.H + r0 * j.ldh,
+                                (int)j.ldh, 1.0f, dEsh + s0 * j.d, (int)j.d);
+                for (int64_t c = s0; db && c < s1; ++c)
+                    for (int64_t r = 0; r < nr; ++r) dbsh[c] += G[r * nsh + c];
             }
             if (dE || db) {
                 /* Phase B: worker t owns items [lo, hi) and adds them in (row, k) order. */
@@ -518,8 +707,22 @@ xcat_status xcat_cpu_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call
             }
         }
     }
+    blas_pin_end(saved);
+    /* the shared columns' gradients into their items, in column order (repeats add up) */
+    for (int64_t c = 0; c < nsh; ++c) {
+        const int64_t it = sc.items[c];
+        if (it < 0) continue;
+        if (db) db[it] += dbsh[c];
+        if (dE) {
+            float *de = dE + it * lde_out;
+            const float *src = dEsh + c * j.d;
+            for (int64_t u = 0; u < j.d; ++u) de[u] += src[u];
+        }
+    }
     xcat_host_free(ctx, list);
+    xcat_host_free(ctx, shbuf);
     if (owned) xcat_host_free(ctx, ws);
+    shared_free(ctx, &sc);
     return XCAT_OK;
 }
 
