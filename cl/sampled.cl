@@ -222,6 +222,17 @@ inline float smp_sum_reduce(float v, __local float *ls)
     return v;
 }
 
+/* Shared column of candidate t of row i (shmode 1: GIVEN_SHARED, column t − 1; shmode 2:
+ * INBATCH, the other row's index), or −1 when t is gathered. */
+inline int smp_shared_col(const int shmode, const int k, const long i, const int t)
+{
+    if (shmode == 0 || t == 0) return -1;
+    if (shmode == 1) return t <= k ? t - 1 : -1;
+    if (t <= k) return -1;
+    const long r = t - k - 1;
+    return (int)(r < i ? r : r + 1);
+}
+
 /* Rows [r0, r0 + get_num_groups(0)). Mode 0: rowloss[i] = w_i·ℓ_i (0 for ignored rows),
  * lse (optional). Mode 1: entries (item, g_i·dℓ/dz) at ent + (i − r0)·T, and dH rows. The entry
  * list also holds z between the two halves of mode 1. No early return (see topk.cl). */
@@ -230,7 +241,7 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
     const int has_w, __global const float *gfac, __global float *rowloss,
     __global float *lse_out, const ulong offlse, const int has_lse, __global int *ent_item,
     __global float *ent_val, __global float *dH, const ulong offdh, const long lddh,
-    const int has_dh)
+    const int has_dh, __global float *ZG, const int nsh, const int shmode)
 {
     __local float lm[SWG], ls[SWG];
     const int lid = get_local_id(0);
@@ -242,6 +253,9 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
     const int Tl = ign || g == 0.0f ? 0 : T;
     __global int *eit = ent_item + (long)get_group_id(0) * T;
     __global float *eval = ent_val + (long)get_group_id(0) * T;
+    /* shared candidates: their dots come from the chunk's GEMM (row i − r0 of ZG); mode 1
+     * puts their coefficients back in its place (G) instead of the entry list */
+    __global float *zg = ZG + (long)get_group_id(0) * nsh;
 
     const int ce = kind == K_SAMPLED_CE || kind == K_INBATCH;
     const float lq_p = kind == K_INBATCH && withq && !ign ? logq[yv] : 0.0f;
@@ -262,7 +276,10 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
     for (int it = 0; it < nit; ++it) {
         const int t = it * teams + team;
         const long item = t < Tl ? smp_item(SMP_PASS, i, yv, t) : -1;
-        ls[lid] = item >= 0 ? smp_partial_dot(hrow, E + offE + item * lde, d, tl) : 0.0f;
+        const int col = t < Tl ? smp_shared_col(shmode, k, i, t) : -1;
+        ls[lid] = item < 0   ? 0.0f
+                  : col >= 0 ? (tl == 0 ? zg[col] : 0.0f)
+                             : smp_partial_dot(hrow, E + offE + item * lde, d, tl);
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int w = TEAM / 2; w > 0; w >>= 1) {
             if (tl < w) ls[lid] += ls[lid + w];
@@ -337,10 +354,15 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
         }
         cf *= g;
         eval[t] = cf;
-        if (cf == 0.0f) eit[t] = -1;
+        const int col = smp_shared_col(shmode, k, i, t);
+        if (col >= 0) zg[col] = cf; /* G: the GEMMs take it from here */
+        if (cf == 0.0f || col >= 0) eit[t] = -1;
     }
-    /* rows that did not run leave an empty entry list */
+    /* rows that did not run leave an empty entry list and a zero G row; a row's own column of
+     * the in-batch GEMM is no candidate */
     for (int t = lid; mode == 1 && Tl == 0 && t < T; t += SWG) eit[t] = -1;
+    for (int c2 = lid; mode == 1 && shmode && Tl == 0 && c2 < nsh; c2 += SWG) zg[c2] = 0.0f;
+    if (mode == 1 && shmode == 2 && Tl > 0 && lid == 0) zg[i] = 0.0f;
     barrier(CLK_GLOBAL_MEM_FENCE);
     /* dH row: lanes over the dimensions, candidates in t order */
     if (mode == 1 && has_dh) {
@@ -633,4 +655,63 @@ __kernel void sampled_gfac(const long n, __global const void *y, const ulong off
     if (gmode == 2) v *= grad[offg + i];
     if (gmode == 1) v *= grad[offg];
     out[i] = v;
+}
+
+/* ---- shared candidates as GEMMs (GIVEN_SHARED, INBATCH) ------------------------------------ */
+
+/* The shared columns' items: mode 1 the given vector (−1 stays), mode 2 the rows' targets
+ * (ignored rows −1). */
+__kernel void sampled_shared_items(const int nsh, const int mode, __global const void *src,
+                                   const ulong offs, const int s64, const long ignore_index,
+                                   __global int *out)
+{
+    const int c = get_global_id(0);
+    if (c >= nsh) return;
+    const long v = smp_target(src, offs, s64, c);
+    out[c] = mode == 2 && v == ignore_index ? -1 : (int)v;
+}
+
+/* Esh[c] = E[items[c]] (zeros for −1). */
+__kernel void sampled_gather_rows(const int nsh, const int d, __global const int *items,
+                                  __global const float *E, const ulong offE, const long lde,
+                                  __global float *Esh)
+{
+    const long g = get_global_id(0);
+    if (g >= (long)nsh * d) return;
+    const int c = g / d, j = g % d;
+    const int it = items[c];
+    Esh[g] = it >= 0 ? E[offE + (long)it * lde + j] : 0.0f;
+}
+
+/* acc[c] += Σ_r G[r·nsh + c], rows in order. */
+__kernel void sampled_colsum_add(const int nr, const int nsh, __global const float *G,
+                                 __global float *acc)
+{
+    const int c = get_global_id(0);
+    if (c >= nsh) return;
+    float s = acc[c];
+    for (int r = 0; r < nr; ++r) s += G[(long)r * nsh + c];
+    acc[c] = s;
+}
+
+/* After the bucket sort of the shared columns (perm: columns grouped by item bucket, in column
+ * order): dE[item] += dEsh[column], db[item] += dbsh[column], one group per bucket. */
+__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_shared_accum(
+    __global const uint *perm, __global const int *bases, __global const int *totals,
+    __global const int *items, __global const float *dEsh, __global const float *dbsh,
+    const int d, __global float *dE, const ulong offdE, const long ldde, const int has_de,
+    __global float *db, const ulong offdb, const int has_db)
+{
+    const int lid = get_local_id(0), b = get_group_id(0);
+    const int u0 = bases[b], u1 = u0 + totals[b];
+    for (int u = u0; u < u1; ++u) {
+        const uint col = perm[u];
+        const int it = items[col];
+        if (has_de) {
+            __global float *de = dE + offdE + (long)it * ldde;
+            __global const float *src = dEsh + (long)col * d;
+            for (int j = lid; j < d; j += SWG) de[j] += src[j];
+        }
+        if (has_db && lid == 0) db[offdb + it] += dbsh[col];
+    }
 }

@@ -359,9 +359,9 @@ XCAT_API void xcat_tensor_free(xcat_tensor *tensor);
  *   POPULARITY     q(j) ∝ counts given by xcat_loss_plan_set_item_counts(); Walker's alias
  *                  table built once per set, O(1) per draw;
  *   GIVEN_PER_ROW  args.negatives is an N×K I32/I64 matrix of items (−1 = padding);
- *   GIVEN_SHARED   args.negatives is a vector of K items shared by every row: on the CPU
- *                  the logits are an N×K GEMM, not gathers (so are INBATCH's in-batch logits,
- *                  an N×N GEMM); on OpenCL every row still gathers the K rows (cache-resident);
+ *   GIVEN_SHARED   args.negatives is a vector of K items shared by every row: the logits are
+ *                  an N×K GEMM, not gathers (so are INBATCH's in-batch logits, an N×N GEMM),
+ *                  on every backend;
  *   IN_BATCH       only with XCAT_LOSS_INBATCH (its extras then use desc.num_negatives = 0).
  * XCAT_LOSS_REJECT_HITS redraws (up to 16 times, then masks) a drawn negative that would be
  * masked, instead of masking it. Rows are numbered within the call: row i of a call is row i
@@ -379,8 +379,9 @@ XCAT_API void xcat_tensor_free(xcat_tensor *tensor);
  * to check their ids. INBATCH: a row whose
  * positive has Q = 0 under a correction contributes nothing; its extras' sampler is UNIFORM or
  * POPULARITY (K >= 1) or IN_BATCH (K = 0: in-batch only); DISTINCT and the UNIFORM correction do
- * not apply. Shared candidates allocate their GEMM buffers per call on the CPU: 8·S·d bytes for
- * the S shared rows and their gradient, and at most 128 MiB of chunk dots and coefficients.
+ * not apply. Shared candidates allocate their GEMM buffers per call: 8·S·d bytes for the S
+ * shared rows and their gradient, plus at most 128 MiB (CPU: dots and coefficients of a chunk
+ * of rows) or 256 MiB (OpenCL: the same, in place) of chunk buffers.
  */
 
 typedef enum xcat_loss_kind {

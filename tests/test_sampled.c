@@ -432,8 +432,9 @@ START_TEST(test_reference_teams)
 }
 END_TEST
 
-/* CPU: shared candidates (GIVEN_SHARED, in-batch) through GEMMs agree with the gathered dot
- * products they replace (XCAT_CPU_SHARED_GATHER=1, read by a context without IGNORE_ENV). */
+/* Shared candidates (GIVEN_SHARED, in-batch) through GEMMs agree with the gathered dot
+ * products they replace, on the CPU and every OpenCL target (XCAT_CPU_SHARED_GATHER=1 /
+ * XCAT_CL_SAMPLED_GATHER=1, read by contexts without IGNORE_ENV). */
 START_TEST(test_shared_gemm_matches_gather)
 {
     static const scase cases[] = {
@@ -442,42 +443,53 @@ START_TEST(test_shared_gemm_matches_gather)
         {"gemm_inbatch", XCAT_LOSS_INBATCH, XCAT_SAMPLER_UNIFORM, XCAT_CORRECTION_NONE, 75, 120,
          7, 3, 0, XCAT_REDUCTION_SUM, 1, 1, 1, 1, 0.1, 1.3f, 4.0f},
     };
-    xcat_context_options opt;
-    xcat_context_options_init(&opt);
-    opt.backend = XCAT_BACKEND_CPU;
-    opt.num_threads = 2;
-    xcat_context *ctx = NULL;
-    ck_assert_int_eq(xcat_context_create(&opt, &ctx), XCAT_OK);
-    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ++ci) {
-        const scase *s = &cases[ci];
-        test_rng_stream(s->name, 0);
-        sdata t;
-        make(s, &t);
-        xcat_loss_desc d = desc_of(s);
-        stensors x;
-        tensors(ctx, s, &t, &x);
-        xcat_loss_plan *p = plan_create(ctx, &d, s->n, s->c, s->d);
-        float *gemm = run_grads(ctx, p, s, &x);
-        setenv("XCAT_CPU_SHARED_GATHER", "1", 1);
-        float *gath = run_grads(ctx, p, s, &x);
-        unsetenv("XCAT_CPU_SHARED_GATHER");
-        const int64_t total = grads_total(s);
-        double num = 0, den = 0;
-        int differ = 0;
-        for (int64_t q = 0; q < total; ++q) {
-            num += ((double)gemm[q] - gath[q]) * ((double)gemm[q] - gath[q]);
-            den += (double)gath[q] * gath[q];
-            differ |= gemm[q] != gath[q];
+    for (int ti = -1; ti < test_num_targets(); ++ti) {
+        if (ti >= 0 && ti < test_first_opencl_target()) continue;
+        xcat_context *ctx = NULL;
+        if (ti < 0) {
+            xcat_context_options opt;
+            xcat_context_options_init(&opt);
+            opt.backend = XCAT_BACKEND_CPU;
+            opt.num_threads = 2;
+            ck_assert_int_eq(xcat_context_create(&opt, &ctx), XCAT_OK);
+        } else {
+            ctx = test_target_context_flags(ti, 0, 0);
+            if (!ctx) continue;
         }
-        ck_assert_msg(sqrt(num) <= 1e-5 * sqrt(den), "%s: GEMM vs gather %g", s->name,
-                      sqrt(num / den));
-        ck_assert_msg(differ, "%s: bitwise equal: the knob did not switch paths", s->name);
-        free(gemm), free(gath);
-        xcat_loss_plan_free(p);
-        untensors(&x);
-        unmake(&t);
+        for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ++ci) {
+            const scase *s = &cases[ci];
+            test_rng_stream(s->name, 0);
+            sdata t;
+            make(s, &t);
+            xcat_loss_desc d = desc_of(s);
+            stensors x;
+            tensors(ctx, s, &t, &x);
+            xcat_loss_plan *p = plan_create(ctx, &d, s->n, s->c, s->d);
+            float *gemm = run_grads(ctx, p, s, &x);
+            setenv("XCAT_CPU_SHARED_GATHER", "1", 1);
+            setenv("XCAT_CL_SAMPLED_GATHER", "1", 1);
+            float *gath = run_grads(ctx, p, s, &x);
+            unsetenv("XCAT_CPU_SHARED_GATHER");
+            unsetenv("XCAT_CL_SAMPLED_GATHER");
+            const int64_t total = grads_total(s);
+            double num = 0, den = 0;
+            int differ = 0;
+            for (int64_t q = 0; q < total; ++q) {
+                num += ((double)gemm[q] - gath[q]) * ((double)gemm[q] - gath[q]);
+                den += (double)gath[q] * gath[q];
+                differ |= gemm[q] != gath[q];
+            }
+            ck_assert_msg(sqrt(num) <= 1e-5 * sqrt(den), "%s (target %d): GEMM vs gather %g",
+                          s->name, ti, sqrt(num / den));
+            ck_assert_msg(differ, "%s (target %d): bitwise equal: the knob did not switch paths",
+                          s->name, ti);
+            free(gemm), free(gath);
+            xcat_loss_plan_free(p);
+            untensors(&x);
+            unmake(&t);
+        }
+        xcat_context_free(ctx);
     }
-    xcat_context_free(ctx);
 }
 END_TEST
 

@@ -75,6 +75,17 @@ if has gpusampled; then
         >"$out/sampled_torch.jsonl" 2>"$out/sampled_torch.err"
     cat "$out/sampled_torch.jsonl" >>"$out/summary.txt"
 fi
+if has gpushared; then
+    log "xcat-bench sampled, shared and in-batch candidates (GPU): GEMMs vs gathers"
+    for g in 0 1; do
+        for args in "--sampler shared --k 1511" "--kind inbatch --n 8192" "--kind inbatch"; do
+            echo "## XCAT_CL_SAMPLED_GATHER=$g $args" >>"$out/shared_gpu.txt"
+            XCAT_CL_SAMPLED_GATHER=$g build-dev/tools/xcat-bench sampled --backend opencl --n 32768 \
+                --c 1000000 --d 256 --repeats 3 $args 2>/dev/null | grep -v "^#" >>"$out/shared_gpu.txt"
+        done
+    done
+    cat "$out/shared_gpu.txt" >>"$out/summary.txt"
+fi
 if has sampled; then
     log "xcat-bench sampled (Xeon, native CPU backend)"
     build-dev/tools/xcat-bench sampled --backend cpu --n 16384 --c 1000000 --k 128,1024,4096 \

@@ -245,30 +245,7 @@ static xcat_status gemm(xcat_context *ctx, const ocl_ce_plan *p, cl_kernel k, in
                         int64_t N, int64_t K, float alpha, mat A, mat B, float beta, mat C,
                         int parts, uint64_t cslice)
 {
-    const ce_layout *L = &p->L;
-    int64_t kslice = K;
-    if (parts > 1) kslice = cdiv(cdiv(K, parts), L->g.bk) * L->g.bk;
-    args a = {.k = k};
-    A_INT(&a, M);
-    A_INT(&a, N);
-    A_INT(&a, K);
-    A_FLOAT(&a, alpha);
-    A_MEM(&a, A.mem);
-    A_ULONG(&a, A.off);
-    A_LONG(&a, A.ld);
-    A_MEM(&a, B.mem);
-    A_ULONG(&a, B.off);
-    A_LONG(&a, B.ld);
-    A_FLOAT(&a, beta);
-    A_MEM(&a, C.mem);
-    A_ULONG(&a, C.off);
-    A_LONG(&a, C.ld);
-    A_INT(&a, kslice);
-    A_ULONG(&a, cslice);
-    const size_t global[2] = {(size_t)(cdiv(M, L->g.bm) * cdiv(N, L->g.bn)) * (size_t)L->wg,
-                              (size_t)parts};
-    const size_t local[2] = {(size_t)L->wg, 1};
-    return launch(ctx, &a, 2, global, local, "enqueueing a GEMM");
+    return xcat_ocl_gemm_launch(ctx, k, &p->L.g, M, N, K, alpha, A, B, beta, C, parts, cslice);
 }
 
 /* Per-call values shared by the passes. */

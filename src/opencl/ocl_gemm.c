@@ -94,3 +94,33 @@ xcat_status xcat_ocl_check_wg(xcat_context *ctx, const cl_kernel *ks, size_t nk,
     }
     return XCAT_OK;
 }
+
+xcat_status xcat_ocl_gemm_launch(xcat_context *ctx, cl_kernel k, const gemm_cfg *g, int64_t M,
+                                 int64_t N, int64_t K, float alpha, mat A, mat B, float beta,
+                                 mat C, int parts, uint64_t cslice)
+{
+    const int wg = xcat_ocl_gemm_wg(g);
+    int64_t kslice = K;
+    if (parts > 1) kslice = cdiv(cdiv(K, parts), g->bk) * g->bk;
+    args a = {.k = k};
+    A_INT(&a, M);
+    A_INT(&a, N);
+    A_INT(&a, K);
+    A_FLOAT(&a, alpha);
+    A_MEM(&a, A.mem);
+    A_ULONG(&a, A.off);
+    A_LONG(&a, A.ld);
+    A_MEM(&a, B.mem);
+    A_ULONG(&a, B.off);
+    A_LONG(&a, B.ld);
+    A_FLOAT(&a, beta);
+    A_MEM(&a, C.mem);
+    A_ULONG(&a, C.off);
+    A_LONG(&a, C.ld);
+    A_INT(&a, kslice);
+    A_ULONG(&a, cslice);
+    const size_t global[2] = {(size_t)(cdiv(M, g->bm) * cdiv(N, g->bn)) * (size_t)wg,
+                              (size_t)parts};
+    const size_t local[2] = {(size_t)wg, 1};
+    return launch(ctx, &a, 2, global, local, "enqueueing a GEMM");
+}

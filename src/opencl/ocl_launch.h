@@ -102,4 +102,10 @@ void xcat_ocl_gemm_prelude(const gemm_cfg *g, int vec_loads, char *buf, size_t n
  * OUT_OF_RESOURCES naming the tile override). */
 xcat_status xcat_ocl_check_wg(xcat_context *ctx, const cl_kernel *ks, size_t nk, int wg);
 
+/* C = alpha·op(A)·op(B) + beta·C with one of gemm.cl's kernels (M×N, inner K), in `parts`
+ * K slices stored cslice elements apart (1: a plain GEMM). */
+xcat_status xcat_ocl_gemm_launch(xcat_context *ctx, cl_kernel k, const gemm_cfg *g, int64_t M,
+                                 int64_t N, int64_t K, float alpha, mat A, mat B, float beta,
+                                 mat C, int parts, uint64_t cslice);
+
 #endif /* XCAT_OCL_LAUNCH_H */

@@ -6,8 +6,12 @@
  * order (MEAN/SUM). Backward: sampled_gfac forms g_i; dE/db are zeroed; per chunk, sampled_rows
  * (mode 1) writes the entries (item, g_i·dℓ/dz) and the chunk's dH rows, then the entries are
  * counting-sorted (stably) by item bucket and each bucket's work-group adds them into dE/db in
- * entry order (no float atomics). Everything is deterministic, and the
- * draws are cl/rng.cl's, bit-identical to the CPU backend's.
+ * entry order (no float atomics). Shared candidates (GIVEN_SHARED's K items, INBATCH's batch
+ * positives) are GEMMs (gemm.cl): per chunk ZG = H·E_sᵀ feeds sampled_rows, which writes the
+ * coefficients back in place (G), then dH += G·E_s, dE_s += Gᵀ·H, db_s += Σ G, and at the end
+ * dE_s/db_s are bucket-sorted by item and added (XCAT_CL_SAMPLED_GATHER=1: gathers instead).
+ * Everything is deterministic, and the draws are cl/rng.cl's, bit-identical to the CPU
+ * backend's.
  *
  * Workspace (device): the entry buffer (ENTRIES_GPU / ENTRIES_CPU entries × 8 bytes, or one
  * row's worth when T is larger) and the sort's permutation (4 bytes per entry) and counters
@@ -31,14 +35,17 @@
 
 #define ENTRIES_GPU ((int64_t)1 << 24)
 #define ENTRIES_CPU ((int64_t)1 << 20)
+#define SHARED_Z_BYTES ((int64_t)256 << 20) /* a chunk's dots with the shared columns */
 
 typedef struct ocl_smp_plan {
     int swg, nb_local, nb;  /* lanes; item buckets of the dE sort (nb <= nb_local) */
     int per_item;           /* last step summed per item in registers (GPUs) */
+    gemm_cfg g;             /* gemm.cl tile of the shared-candidate GEMMs */
+    int vec_loads;
     int64_t entries;        /* capacity of the entry buffer */
     int64_t be;             /* entries per block of the dE sort */
     cl_kernel k_rows, k_zero, k_reduce, k_draw, k_gfac, k_bcount, k_bscan, k_bbase, k_bscatter,
-        k_baccum, k_baccum_items;
+        k_baccum, k_baccum_items, k_nt, k_nn, k_tn, k_shitems, k_gather, k_colsum, k_shaccum;
     cl_mem ent_item, ent_val, rowloss, gfac, dummy;
     cl_mem perm, perm2, counts, totals, bases; /* the dE sort: entries ×2, nb×blocks, nb, nb */
     cl_mem alias_thr, alias_idx, logq; /* NULL until item counts are set */
@@ -121,7 +128,8 @@ void xcat_ocl_sampled_plan_release(xcat_loss_plan *plan)
     if (!p) return;
     cl_kernel ks[] = {p->k_rows,   p->k_zero,   p->k_reduce,   p->k_draw,    p->k_gfac,
                       p->k_bcount, p->k_bscan,  p->k_bbase,    p->k_bscatter, p->k_baccum,
-                      p->k_baccum_items};
+                      p->k_baccum_items, p->k_nt, p->k_nn, p->k_tn, p->k_shitems,
+                      p->k_gather, p->k_colsum, p->k_shaccum};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         if (ks[i]) clReleaseKernel(ks[i]);
     cl_mem ms[] = {p->ent_item, p->ent_val, p->rowloss, p->gfac,  p->dummy,
@@ -192,11 +200,14 @@ xcat_status xcat_ocl_sampled_plan_init(xcat_loss_plan *plan)
             const int e = v ? atoi(v) : 0;
             if (e >= 1 && e <= p->swg && (e & (e - 1)) == 0) team = e;
         }
-        char prelude[128];
-        snprintf(prelude, sizeof prelude, "#define SWG %d\n#define NB_LOCAL %d\n#define TEAM %d\n",
-                 p->swg, p->nb_local, team);
-        static const char *const sources[] = {"rng.cl", "sampled.cl", NULL};
-        st = xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", &prog);
+        st = xcat_ocl_gemm_choose(ctx, false, &p->g, &p->vec_loads);
+        char gp[256], prelude[512];
+        xcat_ocl_gemm_prelude(&p->g, p->vec_loads, gp, sizeof gp);
+        snprintf(prelude, sizeof prelude,
+                 "%s#define SWG %d\n#define NB_LOCAL %d\n#define TEAM %d\n", gp, p->swg,
+                 p->nb_local, team);
+        static const char *const sources[] = {"rng.cl", "gemm.cl", "sampled.cl", NULL};
+        if (!st) st = xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", &prog);
     }
     struct {
         cl_kernel *k;
@@ -211,9 +222,20 @@ xcat_status xcat_ocl_sampled_plan_init(xcat_loss_plan *plan)
               {&p->k_bbase, "sampled_bucket_base"},
               {&p->k_bscatter, "sampled_bucket_scatter"},
               {&p->k_baccum, "sampled_bucket_accum"},
-              {&p->k_baccum_items, "sampled_bucket_accum_items"}};
+              {&p->k_baccum_items, "sampled_bucket_accum_items"},
+              {&p->k_nt, "gemm_nt"},
+              {&p->k_nn, "gemm_nn"},
+              {&p->k_tn, "gemm_tn"},
+              {&p->k_shitems, "sampled_shared_items"},
+              {&p->k_gather, "sampled_gather_rows"},
+              {&p->k_colsum, "sampled_colsum_add"},
+              {&p->k_shaccum, "sampled_shared_accum"}};
     for (size_t i = 0; !st && i < sizeof ks / sizeof ks[0]; i++)
         st = xcat_ocl_kernel(ctx, prog, ks[i].name, ks[i].k);
+    if (!st) {
+        const cl_kernel gk[] = {p->k_nt, p->k_nn, p->k_tn};
+        st = xcat_ocl_check_wg(ctx, gk, 3, xcat_ocl_gemm_wg(&p->g));
+    }
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)p->entries * 4, false, &p->ent_item);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)p->entries * 4, false, &p->ent_val);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)plan->max_rows * 4, true, &p->rowloss);
@@ -263,6 +285,11 @@ typedef struct smp_call {
     const xcat_loss_call *call;
     int64_t n, k, t;
     cl_mem ri_off, ri; /* uploaded row items, or NULL */
+    /* shared candidates as GEMMs: shmode 1 GIVEN_SHARED (nsh = K), 2 INBATCH (nsh = n), 0 none;
+     * their items, gathered rows, gradients, and the chunk's dots / coefficients (ZG) */
+    int shmode;
+    int64_t nsh, zrows;
+    cl_mem sh_items, Esh, dEsh, dbsh, ZG;
 } smp_call;
 
 static xcat_status ensure_entries(smp_call *c);
@@ -312,8 +339,68 @@ static xcat_status ensure_entries(smp_call *c)
 
 static void call_release(smp_call *c)
 {
-    if (c->ri_off) clReleaseMemObject(c->ri_off);
-    if (c->ri) clReleaseMemObject(c->ri);
+    cl_mem ms[] = {c->ri_off, c->ri, c->sh_items, c->Esh, c->dEsh, c->dbsh, c->ZG};
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+        if (ms[i]) clReleaseMemObject(ms[i]);
+}
+
+/* The shared columns' items and gathered rows, and the ZG chunk buffer (rows c->zrows). */
+static xcat_status shared_setup(smp_call *c, bool grads)
+{
+    const xcat_loss_desc *D = &c->plan->desc;
+    const ocl_smp_plan *p = c->p;
+    c->shmode = D->sampler == XCAT_SAMPLER_GIVEN_SHARED ? 1 : D->kind == XCAT_LOSS_INBATCH ? 2 : 0;
+    if (!c->ctx->ignore_env) { /* XCAT_CL_SAMPLED_GATHER=1 (testing): gathered dots instead */
+        const char *v = getenv("XCAT_CL_SAMPLED_GATHER");
+        if (v && v[0] == '1') c->shmode = 0;
+    }
+    c->nsh = c->shmode == 1 ? c->k : c->shmode == 2 ? c->n : 0;
+    if (!c->nsh) {
+        c->shmode = 0;
+        return XCAT_OK;
+    }
+    const int64_t d = c->plan->dim;
+    c->zrows = SHARED_Z_BYTES / (4 * c->nsh);
+    if (c->zrows < 1) c->zrows = 1;
+    if (c->zrows > c->n) c->zrows = c->n;
+    xcat_status st = xcat_ocl_buffer(c->ctx, (size_t)c->nsh * 4, false, &c->sh_items);
+    if (!st) st = xcat_ocl_buffer(c->ctx, (size_t)(c->nsh * d) * 4, false, &c->Esh);
+    if (!st) st = xcat_ocl_buffer(c->ctx, (size_t)(c->zrows * c->nsh) * 4, false, &c->ZG);
+    if (!st && grads) st = xcat_ocl_buffer(c->ctx, (size_t)(c->nsh * d) * 4, true, &c->dEsh);
+    if (!st && grads) st = xcat_ocl_buffer(c->ctx, (size_t)c->nsh * 4, true, &c->dbsh);
+    if (st) return st;
+    const xcat_tensor *src = c->shmode == 1 ? c->call->negatives : c->call->targets;
+    args a = {.k = p->k_shitems};
+    A_INT(&a, c->nsh);
+    A_INT(&a, c->shmode);
+    A_MEM(&a, xcat_ocl_mem(src));
+    A_ULONG(&a, elem_off(src));
+    A_INT(&a, src->dtype == XCAT_DTYPE_I64);
+    A_LONG(&a, D->ignore_index);
+    A_MEM(&a, c->sh_items);
+    const size_t lw = (size_t)p->swg, gw = (size_t)cdiv(c->nsh, p->swg) * lw;
+    st = launch(c->ctx, &a, 1, &gw, &lw, "enqueueing sampled_shared_items");
+    if (st) return st;
+    const mat E = tensor_mat(c->call->items);
+    args b = {.k = p->k_gather};
+    A_INT(&b, c->nsh);
+    A_INT(&b, d);
+    A_MEM(&b, c->sh_items);
+    A_MEM(&b, E.mem);
+    A_ULONG(&b, E.off);
+    A_LONG(&b, E.ld);
+    A_MEM(&b, c->Esh);
+    const size_t gw2 = (size_t)cdiv(c->nsh * d, p->swg) * lw;
+    return launch(c->ctx, &b, 1, &gw2, &lw, "enqueueing sampled_gather_rows");
+}
+
+/* ZG = H[r0 .. r0+nr) · E_sharedᵀ */
+static xcat_status shared_dots(const smp_call *c, int64_t r0, int64_t nr)
+{
+    const mat H = tensor_mat(c->call->hidden);
+    return xcat_ocl_gemm_launch(c->ctx, c->p->k_nt, &c->p->g, nr, c->nsh, c->plan->dim, 1.0f,
+                                chunk_of(H, r0), (mat){c->Esh, 0, c->plan->dim}, 0.0f,
+                                (mat){c->ZG, 0, c->nsh}, 1, 0);
 }
 
 /* The SMP_ARGS block of cl/sampled.cl, in its order. */
@@ -405,6 +492,7 @@ static int64_t chunk_rows(const smp_call *c)
 {
     int64_t r = c->p->entries / c->t;
     if (r < 1) r = 1;
+    if (c->shmode && r > c->zrows) r = c->zrows;
     return r < c->n ? r : c->n;
 }
 
@@ -432,6 +520,9 @@ static xcat_status rows_pass(const smp_call *c, int mode, int64_t r0, int64_t nr
     A_ULONG(&a, dH ? elem_off(dH) : 0);
     A_LONG(&a, dH ? dH->stride : 0);
     A_INT(&a, dH != NULL);
+    A_MEM(&a, c->ZG ? c->ZG : p->dummy);
+    A_INT(&a, c->nsh);
+    A_INT(&a, c->shmode);
     const size_t lw = (size_t)p->swg, gw = (size_t)nr * lw;
     return launch(c->ctx, &a, 1, &gw, &lw, "enqueueing sampled_rows");
 }
@@ -442,9 +533,13 @@ xcat_status xcat_ocl_sampled_forward(xcat_loss_plan *plan, const xcat_loss_call 
     smp_call c;
     xcat_status st = call_init(&c, plan, call);
     if (!st) st = check_tables(&c);
+    if (!st) st = shared_setup(&c, false);
     const int64_t rc = chunk_rows(&c);
-    for (int64_t r0 = 0; !st && r0 < c.n; r0 += rc)
-        st = rows_pass(&c, 0, r0, c.n - r0 < rc ? c.n - r0 : rc, lse, NULL);
+    for (int64_t r0 = 0; !st && r0 < c.n; r0 += rc) {
+        const int64_t nr = c.n - r0 < rc ? c.n - r0 : rc;
+        if (c.shmode) st = shared_dots(&c, r0, nr);
+        if (!st) st = rows_pass(&c, 0, r0, nr, lse, NULL);
+    }
     if (!st && plan->desc.reduction == XCAT_REDUCTION_NONE) {
         cl_int err = clEnqueueCopyBuffer(xcat_ocl(c.ctx)->queue, c.p->rowloss,
                                          xcat_ocl_mem(loss), 0, loss->offset, (size_t)c.n * 4, 0,
@@ -478,16 +573,16 @@ static xcat_status zero_rows(const smp_call *c, const xcat_tensor *t, int64_t ro
     return launch(c->ctx, &a, 1, &gw, &lw, "enqueueing sampled_zero");
 }
 
-/* dE/db of one chunk's entries: stable counting sort by item bucket, then per-bucket sums. */
-static xcat_status dE_pass(const smp_call *c, int64_t r0, int64_t nr, const xcat_tensor *d_items,
-                           const xcat_tensor *d_bias)
+/* Stable counting sort of `nent` items (−1 skipped) by item bucket: p->perm lists their indices
+ * bucket by bucket, in index order within a bucket; p->bases / p->totals locate the buckets. */
+static xcat_status bucket_sort(const smp_call *c, cl_mem items, int64_t nent)
 {
     const ocl_smp_plan *p = c->p;
-    const int64_t nent = nr * c->t, nblk = cdiv(nent, p->be);
+    const int64_t nblk = cdiv(nent, p->be);
     const int C = (int)c->plan->classes;
     const size_t lw = (size_t)p->swg, g_blk = (size_t)nblk * lw, g_nb = (size_t)p->nb * lw;
     args a = {.k = p->k_bcount};
-    A_MEM(&a, p->ent_item);
+    A_MEM(&a, items);
     A_LONG(&a, nent);
     A_INT(&a, C);
     A_INT(&a, p->nb);
@@ -510,7 +605,7 @@ static xcat_status dE_pass(const smp_call *c, int64_t r0, int64_t nr, const xcat
     st = launch(c->ctx, &e, 1, &one, &one, "enqueueing sampled_bucket_base");
     if (st) return st;
     args f = {.k = p->k_bscatter};
-    A_MEM(&f, p->ent_item);
+    A_MEM(&f, items);
     A_LONG(&f, nent);
     A_INT(&f, C);
     A_INT(&f, p->nb);
@@ -519,7 +614,17 @@ static xcat_status dE_pass(const smp_call *c, int64_t r0, int64_t nr, const xcat
     A_INT(&f, nblk);
     A_MEM(&f, p->bases);
     A_MEM(&f, p->perm);
-    st = launch(c->ctx, &f, 1, &g_blk, &lw, "enqueueing sampled_bucket_scatter");
+    return launch(c->ctx, &f, 1, &g_blk, &lw, "enqueueing sampled_bucket_scatter");
+}
+
+/* dE/db of one chunk's entries: the bucket sort, then per-bucket sums in entry order. */
+static xcat_status dE_pass(const smp_call *c, int64_t r0, int64_t nr, const xcat_tensor *d_items,
+                           const xcat_tensor *d_bias)
+{
+    const ocl_smp_plan *p = c->p;
+    const int C = (int)c->plan->classes;
+    const size_t lw = (size_t)p->swg, g_nb = (size_t)p->nb * lw;
+    xcat_status st = bucket_sort(c, p->ent_item, nr * c->t);
     if (st) return st;
     const mat H = tensor_mat(c->call->hidden);
     args g = {.k = p->per_item ? p->k_baccum_items : p->k_baccum};
@@ -547,6 +652,60 @@ static xcat_status dE_pass(const smp_call *c, int64_t r0, int64_t nr, const xcat
     A_ULONG(&g, d_bias ? elem_off(d_bias) : 0);
     A_INT(&g, d_bias != NULL);
     return launch(c->ctx, &g, 1, &g_nb, &lw, "enqueueing sampled_bucket_accum");
+}
+
+/* The shared columns' gradients into dE/db: columns bucket-sorted by item, then added in
+ * column order per bucket (repeated items add up deterministically). */
+static xcat_status shared_scatter(const smp_call *c, const xcat_tensor *d_items,
+                                  const xcat_tensor *d_bias)
+{
+    const ocl_smp_plan *p = c->p;
+    xcat_status st = bucket_sort(c, c->sh_items, c->nsh);
+    if (st) return st;
+    args a = {.k = p->k_shaccum};
+    A_MEM(&a, p->perm);
+    A_MEM(&a, p->bases);
+    A_MEM(&a, p->totals);
+    A_MEM(&a, c->sh_items);
+    A_MEM(&a, c->dEsh);
+    A_MEM(&a, c->dbsh);
+    A_INT(&a, c->plan->dim);
+    A_MEM(&a, d_items ? xcat_ocl_mem(d_items) : p->dummy);
+    A_ULONG(&a, d_items ? elem_off(d_items) : 0);
+    A_LONG(&a, d_items ? d_items->stride : 0);
+    A_INT(&a, d_items != NULL);
+    A_MEM(&a, d_bias ? xcat_ocl_mem(d_bias) : p->dummy);
+    A_ULONG(&a, d_bias ? elem_off(d_bias) : 0);
+    A_INT(&a, d_bias != NULL);
+    const size_t lw = (size_t)p->swg, gw = (size_t)p->nb * lw;
+    return launch(c->ctx, &a, 1, &gw, &lw, "enqueueing sampled_shared_accum");
+}
+
+/* A chunk's shared-candidate gradients from G (in ZG): dH += G·E_s, dE_s += Gᵀ·H, db_s += Σ G. */
+static xcat_status shared_grads(const smp_call *c, int64_t r0, int64_t nr, const xcat_tensor *dH,
+                                bool want_dE, bool want_db)
+{
+    const ocl_smp_plan *p = c->p;
+    const int64_t d = c->plan->dim;
+    const mat G = {c->ZG, 0, c->nsh}, Es = {c->Esh, 0, d};
+    xcat_status st = XCAT_OK;
+    if (dH)
+        st = xcat_ocl_gemm_launch(c->ctx, p->k_nn, &p->g, nr, d, c->nsh, 1.0f, G, Es, 1.0f,
+                                  chunk_of(tensor_mat(dH), r0), 1, 0);
+    if (!st && want_dE)
+        st = xcat_ocl_gemm_launch(c->ctx, p->k_tn, &p->g, c->nsh, d, nr, 1.0f, G,
+                                  chunk_of(tensor_mat(c->call->hidden), r0), r0 ? 1.0f : 0.0f,
+                                  (mat){c->dEsh, 0, d}, 1, 0);
+    if (!st && want_db) {
+        args a = {.k = p->k_colsum};
+        A_INT(&a, nr);
+        A_INT(&a, c->nsh);
+        A_MEM(&a, c->ZG);
+        A_MEM(&a, c->dbsh);
+        const size_t lw = (size_t)p->swg, gw = (size_t)cdiv(c->nsh, p->swg) * lw;
+        st = launch(c->ctx, &a, 1, &gw, &lw, "enqueueing sampled_colsum_add");
+    }
+    return st;
 }
 
 xcat_status xcat_ocl_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call *call,
@@ -580,13 +739,17 @@ xcat_status xcat_ocl_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call
     }
     if (!st && d_items) st = zero_rows(&c, d_items, plan->classes, plan->dim);
     if (!st && d_bias) st = zero_rows(&c, d_bias, plan->classes, 1);
+    if (!st) st = shared_setup(&c, true);
     const int64_t rc = chunk_rows(&c);
     for (int64_t r0 = 0; !st && r0 < c.n; r0 += rc) {
         const int64_t nr = c.n - r0 < rc ? c.n - r0 : rc;
-        st = rows_pass(&c, 1, r0, nr, NULL, d_hidden);
+        if (c.shmode) st = shared_dots(&c, r0, nr);
+        if (!st) st = rows_pass(&c, 1, r0, nr, NULL, d_hidden);
+        if (!st && c.shmode) st = shared_grads(&c, r0, nr, d_hidden, d_items, d_bias);
         if (st || (!d_items && !d_bias)) continue;
         st = dE_pass(&c, r0, nr, d_items, d_bias);
     }
+    if (!st && c.shmode && (d_items || d_bias)) st = shared_scatter(&c, d_items, d_bias);
     st = finish(c.ctx, st);
     call_release(&c);
     return st;
