@@ -266,20 +266,39 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
     const int negonly = kind == K_INBATCH && correction == C_LOGQ_CORRECTED;
 
     /* pass 1: draw, gather, (max, Σexp) of the corrected logits; z kept in the entry list.
-     * Teams of TEAM lanes share a candidate's dot product (coalesced row reads, a tree over
-     * the team in local memory); the team's first lane keeps the books. A counted loop with a
-     * uniform bound: every barrier is reached by the whole group. */
+     * Gathered candidates (t < tg): teams of TEAM lanes share a candidate's dot product
+     * (coalesced row reads, a tree over the team in local memory), the team's first lane keeps
+     * the books — a counted loop with a uniform bound, so every barrier is reached by the whole
+     * group. Shared candidates (t >= tg) take their dot from the chunk's GEMM: one lane each,
+     * no barriers. */
     const int teams = SWG / TEAM, team = lid / TEAM, tl = lid % TEAM;
-    const int nit = (Tl + teams - 1) / teams;
+    const int tg = shmode == 1 ? (Tl < 1 ? Tl : 1) : shmode == 2 ? (Tl < k + 1 ? Tl : k + 1) : Tl;
+    const int nit = (tg + teams - 1) / teams;
     __global const float *hrow = H + offH + i * ldh;
     float m = -INFINITY, s = 0.0f, bsum = 0.0f, z0l = -INFINITY;
+#define SMP_BOOK(t, item, z)                                                                 \
+    {                                                                                        \
+        eit[t] = (int)(item);                                                                \
+        eval[t] = (z);                                                                       \
+        if ((t) == 0) z0l = (z);                                                             \
+        if ((item) >= 0 && !(ce && negonly && (t) == 0)) {                                   \
+            if (ce) {                                                                        \
+                const float zc = smp_zc(SMP_PASS, t, item, z, lq_p, shift);                  \
+                if (zc > m) {                                                                \
+                    s = s * exp(m - zc) + 1.0f;                                              \
+                    m = zc;                                                                  \
+                } else {                                                                     \
+                    s += exp(zc - m);                                                        \
+                }                                                                            \
+            } else {                                                                         \
+                bsum += (t) == 0 ? beta * smp_softplus(-(z)) : smp_softplus(z);              \
+            }                                                                                \
+        }                                                                                    \
+    }
     for (int it = 0; it < nit; ++it) {
         const int t = it * teams + team;
-        const long item = t < Tl ? smp_item(SMP_PASS, i, yv, t) : -1;
-        const int col = t < Tl ? smp_shared_col(shmode, k, i, t) : -1;
-        ls[lid] = item < 0   ? 0.0f
-                  : col >= 0 ? (tl == 0 ? zg[col] : 0.0f)
-                             : smp_partial_dot(hrow, E + offE + item * lde, d, tl);
+        const long item = t < tg ? smp_item(SMP_PASS, i, yv, t) : -1;
+        ls[lid] = item >= 0 ? smp_partial_dot(hrow, E + offE + item * lde, d, tl) : 0.0f;
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int w = TEAM / 2; w > 0; w >>= 1) {
             if (tl < w) ls[lid] += ls[lid + w];
@@ -287,26 +306,20 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
         }
         const float dot = ls[lid];
         barrier(CLK_LOCAL_MEM_FENCE); /* ls[] is rewritten by the next candidates */
-        if (tl != 0 || t >= Tl) continue;
-        const float z = item >= 0 ? smp_finish_logit(dot, bias, offb, has_b, scale, cap, item)
-                                  : 0.0f;
-        eit[t] = (int)item;
-        eval[t] = z;
-        if (t == 0) z0l = z;
-        if (item < 0) continue;
-        if (ce) {
-            if (negonly && t == 0) continue;
-            const float zc = smp_zc(SMP_PASS, t, item, z, lq_p, shift);
-            if (zc > m) {
-                s = s * exp(m - zc) + 1.0f;
-                m = zc;
-            } else {
-                s += exp(zc - m);
-            }
-        } else {
-            bsum += t == 0 ? beta * smp_softplus(-z) : smp_softplus(z);
+        if (tl == 0 && t < tg) {
+            const float z =
+                item >= 0 ? smp_finish_logit(dot, bias, offb, has_b, scale, cap, item) : 0.0f;
+            SMP_BOOK(t, item, z)
         }
     }
+    for (int t = tg + lid; t < Tl; t += SWG) {
+        const long item = smp_item(SMP_PASS, i, yv, t);
+        const float z = item >= 0 ? smp_finish_logit(zg[smp_shared_col(shmode, k, i, t)], bias,
+                                                      offb, has_b, scale, cap, item)
+                                  : 0.0f;
+        SMP_BOOK(t, item, z)
+    }
+#undef SMP_BOOK
     smp_lse_reduce(&m, &s, lm, ls);
     bsum = smp_sum_reduce(bsum, ls);
     lm[lid] = z0l; /* broadcast z of the positive (lane 0 led the team of t = 0) */
