@@ -251,8 +251,10 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
     const float g = mode == 1 ? gfac[i] : 1.0f;
     /* an inactive row (ignored, or no gradient) loops zero times */
     const int Tl = ign || g == 0.0f ? 0 : T;
-    __global int *eit = ent_item + (long)get_group_id(0) * T;
-    __global float *eval = ent_val + (long)get_group_id(0) * T;
+    /* the entry list holds the gathered candidates t < TE only (TE = T without shared ones) */
+    const int TE = shmode == 1 ? 1 : shmode == 2 ? k + 1 : T;
+    __global int *eit = ent_item + (long)get_group_id(0) * TE;
+    __global float *eval = ent_val + (long)get_group_id(0) * TE;
     /* shared candidates: their dots come from the chunk's GEMM (row i − r0 of ZG); mode 1
      * puts their coefficients back in its place (G) instead of the entry list */
     __global float *zg = ZG + (long)get_group_id(0) * nsh;
@@ -278,8 +280,10 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
     float m = -INFINITY, s = 0.0f, bsum = 0.0f, z0l = -INFINITY;
 #define SMP_BOOK(t, item, z)                                                                 \
     {                                                                                        \
-        eit[t] = (int)(item);                                                                \
-        eval[t] = (z);                                                                       \
+        if ((t) < TE) {                                                                      \
+            eit[t] = (int)(item);                                                            \
+            eval[t] = (z);                                                                   \
+        }                                                                                    \
         if ((t) == 0) z0l = (z);                                                             \
         if ((item) >= 0 && !(ce && negonly && (t) == 0)) {                                   \
             if (ce) {                                                                        \
@@ -349,8 +353,16 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
     const float inv = 1.0f / (float)(k + 1);
     const int T2 = mode == 1 ? Tl : 0;
     for (int t = lid; t < T2; t += SWG) {
-        const long item = eit[t];
-        const float z = eval[t];
+        const int col = smp_shared_col(shmode, k, i, t);
+        long item;
+        float z;
+        if (col < 0) {
+            item = eit[t];
+            z = eval[t];
+        } else { /* a shared candidate: redrawn, its logit from the GEMM's dot */
+            item = smp_item(SMP_PASS, i, yv, t);
+            z = item >= 0 ? smp_finish_logit(zg[col], bias, offb, has_b, scale, cap, item) : 0.0f;
+        }
         float cf = 0.0f;
         if (item >= 0 && !inert && !empty) {
             const float ph = smp_phi(z, scale, cap);
@@ -366,14 +378,16 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
             }
         }
         cf *= g;
-        eval[t] = cf;
-        const int col = smp_shared_col(shmode, k, i, t);
-        if (col >= 0) zg[col] = cf; /* G: the GEMMs take it from here */
-        if (cf == 0.0f || col >= 0) eit[t] = -1;
+        if (col >= 0) {
+            zg[col] = cf; /* G: the GEMMs take it from here */
+        } else {
+            eval[t] = cf;
+            if (cf == 0.0f) eit[t] = -1;
+        }
     }
     /* rows that did not run leave an empty entry list and a zero G row; a row's own column of
      * the in-batch GEMM is no candidate */
-    for (int t = lid; mode == 1 && Tl == 0 && t < T; t += SWG) eit[t] = -1;
+    for (int t = lid; mode == 1 && Tl == 0 && t < TE; t += SWG) eit[t] = -1;
     for (int c2 = lid; mode == 1 && shmode && Tl == 0 && c2 < nsh; c2 += SWG) zg[c2] = 0.0f;
     if (mode == 1 && shmode == 2 && Tl > 0 && lid == 0) zg[i] = 0.0f;
     barrier(CLK_GLOBAL_MEM_FENCE);
@@ -382,7 +396,7 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
         __global float *dh = dH + offdh + i * lddh;
         for (int j = lid; j < d; j += SWG) {
             float acc = 0.0f;
-            for (int t = 0; t < Tl; ++t) {
+            for (int t = 0; t < (Tl < TE ? Tl : TE); ++t) {
                 const int it = eit[t];
                 if (it >= 0) acc = mad(eval[t], E[offE + (long)it * lde + j], acc);
             }

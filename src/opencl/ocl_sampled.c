@@ -284,6 +284,7 @@ typedef struct smp_call {
     const xcat_loss_plan *plan;
     const xcat_loss_call *call;
     int64_t n, k, t;
+    int64_t te;        /* entries per row: t, or the gathered candidates only (shared modes) */
     cl_mem ri_off, ri; /* uploaded row items, or NULL */
     /* shared candidates as GEMMs: shmode 1 GIVEN_SHARED (nsh = K), 2 INBATCH (nsh = n), 0 none;
      * their items, gathered rows, gradients, and the chunk's dots / coefficients (ZG) */
@@ -299,6 +300,16 @@ static xcat_status call_init(smp_call *c, xcat_loss_plan *plan, const xcat_loss_
     *c = (smp_call){.ctx = plan->ctx, .p = plan->backend_plan, .plan = plan, .call = call,
                     .n = call->rows, .k = call->num_negatives};
     c->t = candidates_per_row(&plan->desc, c->k, c->n);
+    /* shared candidates (GEMMs) keep no entries: only the gathered ones are listed */
+    const xcat_loss_desc *D = &plan->desc;
+    c->shmode = D->sampler == XCAT_SAMPLER_GIVEN_SHARED ? 1 : D->kind == XCAT_LOSS_INBATCH ? 2 : 0;
+    if (!c->ctx->ignore_env) { /* XCAT_CL_SAMPLED_GATHER=1 (testing): gathered dots instead */
+        const char *v = getenv("XCAT_CL_SAMPLED_GATHER");
+        if (v && v[0] == '1') c->shmode = 0;
+    }
+    c->nsh = c->shmode == 1 ? c->k : c->shmode == 2 ? c->n : 0;
+    if (!c->nsh) c->shmode = 0;
+    c->te = c->shmode == 1 ? 1 : c->shmode == 2 ? c->k + 1 : c->t;
     if (c->t > INT32_MAX)
         return xcat_error(c->ctx, XCAT_ERROR_UNSUPPORTED, "OpenCL sampled kinds: %lld "
                           "candidates per row", (long long)c->t);
@@ -318,10 +329,12 @@ static xcat_status call_init(smp_call *c, xcat_loss_plan *plan, const xcat_loss_
 static xcat_status ensure_entries(smp_call *c)
 {
     ocl_smp_plan *p = c->p;
-    if (p->entries >= c->t) return XCAT_OK;
+    /* one row's entries, and the shared columns' bucket sort, must fit */
+    const int64_t need = c->te > c->nsh ? c->te : c->nsh;
+    if (p->entries >= need) return XCAT_OK;
     int64_t want = entries_default(c->ctx);
-    if (want > c->t * c->plan->max_rows) want = c->t * c->plan->max_rows;
-    if (want < c->t) want = c->t;
+    if (want > c->te * c->plan->max_rows) want = c->te * c->plan->max_rows;
+    if (want < need) want = need;
     cl_mem it = NULL, val = NULL;
     xcat_status st = xcat_ocl_buffer(c->ctx, (size_t)want * 4, false, &it);
     if (!st) st = xcat_ocl_buffer(c->ctx, (size_t)want * 4, false, &val);
@@ -349,16 +362,7 @@ static xcat_status shared_setup(smp_call *c, bool grads)
 {
     const xcat_loss_desc *D = &c->plan->desc;
     const ocl_smp_plan *p = c->p;
-    c->shmode = D->sampler == XCAT_SAMPLER_GIVEN_SHARED ? 1 : D->kind == XCAT_LOSS_INBATCH ? 2 : 0;
-    if (!c->ctx->ignore_env) { /* XCAT_CL_SAMPLED_GATHER=1 (testing): gathered dots instead */
-        const char *v = getenv("XCAT_CL_SAMPLED_GATHER");
-        if (v && v[0] == '1') c->shmode = 0;
-    }
-    c->nsh = c->shmode == 1 ? c->k : c->shmode == 2 ? c->n : 0;
-    if (!c->nsh) {
-        c->shmode = 0;
-        return XCAT_OK;
-    }
+    if (!c->shmode) return XCAT_OK;
     const int64_t d = c->plan->dim;
     c->zrows = SHARED_Z_BYTES / (4 * c->nsh);
     if (c->zrows < 1) c->zrows = 1;
@@ -490,7 +494,7 @@ static xcat_status check_tables(const smp_call *c)
 /* Rows per chunk: as many as the entry buffer holds. */
 static int64_t chunk_rows(const smp_call *c)
 {
-    int64_t r = c->p->entries / c->t;
+    int64_t r = c->p->entries / c->te;
     if (r < 1) r = 1;
     if (c->shmode && r > c->zrows) r = c->zrows;
     return r < c->n ? r : c->n;
@@ -624,7 +628,7 @@ static xcat_status dE_pass(const smp_call *c, int64_t r0, int64_t nr, const xcat
     const ocl_smp_plan *p = c->p;
     const int C = (int)c->plan->classes;
     const size_t lw = (size_t)p->swg, g_nb = (size_t)p->nb * lw;
-    xcat_status st = bucket_sort(c, p->ent_item, nr * c->t);
+    xcat_status st = bucket_sort(c, p->ent_item, nr * c->te);
     if (st) return st;
     const mat H = tensor_mat(c->call->hidden);
     args g = {.k = p->per_item ? p->k_baccum_items : p->k_baccum};
@@ -634,7 +638,7 @@ static xcat_status dE_pass(const smp_call *c, int64_t r0, int64_t nr, const xcat
     A_MEM(&g, p->totals);
     A_MEM(&g, p->ent_item);
     A_MEM(&g, p->ent_val);
-    A_INT(&g, c->t);
+    A_INT(&g, c->te);
     A_LONG(&g, r0);
     if (p->per_item) {
         A_INT(&g, C);
