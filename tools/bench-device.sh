@@ -75,6 +75,19 @@ if has gpusampled; then
         >"$out/sampled_torch.jsonl" 2>"$out/sampled_torch.err"
     cat "$out/sampled_torch.jsonl" >>"$out/summary.txt"
 fi
+if has cceshapes; then
+    log "the CCE⁻ paper's shapes (N = 64·512 = 1024·32 = 32,768, d = 256): xcat and peers"
+    for c in ${CCE_C:-20000 1000000}; do
+        build-dev/tools/xcat-bench sampled --backend opencl --n 32768 --c "$c" --k 511,1511,4095 \
+            --d 256 --repeats 3 --json "$out/cce_xcat_$c.jsonl" 2>/dev/null | grep -v "^#" \
+            | sed "s/^/C=$c /" >>"$out/cce_shapes.txt"
+    done
+    shapes=(); for c in ${CCE_C:-20000 1000000}; do for k in 511 1511 4095; do shapes+=("32768,$k,$c,256"); done; done
+    cce=(); [[ -d .device/MemoryEfficientSRS ]] && cce=(--cce-path .device/MemoryEfficientSRS)
+    python3 tools/peer_torch_sampled.py --shapes "${shapes[@]}" --repeats 3 "${cce[@]}" \
+        >"$out/cce_peers.jsonl" 2>"$out/cce_peers.err"
+    cat "$out/cce_shapes.txt" "$out/cce_peers.jsonl" >>"$out/summary.txt"
+fi
 if has gpushared; then
     log "xcat-bench sampled, shared and in-batch candidates (GPU): GEMMs vs gathers"
     for g in 0 1; do
