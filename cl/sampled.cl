@@ -236,14 +236,23 @@ inline int smp_shared_col(const int shmode, const int k, const long i, const int
 /* Rows [r0, r0 + get_num_groups(0)). Mode 0: rowloss[i] = w_i·ℓ_i (0 for ignored rows),
  * lse (optional). Mode 1: entries (item, g_i·dℓ/dz) at ent + (i − r0)·T, and dH rows. The entry
  * list also holds z between the two halves of mode 1. No early return (see topk.cl). */
-__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
-    SMP_ARGS, const int mode, const long r0, __global const float *w, const ulong offw,
-    const int has_w, __global const float *gfac, __global float *rowloss,
-    __global float *lse_out, const ulong offlse, const int has_lse, __global int *ent_item,
-    __global float *ent_val, __global float *dH, const ulong offdh, const long lddh,
-    const int has_dh, __global float *ZG, const int nsh, const int shmode)
+#define ROWS_ARGS                                                                            \
+    SMP_ARGS, const int mode, const long r0, __global const float *w, const ulong offw,      \
+        const int has_w, __global const float *gfac, __global float *rowloss,                \
+        __global float *lse_out, const ulong offlse, const int has_lse,                      \
+        __global int *ent_item, __global float *ent_val, __global float *dH,                 \
+        const ulong offdh, const long lddh, const int has_dh, __global float *ZG,            \
+        const int nsh, const int shmode_arg
+#define ROWS_PASS                                                                            \
+    SMP_PASS, mode, r0, w, offw, has_w, gfac, rowloss, lse_out, offlse, has_lse, ent_item,   \
+        ent_val, dH, offdh, lddh, has_dh, ZG, nsh, shmode_arg
+
+/* Two kernels of one body: sampled_rows (every candidate gathered) and sampled_rows_shared
+ * (GIVEN_SHARED / INBATCH with their GEMM): `shared` is a constant after inlining, so the
+ * gather-only kernel carries none of the shared code (measured 10 % faster on the H100). */
+inline void smp_rows(ROWS_ARGS, const int shared, __local float *lm, __local float *ls)
 {
-    __local float lm[SWG], ls[SWG];
+    const int shmode = shared ? shmode_arg : 0;
     const int lid = get_local_id(0);
     const long i = r0 + get_group_id(0);
     const long yv = smp_target(y, offy, y64, i);
@@ -403,6 +412,18 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(
             dh[j] = acc;
         }
     }
+}
+
+__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(ROWS_ARGS)
+{
+    __local float lm[SWG], ls[SWG];
+    smp_rows(ROWS_PASS, 0, lm, ls);
+}
+
+__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows_shared(ROWS_ARGS)
+{
+    __local float lm[SWG], ls[SWG];
+    smp_rows(ROWS_PASS, 1, lm, ls);
 }
 
 /* dE/db for a chunk's entries without atomics on floats: a stable counting sort of the entries

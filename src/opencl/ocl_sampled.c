@@ -44,8 +44,8 @@ typedef struct ocl_smp_plan {
     int vec_loads;
     int64_t entries;        /* capacity of the entry buffer */
     int64_t be;             /* entries per block of the dE sort */
-    cl_kernel k_rows, k_zero, k_reduce, k_draw, k_gfac, k_bcount, k_bscan, k_bbase, k_bscatter,
-        k_baccum, k_baccum_items, k_nt, k_nn, k_tn, k_shitems, k_gather, k_colsum, k_shaccum;
+    cl_kernel k_rows, k_rows_shared, k_zero, k_reduce, k_draw, k_gfac, k_bcount, k_bscan,
+        k_bbase, k_bscatter, k_baccum, k_baccum_items, k_nt, k_nn, k_tn, k_shitems, k_gather, k_colsum, k_shaccum;
     cl_mem ent_item, ent_val, rowloss, gfac, dummy;
     cl_mem perm, perm2, counts, totals, bases; /* the dE sort: entries ×2, nb×blocks, nb, nb */
     cl_mem alias_thr, alias_idx, logq; /* NULL until item counts are set */
@@ -129,7 +129,7 @@ void xcat_ocl_sampled_plan_release(xcat_loss_plan *plan)
 {
     ocl_smp_plan *p = plan->backend_plan;
     if (!p) return;
-    cl_kernel ks[] = {p->k_rows,   p->k_zero,   p->k_reduce,   p->k_draw,    p->k_gfac,
+    cl_kernel ks[] = {p->k_rows,   p->k_rows_shared, p->k_zero,   p->k_reduce,   p->k_draw,    p->k_gfac,
                       p->k_bcount, p->k_bscan,  p->k_bbase,    p->k_bscatter, p->k_baccum,
                       p->k_baccum_items, p->k_nt, p->k_nn, p->k_tn, p->k_shitems,
                       p->k_gather, p->k_colsum, p->k_shaccum};
@@ -216,6 +216,7 @@ xcat_status xcat_ocl_sampled_plan_init(xcat_loss_plan *plan)
         cl_kernel *k;
         const char *name;
     } ks[] = {{&p->k_rows, "sampled_rows"},
+              {&p->k_rows_shared, "sampled_rows_shared"},
               {&p->k_zero, "sampled_zero"},
               {&p->k_reduce, "sampled_reduce"},
               {&p->k_draw, "sampled_draw"},
@@ -509,7 +510,7 @@ static xcat_status rows_pass(const smp_call *c, int mode, int64_t r0, int64_t nr
 {
     const ocl_smp_plan *p = c->p;
     const xcat_loss_call *call = c->call;
-    args a = {.k = p->k_rows};
+    args a = {.k = c->shmode ? p->k_rows_shared : p->k_rows};
     smp_args(&a, c);
     A_INT(&a, mode);
     A_LONG(&a, r0);
