@@ -45,7 +45,8 @@ typedef struct ocl_smp_plan {
     int64_t entries;        /* capacity of the entry buffer */
     int64_t be;             /* entries per block of the dE sort */
     cl_kernel k_rows, k_rows_shared, k_zero, k_reduce, k_draw, k_gfac, k_bcount, k_bscan,
-        k_bbase, k_bscatter, k_baccum, k_baccum_items, k_nt, k_nn, k_tn, k_shitems, k_gather, k_colsum, k_shaccum;
+        k_bbase, k_bscatter, k_baccum, k_baccum_items, k_nt, k_nn, k_tn, k_shitems, k_gather,
+        k_colsum, k_shaccum;
     cl_mem ent_item, ent_val, rowloss, gfac, dummy;
     cl_mem perm, perm2, counts, totals, bases; /* the dE sort: entries ×2, nb×blocks, nb, nb */
     cl_mem alias_thr, alias_idx, logq; /* NULL until item counts are set */
