@@ -374,7 +374,7 @@ XCAT_API void xcat_tensor_free(xcat_tensor *tensor);
  *
  * Availability: every sampled kind on both backends, with the same draws bit for bit (the
  * OpenCL kernels include the same cl/rng.cl). OpenCL sums dE/db by item ownership as well
- * (chunks of rows, entry lists of at most 2^24 (GPU) / 2^20 (CPU device) (item, value) pairs):
+ * (chunks of rows, entry lists of at most 2^23 (GPU) / 2^20 (CPU device) (item, value) pairs):
  * deterministic, no atomics. Given negatives held in device tensors are read back once per call
  * to check their ids. INBATCH: a row whose
  * positive has Q = 0 under a correction contributes nothing; its extras' sampler is UNIFORM or

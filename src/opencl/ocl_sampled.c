@@ -33,7 +33,7 @@
 #include "ocl_launch.h"
 #include "sampling.h"
 
-#define ENTRIES_GPU ((int64_t)1 << 24)
+#define ENTRIES_GPU ((int64_t)1 << 23)
 #define ENTRIES_CPU ((int64_t)1 << 20)
 #define SHARED_Z_BYTES ((int64_t)256 << 20) /* a chunk's dots with the shared columns */
 
