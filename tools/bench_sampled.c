@@ -13,13 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench_util.h"
 #include "xcat.h"
 
 typedef struct sopts {
     int64_t n, c, k[6], d[4];
-    int nk, nd, repeats;
+    int nk, nd, repeats, naive;
     const char *backend, *kind, *sampler, *json;
 } sopts;
 
@@ -30,6 +31,10 @@ static int parse(int argc, char **argv, sopts *o)
                  .sampler = "uniform"};
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--naive")) { /* also time the naive baseline where it fits */
+            o->naive = 1;
+            continue;
+        }
         if (!strcmp(a, "--quick")) {
             o->n = 2048; o->c = 100000; o->k[0] = 128; o->nk = 1; o->d[0] = 64; o->nd = 1;
             o->repeats = 2;
@@ -49,13 +54,71 @@ static int parse(int argc, char **argv, sopts *o)
         else {
             fprintf(stderr, "usage: xcat-bench sampled [--n N] [--c C] [--k K,..] [--d d,..] "
                     "[--kind sampled-ce|bce|gbce|inbatch] [--sampler uniform|shared] "
-                    "[--repeats R] [--backend cpu|opencl|auto] [--json PATH] [--quick]\n"
+                    "[--repeats R] [--backend cpu|opencl|auto] [--json PATH] [--quick] "
+                    "[--naive]\n"
                     "  shared: K items given once for the whole batch (GIVEN_SHARED); inbatch: "
                     "the other rows' positives, K ignored\n");
             return -1;
         }
     }
     return o->n < 1 || o->c < 2 || o->nk < 1 || o->nd < 1 || o->repeats < 1 ? -1 : 0;
+}
+
+/* The naive baseline (what a PyTorch CE⁻ does): draw an N×K index tensor, gather the negatives
+ * into an N×K×d tensor, materialise the N×(K+1) logits, softmax; backward: dH by a
+ * matrix-vector product per row, dE by index_add of the K×d per-row gradients. Uniform draws,
+ * accidental hits not masked, 2 threads over rows (dE serial, like a deterministic index_add).
+ * Returns forward ms in *fwd and forward+backward ms; −1 when it does not fit in memory. */
+static double naive_sampled_ms(const float *H, const float *E, const int32_t *y, int64_t n,
+                               int64_t c, int64_t d, int64_t k, float *dH, float *dE,
+                               double *fwd)
+{
+    const int64_t k1 = k + 1;
+    int32_t *idx = malloc((size_t)(n * k) * 4);
+    float *G = malloc((size_t)(n * k) * (size_t)d * 4), *L = malloc((size_t)(n * k1) * 4);
+    if (!idx || !G || !L) {
+        free(idx), free(G), free(L);
+        return -1.0;
+    }
+    const double t0 = now_ms();
+    uint64_t st = 17;
+    for (int64_t q = 0; q < n * k; ++q) idx[q] = (int32_t)(splitmix64(&st) % (uint64_t)c);
+    double loss = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : loss)
+    for (int64_t i = 0; i < n; ++i) {
+        float *g = G + i * k * d, *l = L + i * k1;
+        for (int64_t j = 0; j < k; ++j) memcpy(g + j * d, E + (int64_t)idx[i * k + j] * d, (size_t)d * 4);
+        l[0] = cblas_sdot((int)d, H + i * d, 1, E + (int64_t)y[i] * d, 1);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)k, (int)d, 1.0f, g, (int)d, H + i * d, 1,
+                    0.0f, l + 1, 1);
+        float m = l[0];
+        for (int64_t j = 1; j < k1; ++j) m = l[j] > m ? l[j] : m;
+        double sum = 0.0;
+        for (int64_t j = 0; j < k1; ++j) sum += exp((double)(l[j] - m));
+        const float lse = m + (float)log(sum);
+        loss += lse - l[0];
+        for (int64_t j = 0; j < k1; ++j) l[j] = expf(l[j] - lse) / (float)n; /* softmax / N */
+        l[0] -= 1.0f / (float)n;
+    }
+    *fwd = now_ms() - t0;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+        const float *l = L + i * k1;
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)k, (int)d, 1.0f, G + i * k * d, (int)d,
+                    l + 1, 1, 0.0f, dH + i * d, 1);
+        cblas_saxpy((int)d, l[0], E + (int64_t)y[i] * d, 1, dH + i * d, 1);
+    }
+    memset(dE, 0, (size_t)(c * d) * 4);
+    for (int64_t i = 0; i < n; ++i) { /* index_add of the gathered rows' gradients */
+        const float *l = L + i * k1;
+        cblas_saxpy((int)d, l[0], H + i * d, 1, dE + (int64_t)y[i] * d, 1);
+        for (int64_t j = 0; j < k; ++j)
+            cblas_saxpy((int)d, l[j + 1], H + i * d, 1, dE + (int64_t)idx[i * k + j] * d, 1);
+    }
+    const double t = now_ms() - t0;
+    free(idx), free(G), free(L);
+    (void)loss;
+    return t;
 }
 
 static double ceiling_gflops(int64_t n, int64_t k1, int64_t d, int repeats)
@@ -188,14 +251,34 @@ int xcat_bench_sampled_main(int argc, char **argv)
                    (long long)d, (long long)k, f, fb, gf, ceil, 100.0 * gf / ceil,
                    ws / 1048576.0, naive_gib);
             fflush(stdout);
+            double nv = 0.0, nvf = 0.0;
+            if (o.naive && !inbatch && !shared && info.backend == XCAT_BACKEND_CPU) {
+                const double need = (naive_gib + (double)(n + c) * d * 4.0 / (1 << 30)) * (1 << 30);
+                const double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+                float *nh = alloc_bytes((size_t)(n * d) * 4), *ne = alloc_bytes((size_t)(c * d) * 4);
+                if (need < 0.75 * ram && nh && ne) {
+                    progress("naive baseline", "run", 1, 1);
+                    nv = naive_sampled_ms(H, E, y, n, c, d, k, nh, ne, &nvf);
+                    progress_done();
+                }
+                if (nv > 0)
+                    printf("      naive: fwd %.1f ms, fwd+bwd %.1f ms (xcat %.1f× faster), "
+                           "%.1f GiB\n", nvf, nv, nv / fb, naive_gib);
+                else
+                    printf("      naive: does not fit (needs %.1f GiB, %.1f GiB of RAM)\n",
+                           need / (1 << 30), ram / (1 << 30));
+                free(nh), free(ne);
+                fflush(stdout);
+            }
             if (json)
                 fprintf(json, "{\"op\": \"sampled\", \"kind\": \"%s\", \"backend\": \"%s\", "
                         "\"device\": \"%s\", \"n\": %lld, \"k\": %lld, \"c\": %lld, \"d\": %lld, "
                         "\"fwd_ms\": %.3f, \"fwd_bwd_ms\": %.3f, \"gflops\": %.2f, "
                         "\"ceiling_gflops\": %.2f, \"workspace_bytes\": %zu, "
-                        "\"gather_naive_gib\": %.2f}\n", o.kind, info.backend_name,
+                        "\"gather_naive_gib\": %.2f, \"naive_fwd_ms\": %.3f, "
+                        "\"naive_fwd_bwd_ms\": %.3f}\n", o.kind, info.backend_name,
                         info.device_name, (long long)n, (long long)k, (long long)c, (long long)d,
-                        f, fb, gf, ceil, ws, naive_gib);
+                        f, fb, gf, ceil, ws, naive_gib, nvf, nv);
         }
         xcat_tensor *all[] = {tH, tE, ty, tL, dH, dE};
         for (int i = 0; i < 6; ++i) xcat_tensor_free(all[i]);
