@@ -47,7 +47,8 @@ static void cpu_context_release(xcat_context *ctx)
 static bool cpu_supports(const xcat_context *ctx, xcat_op op, xcat_dtype dtype)
 {
     (void)ctx;
-    return op == XCAT_OP_LOSS_CE && dtype == XCAT_DTYPE_F32;
+    return (op == XCAT_OP_LOSS_CE || op == XCAT_OP_TOPK || op == XCAT_OP_LOSS_SAMPLED) &&
+           dtype == XCAT_DTYPE_F32;
 }
 
 static xcat_status cpu_tensor_alloc(xcat_context *ctx, xcat_tensor *t)

@@ -189,7 +189,8 @@ static xcat_status ocl_context_init(xcat_context *ctx, const xcat_context_option
 static bool ocl_supports(const xcat_context *ctx, xcat_op op, xcat_dtype dtype)
 {
     (void)ctx;
-    return (op == XCAT_OP_LOSS_CE || op == XCAT_OP_TOPK) && dtype == XCAT_DTYPE_F32;
+    return (op == XCAT_OP_LOSS_CE || op == XCAT_OP_TOPK || op == XCAT_OP_LOSS_SAMPLED) &&
+           dtype == XCAT_DTYPE_F32;
 }
 
 static xcat_status ocl_synchronize(xcat_context *ctx)
