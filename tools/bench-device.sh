@@ -88,6 +88,15 @@ if has cceshapes; then
         >"$out/cce_peers.jsonl" 2>"$out/cce_peers.err"
     cat "$out/cce_shapes.txt" "$out/cce_peers.jsonl" >>"$out/summary.txt"
 fi
+if has suite; then
+    log "xcat-bench suite: small on every target, large on the GPU"
+    build-dev/tools/xcat-bench suite --size small --repeats 3 --json "$out/suite_small.jsonl" \
+        >"$out/suite_small.txt" 2>/dev/null
+    build-dev/tools/xcat-bench suite --size large --repeats 3 --only "${SUITE_GPU:-opencl:1}" \
+        --json "$out/suite_large.jsonl" >"$out/suite_large.txt" 2>/dev/null
+    build-dev/tools/xcat-bench report "$out"/suite_*.jsonl >"$out/suite_report.md"
+    cat "$out/suite_small.txt" "$out/suite_large.txt" >>"$out/summary.txt"
+fi
 if has gpushared; then
     log "xcat-bench sampled, shared and in-batch candidates (GPU): GEMMs vs gathers"
     for g in 0 1; do

@@ -1123,6 +1123,9 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "topk") == 0) return xcat_bench_topk_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "sampled") == 0)
         return xcat_bench_sampled_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "suite") == 0) return xcat_bench_suite_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "report") == 0)
+        return xcat_bench_report_main(argc - 1, argv + 1);
     bench_options o;
     int prc = parse_args(argc, argv, &o);
     if (prc != 0)
