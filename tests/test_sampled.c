@@ -185,6 +185,19 @@ static xcat_loss_plan *plan_create(xcat_context *ctx, const xcat_loss_desc *d, i
     return p;
 }
 
+/* A plan for case s, with the case's item counts set when it has them. */
+static xcat_loss_plan *plan_with_counts(xcat_context *ctx, const xcat_loss_desc *d,
+                                        const scase *s, const sdata *t)
+{
+    xcat_loss_plan *p = plan_create(ctx, d, s->n, s->c, s->d);
+    if (t->counts) {
+        xcat_tensor *tc = test_tensor(ctx, XCAT_DTYPE_I64, s->c, 1, t->counts);
+        test_expect_ok(ctx, xcat_loss_plan_set_item_counts(p, tc), "counts");
+        xcat_tensor_free(tc);
+    }
+    return p;
+}
+
 static int64_t *read_i64(const xcat_tensor *t, int64_t count)
 {
     int64_t *v = test_alloc((size_t)count * sizeof *v);
@@ -379,12 +392,7 @@ START_TEST(test_draws_across_backends)
             if (i >= 0 && i < test_first_opencl_target()) continue;
             xcat_context *ctx = i < 0 ? test_context(XCAT_ISA_SCALAR, 1) : test_target_context(i, 0);
             if (!ctx) continue;
-            xcat_loss_plan *p = plan_create(ctx, &d, s->n, s->c, s->d);
-            if (t.counts) {
-                xcat_tensor *tc = test_tensor(ctx, XCAT_DTYPE_I64, s->c, 1, t.counts);
-                test_expect_ok(ctx, xcat_loss_plan_set_item_counts(p, tc), "counts");
-                xcat_tensor_free(tc);
-            }
+            xcat_loss_plan *p = plan_with_counts(ctx, &d, s, &t);
             stensors x;
             tensors(ctx, s, &t, &x);
             xcat_loss_args a = args_of(&x, 5);
@@ -528,12 +536,7 @@ START_TEST(test_chunking_invariant)
                     if (!items) setenv("XCAT_CL_SAMPLED_ENTRIES", "97", 1); /* 3 rows a chunk */
                     setenv("XCAT_CL_SAMPLED_BLOCK", "13", 1);
                 }
-                xcat_loss_plan *p = plan_create(ctx, &d, s->n, s->c, s->d);
-                if (t.counts) {
-                    xcat_tensor *tc = test_tensor(ctx, XCAT_DTYPE_I64, s->c, 1, t.counts);
-                    test_expect_ok(ctx, xcat_loss_plan_set_item_counts(p, tc), "counts");
-                    xcat_tensor_free(tc);
-                }
+                xcat_loss_plan *p = plan_with_counts(ctx, &d, s, &t);
                 res[v] = run_grads(ctx, p, s, &x);
                 xcat_loss_plan_free(p);
             }
