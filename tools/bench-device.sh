@@ -97,6 +97,16 @@ if has suite; then
     build-dev/tools/xcat-bench report "$out"/suite_*.jsonl >"$out/suite_report.md"
     cat "$out/suite_small.txt" "$out/suite_large.txt" >>"$out/summary.txt"
 fi
+if has slacksweep; then
+    log "top-K selection slack sweep on the GPU (d=128, K=100/1000, excl 0/50)"
+    for sl in ${SLACKS:-0 2048 4096 8192}; do
+        echo "## slack $sl" >>"$out/slacksweep.txt"
+        XCAT_CL_TOPK_SLACK=$sl build-dev/tools/xcat-bench topk --backend opencl --m 4096 \
+            --c 1000000 --d 128 --k 100,1000 --excl 0,50 --repeats 5 --no-naive 2>/dev/null \
+            | grep -v "^#" >>"$out/slacksweep.txt"
+    done
+    cat "$out/slacksweep.txt" >>"$out/summary.txt"
+fi
 if has gpushared; then
     log "xcat-bench sampled, shared and in-batch candidates (GPU): GEMMs vs gathers"
     for g in 0 1; do
