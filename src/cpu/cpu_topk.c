@@ -64,6 +64,44 @@ static void select_best(cand *v, int64_t n, int64_t k)
     }
 }
 
+/* The final order of v[0..n) (score descending, lower id first) by an LSD radix sort of 64-bit
+ * keys — high word the score mapped to an integer that decreases as it grows, low word the id —
+ * in v's own memory (keys in its first half, the ping-pong buffer in its second, an even number
+ * of passes). qsort with a comparator cost ~0.5 s for 1,024 queries × K = 10,000 on 2 cores.
+ * Needs ids < 2^32 (the caller falls back to qsort otherwise). */
+static void sort_best(cand *v, int64_t n)
+{
+    uint64_t *key = (uint64_t *)v, *tmp = key + n;
+    for (int64_t t = 0; t < n; ++t) {
+        uint32_t u;
+        memcpy(&u, &v[t].s, 4);
+        u = (u & 0x80000000u) ? ~u : (u | 0x80000000u); /* increasing with the score */
+        const uint64_t k = ((uint64_t)(~u) << 32) | (uint64_t)(uint32_t)v[t].i;
+        /* key[t] overlaps v[t/2]: read before written (t ascending, v[t] read above) */
+        key[t] = k;
+    }
+    for (int pass = 0; pass < 8; ++pass) {
+        const int sh = 8 * pass;
+        int64_t count[257] = {0};
+        for (int64_t t = 0; t < n; ++t) ++count[((key[t] >> sh) & 255u) + 1];
+        for (int b = 0; b < 256; ++b) count[b + 1] += count[b];
+        for (int64_t t = 0; t < n; ++t) tmp[count[(key[t] >> sh) & 255u]++] = key[t];
+        uint64_t *sw = key;
+        key = tmp;
+        tmp = sw;
+    }
+    /* 8 passes: the sorted keys are back in the first half; decode from the end, where the
+     * cand being written (slots 2t, 2t+1) only covers keys already read */
+    for (int64_t t = n - 1; t >= 0; --t) {
+        const uint64_t k = key[t];
+        uint32_t u = ~(uint32_t)(k >> 32);
+        u = (u & 0x80000000u) ? (u & 0x7FFFFFFFu) : ~u;
+        float sc;
+        memcpy(&sc, &u, 4);
+        v[t] = (cand){sc, (int64_t)(uint32_t)k};
+    }
+}
+
 static int cmp_cand(const void *a, const void *b)
 {
     const cand x = *(const cand *)a, y = *(const cand *)b;
@@ -153,7 +191,10 @@ static void run_block(const topk_job *jb, int64_t q0, int64_t nq, float *S, int3
     for (int64_t r = 0; r < nq; ++r) {
         qsel *q = &qs[r];
         if (q->n > k) prune(q, k);
-        qsort(q->buf, (size_t)q->n, sizeof *q->buf, cmp_cand);
+        if (c->c <= (int64_t)UINT32_MAX && q->n > 32)
+            sort_best(q->buf, q->n);
+        else
+            qsort(q->buf, (size_t)q->n, sizeof *q->buf, cmp_cand);
         const int64_t row = q0 + r;
         for (int64_t t = 0; t < k; ++t) {
             const int64_t id = t < q->n ? q->buf[t].i : -1;
