@@ -53,7 +53,7 @@ static int parse(int argc, char **argv, sopts *o)
         else if (!strcmp(a, "--json")) o->json = v;
         else {
             fprintf(stderr, "usage: xcat-bench sampled [--n N] [--c C] [--k K,..] [--d d,..] "
-                    "[--kind sampled-ce|bce|gbce|inbatch] [--sampler uniform|shared] "
+                    "[--kind sampled-ce|bce|gbce|inbatch] [--sampler uniform|shared|popularity] "
                     "[--repeats R] [--backend cpu|opencl|auto] [--json PATH] [--quick] "
                     "[--naive]\n"
                     "  shared: K items given once for the whole batch (GIVEN_SHARED); inbatch: "
@@ -150,6 +150,7 @@ int xcat_bench_sampled_main(int argc, char **argv)
                           : !strcmp(o.kind, "inbatch") ? XCAT_LOSS_INBATCH
                                                        : XCAT_LOSS_SAMPLED_CE;
     const bool shared = !strcmp(o.sampler, "shared"), inbatch = kind == XCAT_LOSS_INBATCH;
+    const bool popular = !strcmp(o.sampler, "popularity"); /* Zipf(1) counts over the items */
     if (inbatch) { /* one run: the candidates are the batch */
         o.k[0] = o.n - 1;
         o.nk = 1;
@@ -206,11 +207,26 @@ int xcat_bench_sampled_main(int argc, char **argv)
                 }
                 free(neg);
             }
+            if (popular) desc.sampler = XCAT_SAMPLER_POPULARITY;
             xcat_loss_plan *p = NULL;
             if (xcat_loss_plan_create(ctx, &desc, n, c, d, &p)) {
                 fprintf(stderr, "xcat-bench sampled: plan: %s\n", xcat_context_last_error(ctx));
                 failed = 1;
                 break;
+            }
+            if (popular) {
+                int64_t *cnt = alloc_bytes((size_t)c * 8);
+                for (int64_t q = 0; q < c; ++q) cnt[q] = 1 + 1000000 / (q + 1);
+                xcat_tensor *tc = NULL;
+                if (xcat_tensor_create(ctx, XCAT_DTYPE_I64, c, 1, &tc) ||
+                    xcat_tensor_write(tc, cnt, 0) || xcat_loss_plan_set_item_counts(p, tc)) {
+                    fprintf(stderr, "xcat-bench sampled: counts: %s\n",
+                            xcat_context_last_error(ctx));
+                    failed = 1;
+                }
+                xcat_tensor_free(tc);
+                free(cnt);
+                if (failed) break;
             }
             size_t ws = 0;
             xcat_loss_plan_workspace_size(p, &ws);
