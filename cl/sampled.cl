@@ -242,15 +242,23 @@ inline int smp_shared_col(const int shmode, const int k, const long i, const int
         __global float *lse_out, const ulong offlse, const int has_lse,                      \
         __global int *ent_item, __global float *ent_val, __global float *dH,                 \
         const ulong offdh, const long lddh, const int has_dh, __global float *ZG,            \
-        const int nsh, const int shmode_arg
+        const int nsh, const int shmode_arg, __global float *GH, const int nhot,             \
+        __global const int *hot_col
 #define ROWS_PASS                                                                            \
     SMP_PASS, mode, r0, w, offw, has_w, gfac, rowloss, lse_out, offlse, has_lse, ent_item,   \
-        ent_val, dH, offdh, lddh, has_dh, ZG, nsh, shmode_arg
+        ent_val, dH, offdh, lddh, has_dh, ZG, nsh, shmode_arg, GH, nhot, hot_col
 
-/* Two kernels of one body: sampled_rows (every candidate gathered) and sampled_rows_shared
- * (GIVEN_SHARED / INBATCH with their GEMM): `shared` is a constant after inlining, so the
- * gather-only kernel carries none of the shared code (measured 10 % faster on the H100). */
-inline void smp_rows(ROWS_ARGS, const int shared, __local float *lm, __local float *ls)
+/* Kernels of one body: sampled_rows (every candidate gathered), sampled_rows_shared
+ * (GIVEN_SHARED / INBATCH with their GEMM), and _hot variants of both (the popularity sampler's
+ * hottest items summed through a GEMM, below): `shared` and `hot` are constants after
+ * inlining, so the plain kernel carries none of that code (measured 10 % faster on the H100).
+ *
+ * Hot items (mode 1): item j with hot_col[j] >= 0 is one of the nhot most probable items of a
+ * popularity sampler. Its coefficients go to the row's GH row (lane 0 adds them in t order:
+ * deterministic) instead of the bucket sort, which would give one work-group millions of one
+ * item's entries; the entry stays, encoded −(item + 2), for the row's dH. */
+inline void smp_rows(ROWS_ARGS, const int shared, const int hot, __local float *lm,
+                     __local float *ls)
 {
     const int shmode = shared ? shmode_arg : 0;
     const int lid = get_local_id(0);
@@ -399,6 +407,19 @@ inline void smp_rows(ROWS_ARGS, const int shared, __local float *lm, __local flo
     for (int t = lid; mode == 1 && Tl == 0 && t < TE; t += SWG) eit[t] = -1;
     for (int c2 = lid; mode == 1 && shmode && Tl == 0 && c2 < nsh; c2 += SWG) zg[c2] = 0.0f;
     if (mode == 1 && shmode == 2 && Tl > 0 && lid == 0) zg[i] = 0.0f;
+    __global float *gh = GH + (long)get_group_id(0) * nhot;
+    for (int c2 = lid; hot && mode == 1 && c2 < nhot; c2 += SWG) gh[c2] = 0.0f;
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    if (hot && mode == 1 && lid == 0) {
+        for (int t = 0; t < (Tl < TE ? Tl : TE); ++t) {
+            const int it = eit[t];
+            const int c3 = it >= 0 ? hot_col[it] : -1;
+            if (c3 >= 0) {
+                gh[c3] += eval[t];
+                eit[t] = -(it + 2);
+            }
+        }
+    }
     barrier(CLK_GLOBAL_MEM_FENCE);
     /* dH row: lanes over the dimensions, candidates in t order */
     if (mode == 1 && has_dh) {
@@ -406,7 +427,8 @@ inline void smp_rows(ROWS_ARGS, const int shared, __local float *lm, __local flo
         for (int j = lid; j < d; j += SWG) {
             float acc = 0.0f;
             for (int t = 0; t < (Tl < TE ? Tl : TE); ++t) {
-                const int it = eit[t];
+                int it = eit[t];
+                if (hot && it < -1) it = -it - 2;
                 if (it >= 0) acc = mad(eval[t], E[offE + (long)it * lde + j], acc);
             }
             dh[j] = acc;
@@ -414,17 +436,16 @@ inline void smp_rows(ROWS_ARGS, const int shared, __local float *lm, __local flo
     }
 }
 
-__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows(ROWS_ARGS)
-{
-    __local float lm[SWG], ls[SWG];
-    smp_rows(ROWS_PASS, 0, lm, ls);
-}
-
-__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_rows_shared(ROWS_ARGS)
-{
-    __local float lm[SWG], ls[SWG];
-    smp_rows(ROWS_PASS, 1, lm, ls);
-}
+#define SMP_ROWS_KERNEL(name, shared, hot)                                                   \
+    __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void name(ROWS_ARGS)           \
+    {                                                                                        \
+        __local float lm[SWG], ls[SWG];                                                      \
+        smp_rows(ROWS_PASS, shared, hot, lm, ls);                                            \
+    }
+SMP_ROWS_KERNEL(sampled_rows, 0, 0)
+SMP_ROWS_KERNEL(sampled_rows_shared, 1, 0)
+SMP_ROWS_KERNEL(sampled_rows_hot, 0, 1)
+SMP_ROWS_KERNEL(sampled_rows_shared_hot, 1, 1)
 
 /* dE/db for a chunk's entries without atomics on floats: a stable counting sort of the entries
  * by item bucket (bucket b = item·G / C: contiguous item ranges), then one work-group per
@@ -762,4 +783,17 @@ __kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_shared_ac
         }
         if (has_db && lid == 0) db[offdb + it] += dbsh[col];
     }
+}
+
+/* After all chunks: the hot items' gradients (distinct items) into dE/db, one group each. */
+__kernel __attribute__((reqd_work_group_size(SWG, 1, 1))) void sampled_hot_add(
+    __global const int *hot_items, __global const float *dEhot, __global const float *dbhot,
+    const int d, __global float *dE, const ulong offdE, const long ldde, const int has_de,
+    __global float *db, const ulong offdb, const int has_db)
+{
+    const int c = get_group_id(0), lid = get_local_id(0);
+    const int it = hot_items[c];
+    if (has_de)
+        for (int j = lid; j < d; j += SWG) dE[offdE + (long)it * ldde + j] += dEhot[(long)c * d + j];
+    if (has_db && lid == 0) db[offdb + it] += dbhot[c];
 }

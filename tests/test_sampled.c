@@ -423,8 +423,8 @@ START_TEST(test_draws_across_backends)
 }
 END_TEST
 
-/* OpenCL in the GPU layout on any device: several lanes per candidate's dot product and the
- * per-item sums of the dE step. */
+/* OpenCL in the GPU layout on any device: several lanes per candidate's dot product, the
+ * per-item sums of the dE step, and a popularity sampler's hot items summed by GEMM. */
 START_TEST(test_reference_teams)
 {
     xcat_context *ctx = test_target_context_flags(_i, 0, 0); /* reads the knobs */
@@ -432,9 +432,11 @@ START_TEST(test_reference_teams)
     if (test_context_backend(ctx) == XCAT_BACKEND_OPENCL) {
         setenv("XCAT_CL_SAMPLED_TEAM", "4", 1);
         setenv("XCAT_CL_SAMPLED_ITEMS", "1", 1);
+        setenv("XCAT_CL_SAMPLED_HOT_MIN", "0.5", 1); /* popularity cases: many hot items */
         for (int ci = 0; ci < NUM_CASES; ++ci) run_reference_case(ctx, &CASES[ci]);
         unsetenv("XCAT_CL_SAMPLED_TEAM");
         unsetenv("XCAT_CL_SAMPLED_ITEMS");
+        unsetenv("XCAT_CL_SAMPLED_HOT_MIN");
     }
     xcat_context_free(ctx);
 }

@@ -24,7 +24,9 @@
  * block) — neither changes a bit of the entry-order sums (CPU devices); the per-item sums of
  * GPUs round per row chunk, so there only the block size is free —
  * and XCAT_CL_SAMPLED_TEAM=lanes per candidate's dot product (a power of two <= SWG),
- * XCAT_CL_SAMPLED_ITEMS=0|1 (per-item sums in the last dE step; GPUs by default). */
+ * XCAT_CL_SAMPLED_ITEMS=0|1 (per-item sums in the last dE step; GPUs by default),
+ * XCAT_CL_SAMPLED_HOT=0 / XCAT_CL_SAMPLED_HOT_MIN=x (hot items of a popularity sampler: off /
+ * expected entries per chunk that make an item hot, default 512). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,12 +46,14 @@ typedef struct ocl_smp_plan {
     int vec_loads;
     int64_t entries;        /* capacity of the entry buffer */
     int64_t be;             /* entries per block of the dE sort */
-    cl_kernel k_rows, k_rows_shared, k_zero, k_reduce, k_draw, k_gfac, k_bcount, k_bscan,
+    cl_kernel k_rows, k_rows_shared, k_rows_hot, k_rows_shared_hot, k_hotadd, k_zero, k_reduce, k_draw, k_gfac, k_bcount, k_bscan,
         k_bbase, k_bscatter, k_baccum, k_baccum_items, k_nt, k_nn, k_tn, k_shitems, k_gather,
         k_colsum, k_shaccum;
     cl_mem ent_item, ent_val, rowloss, gfac, dummy;
     cl_mem perm, perm2, counts, totals, bases; /* the dE sort: entries ×2, nb×blocks, nb, nb */
     cl_mem alias_thr, alias_idx, logq; /* NULL until item counts are set */
+    cl_mem hot_col, hot_items;          /* popularity sampler: the hottest items' columns */
+    int nhot;
     uint64_t generation;
 } ocl_smp_plan;
 
@@ -118,8 +122,9 @@ xcat_status xcat_ocl_sampled_workspace_size(const xcat_context *ctx, const xcat_
 
 static void release_tables(ocl_smp_plan *p)
 {
-    cl_mem *ms[] = {&p->alias_thr, &p->alias_idx, &p->logq};
-    for (size_t i = 0; i < 3; i++)
+    cl_mem *ms[] = {&p->alias_thr, &p->alias_idx, &p->logq, &p->hot_col, &p->hot_items};
+    p->nhot = 0;
+    for (size_t i = 0; i < 5; i++)
         if (*ms[i]) {
             clReleaseMemObject(*ms[i]);
             *ms[i] = NULL;
@@ -130,7 +135,8 @@ void xcat_ocl_sampled_plan_release(xcat_loss_plan *plan)
 {
     ocl_smp_plan *p = plan->backend_plan;
     if (!p) return;
-    cl_kernel ks[] = {p->k_rows,   p->k_rows_shared, p->k_zero,   p->k_reduce,   p->k_draw,    p->k_gfac,
+    cl_kernel ks[] = {p->k_rows,   p->k_rows_shared, p->k_rows_hot, p->k_rows_shared_hot,
+                      p->k_hotadd, p->k_zero,   p->k_reduce,   p->k_draw,    p->k_gfac,
                       p->k_bcount, p->k_bscan,  p->k_bbase,    p->k_bscatter, p->k_baccum,
                       p->k_baccum_items, p->k_nt, p->k_nn, p->k_tn, p->k_shitems,
                       p->k_gather, p->k_colsum, p->k_shaccum};
@@ -218,6 +224,9 @@ xcat_status xcat_ocl_sampled_plan_init(xcat_loss_plan *plan)
         const char *name;
     } ks[] = {{&p->k_rows, "sampled_rows"},
               {&p->k_rows_shared, "sampled_rows_shared"},
+              {&p->k_rows_hot, "sampled_rows_hot"},
+              {&p->k_rows_shared_hot, "sampled_rows_shared_hot"},
+              {&p->k_hotadd, "sampled_hot_add"},
               {&p->k_zero, "sampled_zero"},
               {&p->k_reduce, "sampled_reduce"},
               {&p->k_draw, "sampled_draw"},
@@ -266,6 +275,64 @@ static xcat_status upload_buffer(xcat_context *ctx, const void *src, size_t byte
     return err == CL_SUCCESS ? XCAT_OK : xcat_ocl_error(ctx, err, "uploading a sampled table");
 }
 
+#define HOT_MIN_ENTRIES 512 /* expected entries of one item per chunk that make it hot */
+#define HOT_MAX 4096
+
+static int cmp_q_desc(const void *a, const void *b)
+{
+    const float x = ((const float *)a)[0], y = ((const float *)b)[0];
+    return x > y ? -1 : x < y ? 1 : 0;
+}
+
+/* The popularity sampler's hottest items: those expected at least HOT_MIN_ENTRIES times in a
+ * chunk of entries (at most HOT_MAX, the most probable first). Their column map (C ints) and
+ * list go to the device; their gradients go through a GEMM in the backward. */
+static xcat_status hot_setup(xcat_loss_plan *plan)
+{
+    ocl_smp_plan *p = plan->backend_plan;
+    const xcat_sampling *smp = plan->sampling;
+    const int64_t c = smp->classes;
+    double hot_min = HOT_MIN_ENTRIES;
+    if (!plan->ctx->ignore_env) { /* testing: XCAT_CL_SAMPLED_HOT_MIN=expected entries */
+        const char *v = getenv("XCAT_CL_SAMPLED_HOT_MIN");
+        const double e = v ? atof(v) : 0.0;
+        if (e > 0.0) hot_min = e;
+    }
+    const float lq_min = (float)log(hot_min / (double)p->entries);
+    int64_t n = 0;
+    for (int64_t j = 0; j < c; ++j) n += smp->log_q[j] >= lq_min;
+    if (n == 0) return XCAT_OK;
+    float *pairs = xcat_host_alloc(plan->ctx, (size_t)n * 8, 64); /* (log q, item) */
+    int32_t *col = xcat_host_alloc(plan->ctx, (size_t)c * 4, 64);
+    if (!pairs || !col) {
+        xcat_host_free(plan->ctx, pairs), xcat_host_free(plan->ctx, col);
+        return xcat_error(plan->ctx, XCAT_ERROR_OUT_OF_MEMORY, "hot-item table");
+    }
+    int64_t m = 0;
+    for (int64_t j = 0; j < c; ++j)
+        if (smp->log_q[j] >= lq_min) {
+            pairs[2 * m] = smp->log_q[j];
+            memcpy(&pairs[2 * m + 1], &(int32_t){(int32_t)j}, 4);
+            ++m;
+        }
+    if (n > HOT_MAX) qsort(pairs, (size_t)n, 8, cmp_q_desc); /* ties: any order, all fine */
+    const int nhot = (int)(n < HOT_MAX ? n : HOT_MAX);
+    int32_t *items = (int32_t *)pairs; /* compacted in place: item h from pair h (h <= 2h+1) */
+    for (int64_t j = 0; j < c; ++j) col[j] = -1;
+    for (int h = 0; h < nhot; ++h) {
+        int32_t it;
+        memcpy(&it, &pairs[2 * h + 1], 4);
+        items[h] = it;
+        col[it] = h;
+    }
+    xcat_status st = upload_buffer(plan->ctx, col, (size_t)c * 4, &p->hot_col);
+    if (!st) st = upload_buffer(plan->ctx, items, (size_t)nhot * 4, &p->hot_items);
+    if (!st) p->nhot = nhot;
+    xcat_host_free(plan->ctx, pairs);
+    xcat_host_free(plan->ctx, col);
+    return st;
+}
+
 xcat_status xcat_ocl_sampled_sampling_changed(xcat_loss_plan *plan)
 {
     ocl_smp_plan *p = plan->backend_plan;
@@ -277,6 +344,7 @@ xcat_status xcat_ocl_sampled_sampling_changed(xcat_loss_plan *plan)
     xcat_status st = upload_buffer(plan->ctx, smp->alias_threshold, c * 4, &p->alias_thr);
     if (!st) st = upload_buffer(plan->ctx, smp->alias_index, c * 4, &p->alias_idx);
     if (!st) st = upload_buffer(plan->ctx, smp->log_q, c * 4, &p->logq);
+    if (!st && plan->desc.sampler == XCAT_SAMPLER_POPULARITY) st = hot_setup(plan);
     if (st) release_tables(p);
     p->generation = smp->generation;
     return st;
@@ -296,6 +364,9 @@ typedef struct smp_call {
     int shmode;
     int64_t nsh, zrows;
     cl_mem sh_items, Esh, dEsh, dbsh, ZG;
+    /* hot items of a popularity sampler (backward only): GH chunk coefficients, gradients */
+    int hot;
+    cl_mem GH, dEhot, dbhot;
 } smp_call;
 
 static xcat_status ensure_entries(smp_call *c);
@@ -357,7 +428,8 @@ static xcat_status ensure_entries(smp_call *c)
 
 static void call_release(smp_call *c)
 {
-    cl_mem ms[] = {c->ri_off, c->ri, c->sh_items, c->Esh, c->dEsh, c->dbsh, c->ZG};
+    cl_mem ms[] = {c->ri_off, c->ri,    c->sh_items, c->Esh,  c->dEsh,
+                   c->dbsh,   c->ZG,    c->GH,       c->dEhot, c->dbhot};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
         if (ms[i]) clReleaseMemObject(ms[i]);
 }
@@ -502,6 +574,8 @@ static int64_t chunk_rows(const smp_call *c)
     int64_t r = c->p->entries / c->te;
     if (r < 1) r = 1;
     if (c->shmode && r > c->zrows) r = c->zrows;
+    if (c->hot && r > SHARED_Z_BYTES / (4 * c->p->nhot)) r = SHARED_Z_BYTES / (4 * c->p->nhot);
+    if (r < 1) r = 1;
     return r < c->n ? r : c->n;
 }
 
@@ -511,7 +585,9 @@ static xcat_status rows_pass(const smp_call *c, int mode, int64_t r0, int64_t nr
 {
     const ocl_smp_plan *p = c->p;
     const xcat_loss_call *call = c->call;
-    args a = {.k = c->shmode ? p->k_rows_shared : p->k_rows};
+    const bool hot = c->hot && mode == 1;
+    args a = {.k = hot ? (c->shmode ? p->k_rows_shared_hot : p->k_rows_hot)
+                       : (c->shmode ? p->k_rows_shared : p->k_rows)};
     smp_args(&a, c);
     A_INT(&a, mode);
     A_LONG(&a, r0);
@@ -532,6 +608,9 @@ static xcat_status rows_pass(const smp_call *c, int mode, int64_t r0, int64_t nr
     A_MEM(&a, c->ZG ? c->ZG : p->dummy);
     A_INT(&a, c->nsh);
     A_INT(&a, c->shmode);
+    A_MEM(&a, hot ? c->GH : p->dummy);
+    A_INT(&a, hot ? p->nhot : 0);
+    A_MEM(&a, hot ? p->hot_col : p->dummy);
     const size_t lw = (size_t)p->swg, gw = (size_t)nr * lw;
     return launch(c->ctx, &a, 1, &gw, &lw, "enqueueing sampled_rows");
 }
@@ -717,6 +796,67 @@ static xcat_status shared_grads(const smp_call *c, int64_t r0, int64_t nr, const
     return st;
 }
 
+/* Hot items in this backward: a popularity plan with a hot list, and dE or db wanted. */
+static xcat_status hot_setup_call(smp_call *c, bool grads)
+{
+    const ocl_smp_plan *p = c->p;
+    c->hot = grads && p->nhot > 0 && c->plan->desc.sampler == XCAT_SAMPLER_POPULARITY;
+    if (!c->ctx->ignore_env) { /* XCAT_CL_SAMPLED_HOT=0 (testing): every item bucket-sorted */
+        const char *v = getenv("XCAT_CL_SAMPLED_HOT");
+        if (v && v[0] == '0') c->hot = 0;
+    }
+    if (!c->hot) return XCAT_OK;
+    const int64_t rows = chunk_rows(c), d = c->plan->dim;
+    xcat_status st = xcat_ocl_buffer(c->ctx, (size_t)(rows * p->nhot) * 4, false, &c->GH);
+    if (!st) st = xcat_ocl_buffer(c->ctx, (size_t)(p->nhot * d) * 4, true, &c->dEhot);
+    if (!st) st = xcat_ocl_buffer(c->ctx, (size_t)p->nhot * 4, true, &c->dbhot);
+    return st;
+}
+
+/* A chunk's hot-item gradients from GH: dE_hot += GHᵀ·H_chunk, db_hot += column sums. */
+static xcat_status hot_grads(const smp_call *c, int64_t r0, int64_t nr, const xcat_tensor *dE,
+                             const xcat_tensor *db)
+{
+    const ocl_smp_plan *p = c->p;
+    const int64_t d = c->plan->dim;
+    xcat_status st = XCAT_OK;
+    if (dE)
+        st = xcat_ocl_gemm_launch(c->ctx, p->k_tn, &p->g, p->nhot, d, nr, 1.0f,
+                                  (mat){c->GH, 0, p->nhot},
+                                  chunk_of(tensor_mat(c->call->hidden), r0), 1.0f,
+                                  (mat){c->dEhot, 0, d}, 1, 0);
+    if (!st && db) {
+        args a = {.k = p->k_colsum};
+        A_INT(&a, nr);
+        A_INT(&a, p->nhot);
+        A_MEM(&a, c->GH);
+        A_MEM(&a, c->dbhot);
+        const size_t lw = (size_t)p->swg, gw = (size_t)cdiv(p->nhot, p->swg) * lw;
+        st = launch(c->ctx, &a, 1, &gw, &lw, "enqueueing sampled_colsum_add");
+    }
+    return st;
+}
+
+static xcat_status hot_scatter(const smp_call *c, const xcat_tensor *d_items,
+                               const xcat_tensor *d_bias)
+{
+    const ocl_smp_plan *p = c->p;
+    args a = {.k = p->k_hotadd};
+    A_MEM(&a, p->hot_items);
+    A_MEM(&a, c->dEhot);
+    A_MEM(&a, c->dbhot);
+    A_INT(&a, c->plan->dim);
+    A_MEM(&a, d_items ? xcat_ocl_mem(d_items) : p->dummy);
+    A_ULONG(&a, d_items ? elem_off(d_items) : 0);
+    A_LONG(&a, d_items ? d_items->stride : 0);
+    A_INT(&a, d_items != NULL);
+    A_MEM(&a, d_bias ? xcat_ocl_mem(d_bias) : p->dummy);
+    A_ULONG(&a, d_bias ? elem_off(d_bias) : 0);
+    A_INT(&a, d_bias != NULL);
+    const size_t lw = (size_t)p->swg, gw = (size_t)p->nhot * lw;
+    return launch(c->ctx, &a, 1, &gw, &lw, "enqueueing sampled_hot_add");
+}
+
 xcat_status xcat_ocl_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call *call,
                                       bool reuse, const xcat_tensor *grad_loss,
                                       xcat_tensor *d_hidden, xcat_tensor *d_items,
@@ -749,16 +889,19 @@ xcat_status xcat_ocl_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call
     if (!st && d_items) st = zero_rows(&c, d_items, plan->classes, plan->dim);
     if (!st && d_bias) st = zero_rows(&c, d_bias, plan->classes, 1);
     if (!st) st = shared_setup(&c, true);
+    if (!st) st = hot_setup_call(&c, d_items || d_bias);
     const int64_t rc = chunk_rows(&c);
     for (int64_t r0 = 0; !st && r0 < c.n; r0 += rc) {
         const int64_t nr = c.n - r0 < rc ? c.n - r0 : rc;
         if (c.shmode) st = shared_dots(&c, r0, nr);
         if (!st) st = rows_pass(&c, 1, r0, nr, NULL, d_hidden);
         if (!st && c.shmode) st = shared_grads(&c, r0, nr, d_hidden, d_items, d_bias);
+        if (!st && c.hot) st = hot_grads(&c, r0, nr, d_items, d_bias);
         if (st || (!d_items && !d_bias)) continue;
         st = dE_pass(&c, r0, nr, d_items, d_bias);
     }
     if (!st && c.shmode && (d_items || d_bias)) st = shared_scatter(&c, d_items, d_bias);
+    if (!st && c.hot) st = hot_scatter(&c, d_items, d_bias);
     st = finish(c.ctx, st);
     call_release(&c);
     return st;
