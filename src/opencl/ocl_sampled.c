@@ -26,7 +26,7 @@
  * and XCAT_CL_SAMPLED_TEAM=lanes per candidate's dot product (a power of two <= SWG),
  * XCAT_CL_SAMPLED_ITEMS=0|1 (per-item sums in the last dE step; GPUs by default),
  * XCAT_CL_SAMPLED_HOT=0 / XCAT_CL_SAMPLED_HOT_MIN=x (hot items of a popularity sampler: off /
- * expected entries per chunk that make an item hot, default 512). */
+ * expected entries per chunk that make an item hot, default 128). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,7 +275,7 @@ static xcat_status upload_buffer(xcat_context *ctx, const void *src, size_t byte
     return err == CL_SUCCESS ? XCAT_OK : xcat_ocl_error(ctx, err, "uploading a sampled table");
 }
 
-#define HOT_MIN_ENTRIES 512 /* expected entries of one item per chunk that make it hot */
+#define HOT_MIN_ENTRIES 128 /* expected entries of one item per chunk that make it hot */
 #define HOT_MAX 4096
 
 static int cmp_q_desc(const void *a, const void *b)
