@@ -33,13 +33,6 @@ enum { K_SAMPLED_CE = 1, K_BCE = 2, K_GBCE = 3, K_INBATCH = 4 };     /* xcat_los
 enum { S_UNIFORM = 0, S_POPULARITY = 1, S_GIVEN_ROW = 2, S_GIVEN_SHARED = 3 }; /* host maps */
 enum { C_NONE = 0, C_UNIFORM = 1, C_LOGQ = 2, C_LOGQ_CORRECTED = 3 };
 
-typedef struct smp_params {
-    int kind, sampler, correction, reject, distinct;
-    int n, c, d, k, t;  /* rows of the batch, classes, dim, negatives, candidates per row */
-    float scale, cap, beta, corr, logk, neglogc;
-    int logq_on, has_logq, withq;
-} smp_params;
-
 #define SMP_ARGS                                                                             \
     const int kind, const int sampler, const int correction, const int reject,              \
         const int distinct, const int n, const int c, const int d, const int k, const int T, \

@@ -661,6 +661,20 @@ static xcat_status zero_rows(const smp_call *c, const xcat_tensor *t, int64_t ro
     return launch(c->ctx, &a, 1, &gw, &lw, "enqueueing sampled_zero");
 }
 
+/* The dE / db outputs of the accumulation kernels: (dE, offset, stride, has_dE, db, offset,
+ * has_db), a dummy buffer for an absent one. */
+static void grad_out_args(args *a, const ocl_smp_plan *p, const xcat_tensor *d_items,
+                          const xcat_tensor *d_bias)
+{
+    A_MEM(a, d_items ? xcat_ocl_mem(d_items) : p->dummy);
+    A_ULONG(a, d_items ? elem_off(d_items) : 0);
+    A_LONG(a, d_items ? d_items->stride : 0);
+    A_INT(a, d_items != NULL);
+    A_MEM(a, d_bias ? xcat_ocl_mem(d_bias) : p->dummy);
+    A_ULONG(a, d_bias ? elem_off(d_bias) : 0);
+    A_INT(a, d_bias != NULL);
+}
+
 /* Stable counting sort of `nent` items (−1 skipped) by item bucket: p->perm lists their indices
  * bucket by bucket, in index order within a bucket; p->bases / p->totals locate the buckets. */
 static xcat_status bucket_sort(const smp_call *c, cl_mem items, int64_t nent)
@@ -732,13 +746,7 @@ static xcat_status dE_pass(const smp_call *c, int64_t r0, int64_t nr, const xcat
     A_MEM(&g, H.mem);
     A_ULONG(&g, H.off);
     A_LONG(&g, H.ld);
-    A_MEM(&g, d_items ? xcat_ocl_mem(d_items) : p->dummy);
-    A_ULONG(&g, d_items ? elem_off(d_items) : 0);
-    A_LONG(&g, d_items ? d_items->stride : 0);
-    A_INT(&g, d_items != NULL);
-    A_MEM(&g, d_bias ? xcat_ocl_mem(d_bias) : p->dummy);
-    A_ULONG(&g, d_bias ? elem_off(d_bias) : 0);
-    A_INT(&g, d_bias != NULL);
+    grad_out_args(&g, p, d_items, d_bias);
     return launch(c->ctx, &g, 1, &g_nb, &lw, "enqueueing sampled_bucket_accum");
 }
 
@@ -758,13 +766,7 @@ static xcat_status shared_scatter(const smp_call *c, const xcat_tensor *d_items,
     A_MEM(&a, c->dEsh);
     A_MEM(&a, c->dbsh);
     A_INT(&a, c->plan->dim);
-    A_MEM(&a, d_items ? xcat_ocl_mem(d_items) : p->dummy);
-    A_ULONG(&a, d_items ? elem_off(d_items) : 0);
-    A_LONG(&a, d_items ? d_items->stride : 0);
-    A_INT(&a, d_items != NULL);
-    A_MEM(&a, d_bias ? xcat_ocl_mem(d_bias) : p->dummy);
-    A_ULONG(&a, d_bias ? elem_off(d_bias) : 0);
-    A_INT(&a, d_bias != NULL);
+    grad_out_args(&a, p, d_items, d_bias);
     const size_t lw = (size_t)p->swg, gw = (size_t)p->nb * lw;
     return launch(c->ctx, &a, 1, &gw, &lw, "enqueueing sampled_shared_accum");
 }
@@ -846,13 +848,7 @@ static xcat_status hot_scatter(const smp_call *c, const xcat_tensor *d_items,
     A_MEM(&a, c->dEhot);
     A_MEM(&a, c->dbhot);
     A_INT(&a, c->plan->dim);
-    A_MEM(&a, d_items ? xcat_ocl_mem(d_items) : p->dummy);
-    A_ULONG(&a, d_items ? elem_off(d_items) : 0);
-    A_LONG(&a, d_items ? d_items->stride : 0);
-    A_INT(&a, d_items != NULL);
-    A_MEM(&a, d_bias ? xcat_ocl_mem(d_bias) : p->dummy);
-    A_ULONG(&a, d_bias ? elem_off(d_bias) : 0);
-    A_INT(&a, d_bias != NULL);
+    grad_out_args(&a, p, d_items, d_bias);
     const size_t lw = (size_t)p->swg, gw = (size_t)p->nhot * lw;
     return launch(c->ctx, &a, 1, &gw, &lw, "enqueueing sampled_hot_add");
 }

@@ -183,6 +183,24 @@ banned:
         A_INT(a, (c)->num_banned);                                                           \
     } while (0)
 
+/* topk_select over the block's mb queries: those holding more than `limit` keys are cut to k. */
+static xcat_status launch_select(xcat_context *ctx, cl_kernel ks, const topk_layout *L,
+                                 const xcat_topk_call *c, const topk_bufs *b, int64_t q0,
+                                 int64_t mb, cl_uint limit)
+{
+    args a = {.k = ks};
+    A_MEM(&a, b->cand);
+    A_LONG(&a, L->cap);
+    A_MEM(&a, b->cnt);
+    A_MEM(&a, b->thr);
+    A_UINT(&a, c->k);
+    A_UINT(&a, limit);
+    A_LONG(&a, q0);
+    LIST_ARGS(&a, c, b);
+    const size_t sl = (size_t)L->sel_wg, sg = (size_t)mb * sl;
+    return launch(ctx, &a, 1, &sg, &sl, "enqueueing topk_select");
+}
+
 xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tensor *indices,
                           xcat_tensor *scores)
 {
@@ -241,31 +259,12 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
             const size_t gw = (size_t)(cdiv(mb, L.g.bm) * cdiv(nc, L.g.bn)) * lw;
             st = launch(ctx, &a, 1, &gw, &lw, "enqueueing topk_score_filter");
             if (st || score_only) continue;
-            args s2 = {.k = ks};
-            A_MEM(&s2, b.cand);
-            A_LONG(&s2, L.cap);
-            A_MEM(&s2, b.cnt);
-            A_MEM(&s2, b.thr);
-            A_UINT(&s2, c->k);
-            A_UINT(&s2, L.limit);
-            A_LONG(&s2, q0);
-            LIST_ARGS(&s2, c, &b);
-            const size_t sl = (size_t)L.sel_wg, sg = (size_t)mb * sl;
-            st = launch(ctx, &s2, 1, &sg, &sl, "enqueueing topk_select");
+            st = launch_select(ctx, ks, &L, c, &b, q0, mb, (cl_uint)L.limit);
         }
         if (st) break;
         /* the end: every row purged and cut to k (limit 0), sorted in blocks, merged */
-        args s2 = {.k = ks};
-        A_MEM(&s2, b.cand);
-        A_LONG(&s2, L.cap);
-        A_MEM(&s2, b.cnt);
-        A_MEM(&s2, b.thr);
-        A_UINT(&s2, c->k);
-        A_UINT(&s2, 0);
-        A_LONG(&s2, q0);
-        LIST_ARGS(&s2, c, &b);
-        const size_t sl = (size_t)L.sel_wg, sg = (size_t)mb * sl;
-        st = launch(ctx, &s2, 1, &sg, &sl, "enqueueing topk_select");
+        st = launch_select(ctx, ks, &L, c, &b, q0, mb, 0);
+        const size_t sl = (size_t)L.sel_wg;
         const int64_t nblk = cdiv(c->k, L.sort_local);
         for (int pass = 0; pass < 2 && !st; ++pass) {
             args a = {.k = pass ? km : kb};
