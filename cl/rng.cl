@@ -143,4 +143,28 @@ static inline xr_u32 xr_draw_distinct(const xr_perm *p, xr_u32 k, xr_u32 positiv
     return x < positive ? x : x + 1u;
 }
 
+/* ---- SCE bucket directions: approximately Gaussian values, bit-identical everywhere.
+ * The sum of twelve uniforms minus 6 (Irwin–Hall(12): mean 0, variance 1, bounded to ±6, its
+ * density within 0.01 of the normal one) from integer arithmetic only: twelve 24-bit words of
+ * three Philox draws are summed exactly as integers, and one int → float conversion (round to
+ * nearest even on every IEEE device) and one exact scaling by 2^−24 make the value. Box–Muller
+ * would need log/cos, whose last bits differ between libm and OpenCL builtins. Value number
+ * `index` of stream (seed, step): counter (index low, index high, step low, step high ^ 0x5CE ^
+ * draw << 24). */
+static inline float xr_gauss12(xr_u64 seed, xr_u64 step, xr_u64 index)
+{
+    xr_u32 sum = 0;
+    for (xr_u32 t = 0; t < 3; ++t) {
+        xr_u32 w[4];
+        w[0] = (xr_u32)index;
+        w[1] = (xr_u32)(index >> 32);
+        w[2] = (xr_u32)step;
+        w[3] = (xr_u32)(step >> 32) ^ 0x5CEu ^ (t << 24);
+        xr_philox4x32_10(w, (xr_u32)seed, (xr_u32)(seed >> 32));
+        sum += (w[0] >> 8) + (w[1] >> 8) + (w[2] >> 8) + (w[3] >> 8);
+    }
+    const int v = (int)sum - 6 * (1 << 24); /* |v| < 2^27: exact in int */
+    return (float)v * 5.9604644775390625e-8f;  /* 2^−24: exact */
+}
+
 #endif /* XCAT_RNG_CL */

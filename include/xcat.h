@@ -381,7 +381,46 @@ XCAT_API void xcat_tensor_free(xcat_tensor *tensor);
  * POPULARITY (K >= 1) or IN_BATCH (K = 0: in-batch only); DISTINCT and the UNIFORM correction do
  * not apply. Shared candidates allocate their GEMM buffers per call: 8·S·d bytes for the S
  * shared rows and their gradient, plus at most 128 MiB (CPU: dots and coefficients of a chunk
- * of rows) or 256 MiB (OpenCL: the same, in place) of chunk buffers.
+ * of rows) or 256 MiB (OpenCL: the same, in place) of chunk buffers. *
+ * XCAT_LOSS_SCE — Scalable Cross-Entropy (Mezentsev, Gusak, Oseledets & Frolov, RecSys 2024;
+ * reference code AIRI-Institute/Scalable-SASRec, model.py sce_forward). It approximates full CE
+ * by scoring each row only against the catalog items most likely to be its hardest negatives,
+ * found by maximum inner product search along n_b random bucket directions ω_b (n_b × d, no
+ * gradient). Per call:
+ *   1. Directions, drawn from (desc.seed, args.step) — a new step gives new directions:
+ *        plain (sce_mix_rows = 0):  Ω = d^(−1/4)·G,      G n_b × d;
+ *        mixed (sce_mix_rows = 1):  Ω = d^(−1/4)·Rᵀ·H,   R N × n_b (ignored rows' entries 0),
+ *      with G and R of xcat's reproducible Gaussian (cl/rng.cl xr_gauss12: the sum of twelve
+ *      uniforms minus 6 — mean 0, variance 1, bounded to ±6 — from integer arithmetic, so
+ *      every backend draws the same bits). Plain directions are bitwise the same on every
+ *      backend; mixed ones are a GEMM, equal up to its rounding.
+ *   2. Selection, by xcat_topk with the directions as queries (ties to the lower index, no
+ *      n_b × C matrix): bucket b takes the k_x rows with the highest ω_b·h_i (ignored rows never;
+ *      k_x is clamped to the call's N) and the k_y items with the highest ω_b·e_j (items in
+ *      args.banned_items never, e.g. the padding item). No bias enters the selection.
+ *   3. For each (bucket b, selected row i): the CE over the bucket's k_y items and the row's
+ *      positive p = y_i, target p, the items equal to p masked:
+ *        ℓ_bi = log( e^{z_ip} + Σ_{j ∈ Y_b, j ≠ p} e^{z_ij} ) − z_ip
+ *      with z as above (scale, bias, softcap).
+ *   4. A row's loss is the maximum over the buckets it was selected into, ℓ_i = max_b ℓ_bi (its
+ *      winning bucket: the lowest b on ties); a row in no bucket *does not contribute* (loss 0,
+ *      zero gradient, and it is left out of MEAN's denominator, like an ignored row). Weights
+ *      and reductions as for CE, over the contributing rows.
+ *   5. Backward: the selections are constants; each contributing row's gradient flows through
+ *      its winning bucket only, to its own h_i, the bucket's items and its positive (and their
+ *      bias); dE / db are written densely (zero elsewhere), dH is zero for non-contributing
+ *      rows.
+ * Parameters (0 = default): desc.sce_buckets n_b and desc.sce_rows_per_bucket k_x default to
+ * ⌊2·√max_rows⌋ (the paper's choice), desc.sce_items_per_bucket k_y to min(256, C) (the
+ * reference configs use 64 … 4,096); k_y <= C; desc.sce_mix_rows 0 or 1. Label smoothing and
+ * z-loss must be 0; desc.sampler, correction, num_negatives and gbce_t must keep their
+ * defaults. `lse` receives the winning bucket's log-denominator (0 for rows that contribute
+ * nothing). Cost: selection as two top-K calls (n_b queries against N rows and against C
+ * items), then per bucket a k_x × k_y × d GEMM forward and a (winning rows) × k_y × d
+ * recompute and two GEMMs backward: about 8·N·k_y·d + 6·N·k_y·d flops at the defaults, against
+ * 8·N·C·d for full CE. Deterministic (buckets are accumulated in order; no float atomics).
+ * Workspace: the selections (n_b·(k_x + k_y) indices), per-row state (16 bytes per row) and
+ * per-bucket tiles; xcat_loss_sce_buckets() returns the selection a call would use.
  */
 
 typedef enum xcat_loss_kind {
@@ -390,7 +429,7 @@ typedef enum xcat_loss_kind {
     XCAT_LOSS_BCE = 2,         /* binary CE with K negatives (SASRec) */
     XCAT_LOSS_GBCE = 3,        /* generalised BCE with calibration t (gSASRec) */
     XCAT_LOSS_INBATCH = 4,     /* in-batch negatives (+ optional sampled ones), logQ */
-    XCAT_LOSS_SCE = 5,         /* reserved: scalable CE with MIPS buckets */
+    XCAT_LOSS_SCE = 5,         /* scalable CE with MIPS buckets (see above) */
     XCAT_LOSS_KIND_FORCE_32BIT = 0x7FFFFFFF
 } xcat_loss_kind;
 
@@ -445,11 +484,11 @@ typedef struct xcat_loss_desc {
     xcat_correction correction; /* default NONE */
     float gbce_t;             /* GBCE calibration t in [0, 1]; default 0 */
     uint64_t seed;            /* Philox key of the drawn negatives; default 0 */
-    /* --- SCE (reserved) --- */
-    int64_t sce_buckets;
-    int64_t sce_rows_per_bucket;
-    int64_t sce_items_per_bucket;
-    int32_t sce_mix_rows;
+    /* --- XCAT_LOSS_SCE (0 = default; see above) --- */
+    int64_t sce_buckets;          /* n_b >= 1; default ⌊2·√max_rows⌋ */
+    int64_t sce_rows_per_bucket;  /* k_x >= 1; default ⌊2·√max_rows⌋ (clamped to N per call) */
+    int64_t sce_items_per_bucket; /* k_y in [1, C]; default min(256, C) */
+    int32_t sce_mix_rows;         /* 1: directions mix the batch's rows (Ω = d^(−1/4)·Rᵀ·H) */
 } xcat_loss_desc;
 
 /** Fill `desc` with struct_size, `kind` and the defaults listed above. */
@@ -489,7 +528,11 @@ typedef struct xcat_loss_args {
     const xcat_tensor *row_items_offsets; /* optional CSR of items that count as hits per row: */
     const xcat_tensor *row_items;   /* offsets: vector of N+1 I64, row_items: vector of nnz
                                        I32/I64, each row's ids ascending (repeats allowed) */
-    uint64_t step;                  /* mixed into the RNG counter: new step, new negatives */
+    uint64_t step;                  /* mixed into the RNG counter: new step, new negatives
+                                       (SCE: new bucket directions) */
+    /* --- XCAT_LOSS_SCE --- */
+    const xcat_tensor *banned_items; /* vector of item ids never selected into a bucket (any
+                                        order, repeats allowed; e.g. the padding item), or NULL */
 } xcat_loss_args;
 
 XCAT_API void xcat_loss_args_init(xcat_loss_args *args);
@@ -541,6 +584,16 @@ XCAT_API xcat_status xcat_loss_plan_set_item_counts(xcat_loss_plan *plan,
  */
 XCAT_API xcat_status xcat_loss_draw_negatives(xcat_loss_plan *plan, const xcat_loss_args *args,
                                               xcat_tensor *out);
+
+/**
+ * XCAT_LOSS_SCE: write the buckets a forward/backward with the same plan and args would use:
+ * `rows` (n_b × k_x, I32/I64) the selected rows of each bucket and `items` (n_b × k_y) its
+ * items, each in descending order of ω_b·h (ω_b·e), ties to the lower index, −1 where fewer
+ * remain (k_x = the plan's value clamped to the call's N). Either may be NULL.
+ * Errors: as forward; INVALID_ARGUMENT for any other kind; SHAPE_MISMATCH for a wrong shape.
+ */
+XCAT_API xcat_status xcat_loss_sce_buckets(xcat_loss_plan *plan, const xcat_loss_args *args,
+                                           xcat_tensor *rows, xcat_tensor *items);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Item-scoring top-K and ranking metrics                                                     */

@@ -12,6 +12,7 @@ typedef enum xcat_op {
     XCAT_OP_LOSS_CE = 0,
     XCAT_OP_TOPK = 1,
     XCAT_OP_LOSS_SAMPLED = 2, /* SAMPLED_CE, BCE, GBCE, INBATCH */
+    XCAT_OP_LOSS_SCE = 3,
 } xcat_op;
 
 /* One loss call, validated. Vectors are resolved to plain pointers' owners (tensors). */
@@ -26,6 +27,12 @@ typedef struct xcat_loss_call {
     const xcat_tensor *row_items_offsets, *row_items;
     const int64_t *h_row_items_offsets, *h_row_items; /* host copies, or NULL */
     uint64_t step;
+    /* Host views of the targets and weights (the tensor's memory, or a copy in the plan's
+     * host scratch), valid for the call. */
+    const void *h_targets;
+    bool h_targets64;
+    const float *h_weights; /* NULL: all 1 */
+    const xcat_tensor *banned_items; /* SCE */
 } xcat_loss_call;
 
 /* One top-K or sampled-rank call, validated (src/topk.c). The exclusion CSR and the banned
@@ -81,6 +88,10 @@ typedef struct xcat_backend_ops {
     /* Write the call's negatives (N×K, −1 where masked) into `out` (I32/I64). */
     xcat_status (*loss_draw_negatives)(xcat_loss_plan *plan, const xcat_loss_call *call,
                                        xcat_tensor *out);
+
+    /* XCAT_LOSS_SCE, mixed directions: dirs (n_b × d) = d^(−1/4)·Rᵀ·H (src/sce.h). */
+    xcat_status (*sce_mix_directions)(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                      xcat_tensor *dirs);
 
     /* Top-K: `indices` M×k (I32/I64), `scores` M×k F32 or NULL. */
     xcat_status (*topk)(xcat_context *ctx, const xcat_topk_call *call, xcat_tensor *indices,

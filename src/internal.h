@@ -42,6 +42,8 @@ typedef struct xcat_loss_saved {
     bool valid;
     const xcat_tensor *hidden, *items, *bias, *targets, *row_weights;
     int64_t rows;
+    uint64_t step;                     /* SCE: the directions depend on it */
+    const xcat_tensor *banned_items;   /* SCE: so does the item selection */
 } xcat_loss_saved;
 
 struct xcat_loss_plan {
@@ -55,6 +57,7 @@ struct xcat_loss_plan {
     void *host_scratch; /* max_rows·12 bytes: host copies of device targets and weights */
     struct xcat_sampling *sampling; /* sampled kinds: item counts, alias table (src/sampling.h) */
     int64_t *h_row_items_offsets, *h_row_items; /* the last call's row-items CSR, on the host */
+    struct xcat_sce *sce; /* XCAT_LOSS_SCE: selections and per-row state (src/sce.h) */
 };
 
 /* ---- errors ---- */

@@ -6,6 +6,7 @@
 #include "backend.h"
 #include "loss_validate.h"
 #include "sampling.h"
+#include "sce.h"
 
 void xcat_loss_desc_init(xcat_loss_desc *desc, xcat_loss_kind kind)
 {
@@ -102,10 +103,11 @@ static xcat_status check_sampled_desc(xcat_context *ctx, const xcat_loss_desc *d
     return XCAT_OK;
 }
 
-static xcat_status check_sampled_sizes(xcat_context *ctx, const xcat_loss_desc *d,
+static xcat_status check_sampled_sizes(xcat_context *ctx, xcat_loss_desc *d, int64_t max_rows,
                                        int64_t classes)
 {
     if (d->kind == XCAT_LOSS_CE) return XCAT_OK;
+    if (d->kind == XCAT_LOSS_SCE) return xcat_sce_check_desc(ctx, d, max_rows, classes);
     if (classes < 2 || classes > INT32_MAX)
         return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "num_classes = %lld: the sampled "
                           "kinds need 2 <= C < 2^31 (negatives are drawn in 32 bits)",
@@ -151,10 +153,7 @@ static xcat_status check_desc(xcat_context *ctx, const xcat_loss_desc *d)
         return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED,
                           "desc.dtype = %d: this release stores H and E as F32 only",
                           (int)d->dtype);
-    if (d->kind == XCAT_LOSS_CE) return XCAT_OK;
-    if (d->kind == XCAT_LOSS_SCE)
-        return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED,
-                          "XCAT_LOSS_SCE is reserved for a later release");
+    if (d->kind == XCAT_LOSS_CE || d->kind == XCAT_LOSS_SCE) return XCAT_OK; /* SCE: sce.c */
     return check_sampled_desc(ctx, d);
 }
 
@@ -184,7 +183,7 @@ xcat_status xcat_loss_workspace_size(xcat_context *ctx, const xcat_loss_desc *de
     xcat_status st = copy_desc(ctx, desc, &d);
     if (!st) st = check_desc(ctx, &d);
     if (!st) st = check_sizes(ctx, max_rows, num_classes, dim);
-    if (!st) st = check_sampled_sizes(ctx, &d, num_classes);
+    if (!st) st = check_sampled_sizes(ctx, &d, max_rows, num_classes);
     if (st) return st;
     return ctx->ops->loss_workspace_size(ctx, &d, max_rows, num_classes, dim, bytes);
 }
@@ -200,7 +199,7 @@ xcat_status xcat_loss_plan_create(xcat_context *ctx, const xcat_loss_desc *desc,
     xcat_status st = copy_desc(ctx, desc, &d);
     if (!st) st = check_desc(ctx, &d);
     if (!st) st = check_sizes(ctx, max_rows, num_classes, dim);
-    if (!st) st = check_sampled_sizes(ctx, &d, num_classes);
+    if (!st) st = check_sampled_sizes(ctx, &d, max_rows, num_classes);
     if (st) return st;
     xcat_loss_plan *plan = xcat_host_calloc(ctx, sizeof *plan, 64);
     if (!plan) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "allocating a loss plan");
@@ -215,6 +214,8 @@ xcat_status xcat_loss_plan_create(xcat_context *ctx, const xcat_loss_desc *desc,
         }
     }
     st = ctx->ops->loss_plan_init(plan);
+    if (!st && d.kind == XCAT_LOSS_SCE && (st = xcat_sce_plan_init(plan)))
+        ctx->ops->loss_plan_release(plan);
     if (st) {
         xcat_host_free(ctx, plan->host_scratch);
         xcat_host_free(ctx, plan);
@@ -235,6 +236,7 @@ void xcat_loss_plan_free(xcat_loss_plan *plan)
 {
     if (!plan) return;
     xcat_context *ctx = plan->ctx;
+    xcat_sce_plan_release(plan);
     ctx->ops->loss_plan_release(plan);
     xcat_sampling_free(plan);
     xcat_host_free(ctx, plan->h_row_items_offsets);
@@ -249,7 +251,8 @@ static void remember_call(xcat_loss_plan *plan, const xcat_loss_call *c)
     if (plan->desc.flags & XCAT_LOSS_FORWARD_ONLY) return;
     plan->saved = (xcat_loss_saved){.valid = true, .hidden = c->hidden, .items = c->items,
                                     .bias = c->bias, .targets = c->targets,
-                                    .row_weights = c->row_weights, .rows = c->rows};
+                                    .row_weights = c->row_weights, .rows = c->rows,
+                                    .step = c->step, .banned_items = c->banned_items};
 }
 
 xcat_status xcat_loss_forward(xcat_loss_plan *plan, const xcat_loss_args *args,
@@ -269,7 +272,8 @@ xcat_status xcat_loss_forward(xcat_loss_plan *plan, const xcat_loss_args *args,
 static bool saved_matches(const xcat_loss_saved *s, const xcat_loss_call *c)
 {
     return s->valid && s->hidden == c->hidden && s->items == c->items && s->bias == c->bias &&
-           s->targets == c->targets && s->row_weights == c->row_weights && s->rows == c->rows;
+           s->targets == c->targets && s->row_weights == c->row_weights && s->rows == c->rows &&
+           s->step == c->step && s->banned_items == c->banned_items;
 }
 
 xcat_status xcat_loss_backward(xcat_loss_plan *plan, const xcat_loss_args *args,

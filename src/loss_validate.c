@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "loss_validate.h"
+#include "sce.h"
 #include "topk_validate.h"
 
 static xcat_status check_tensor(xcat_loss_plan *plan, const xcat_tensor *t, const char *name,
@@ -94,6 +95,9 @@ static xcat_status scan_targets(xcat_loss_plan *plan, xcat_loss_call *call)
                               (long long)ignore);
         wsum += wd ? (double)wd[i] : 1.0;
     }
+    call->h_targets = y;
+    call->h_targets64 = y64;
+    call->h_weights = wd;
     call->reduction_scale = 1.0;
     if (plan->desc.reduction == XCAT_REDUCTION_MEAN)
         call->reduction_scale = wsum != 0.0 ? 1.0 / wsum : 0.0;
@@ -242,7 +246,13 @@ xcat_status xcat_loss_call_prepare(xcat_loss_plan *plan, const xcat_loss_args *a
                              .targets = args->targets, .row_weights = args->row_weights,
                              .rows = n};
     st = scan_targets(plan, call);
-    if (!st && plan->desc.kind != XCAT_LOSS_CE) st = prepare_sampled(plan, args, call);
+    if (!st && plan->desc.kind == XCAT_LOSS_SCE) {
+        call->step = args->step;
+        call->banned_items = args->banned_items;
+        st = xcat_sce_prepare_call(plan, args->banned_items);
+    } else if (!st && plan->desc.kind != XCAT_LOSS_CE) {
+        st = prepare_sampled(plan, args, call);
+    }
     return st;
 }
 

@@ -123,8 +123,9 @@ xcat_status xcat_loss_draw_negatives(xcat_loss_plan *plan, const xcat_loss_args 
 {
     if (!plan) return XCAT_ERROR_INVALID_ARGUMENT;
     xcat_context *ctx = plan->ctx;
-    if (plan->desc.kind == XCAT_LOSS_CE)
-        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "XCAT_LOSS_CE draws no negatives");
+    if (plan->desc.kind == XCAT_LOSS_CE || plan->desc.kind == XCAT_LOSS_SCE)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "XCAT_LOSS_CE and XCAT_LOSS_SCE "
+                          "draw no negatives");
     xcat_loss_call call;
     xcat_status st = xcat_loss_call_prepare(plan, args, &call);
     if (st) return st;

@@ -7,6 +7,8 @@
 #include "baseline_guard.h"
 #include "cpu_ce.h"
 #include "cpu_sampled.h"
+#include "cpu_sce.h"
+#include "sce.h"
 #include "cpu_topk.h"
 
 static bool contains_nocase(const char *hay, const char *needle)
@@ -47,7 +49,8 @@ static void cpu_context_release(xcat_context *ctx)
 static bool cpu_supports(const xcat_context *ctx, xcat_op op, xcat_dtype dtype)
 {
     (void)ctx;
-    return (op == XCAT_OP_LOSS_CE || op == XCAT_OP_TOPK || op == XCAT_OP_LOSS_SAMPLED) &&
+    return (op == XCAT_OP_LOSS_CE || op == XCAT_OP_TOPK || op == XCAT_OP_LOSS_SAMPLED ||
+            op == XCAT_OP_LOSS_SCE) &&
            dtype == XCAT_DTYPE_F32;
 }
 
@@ -95,6 +98,10 @@ static xcat_status cpu_loss_workspace_size(const xcat_context *ctx, const xcat_l
                                            int64_t max_rows, int64_t classes, int64_t dim,
                                            size_t *bytes)
 {
+    if (desc->kind == XCAT_LOSS_SCE) {
+        *bytes = xcat_sce_state_bytes(desc, max_rows, dim);
+        return XCAT_OK;
+    }
     if (desc->kind != XCAT_LOSS_CE)
         return xcat_cpu_sampled_workspace_size(ctx, desc, max_rows, classes, dim, bytes);
     xcat_cpu_ce_plan layout;
@@ -103,6 +110,10 @@ static xcat_status cpu_loss_workspace_size(const xcat_context *ctx, const xcat_l
 
 static xcat_status cpu_loss_plan_init(xcat_loss_plan *plan)
 {
+    if (plan->desc.kind == XCAT_LOSS_SCE) { /* its state lives in plan->sce (src/sce.c) */
+        plan->workspace_bytes = xcat_sce_state_bytes(&plan->desc, plan->max_rows, plan->dim);
+        return XCAT_OK;
+    }
     if (plan->desc.kind != XCAT_LOSS_CE) return xcat_cpu_sampled_plan_init(plan);
     xcat_context *ctx = plan->ctx;
     xcat_cpu_ce_plan *p = xcat_host_calloc(ctx, sizeof *p, 64);
@@ -127,6 +138,7 @@ static xcat_status cpu_loss_plan_init(xcat_loss_plan *plan)
 
 static void cpu_loss_plan_release(xcat_loss_plan *plan)
 {
+    if (plan->desc.kind == XCAT_LOSS_SCE) return;
     if (plan->desc.kind != XCAT_LOSS_CE) {
         xcat_cpu_sampled_plan_release(plan);
         return;
@@ -140,6 +152,7 @@ static xcat_status cpu_loss_forward(xcat_loss_plan *plan, const xcat_loss_call *
                                     xcat_tensor *loss, xcat_tensor *lse)
 {
     if (plan->desc.kind == XCAT_LOSS_CE) return xcat_cpu_ce_forward(plan, call, loss, lse);
+    if (plan->desc.kind == XCAT_LOSS_SCE) return xcat_cpu_sce_forward(plan, call, loss, lse);
     return xcat_cpu_sampled_forward(plan, call, loss, lse);
 }
 
@@ -150,6 +163,8 @@ static xcat_status cpu_loss_backward(xcat_loss_plan *plan, const xcat_loss_call 
 {
     if (plan->desc.kind == XCAT_LOSS_CE)
         return xcat_cpu_ce_backward(plan, call, reuse, grad_loss, d_hidden, d_items, d_bias);
+    if (plan->desc.kind == XCAT_LOSS_SCE)
+        return xcat_cpu_sce_backward(plan, call, reuse, grad_loss, d_hidden, d_items, d_bias);
     return xcat_cpu_sampled_backward(plan, call, reuse, grad_loss, d_hidden, d_items, d_bias);
 }
 
@@ -170,6 +185,7 @@ const xcat_backend_ops xcat_cpu_backend = {
     .loss_backward = cpu_loss_backward,
     .loss_sampling_changed = NULL, /* the CPU kernels read plan->sampling directly */
     .loss_draw_negatives = xcat_cpu_sampled_draw_negatives,
+    .sce_mix_directions = xcat_cpu_sce_mix_directions,
     .topk = xcat_cpu_topk,
     .rank_sampled = xcat_cpu_rank_sampled,
 };

@@ -96,6 +96,20 @@ xcat_status xcat_ocl_sampled_sampling_changed(xcat_loss_plan *plan);
 xcat_status xcat_ocl_sampled_draw_negatives(xcat_loss_plan *plan, const xcat_loss_call *call,
                                             xcat_tensor *out);
 
+/* ocl_sce.c: XCAT_LOSS_SCE's bucket passes (src/sce.c does the rest). */
+xcat_status xcat_ocl_sce_workspace_size(const xcat_context *ctx, const xcat_loss_desc *desc,
+                                        int64_t max_rows, int64_t classes, int64_t dim,
+                                        size_t *bytes);
+xcat_status xcat_ocl_sce_plan_init(xcat_loss_plan *plan);
+void xcat_ocl_sce_plan_release(xcat_loss_plan *plan);
+xcat_status xcat_ocl_sce_forward(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                 xcat_tensor *loss, xcat_tensor *lse);
+xcat_status xcat_ocl_sce_backward(xcat_loss_plan *plan, const xcat_loss_call *call, bool reuse,
+                                  const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
+                                  xcat_tensor *d_items, xcat_tensor *d_bias);
+xcat_status xcat_ocl_sce_mix_directions(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                        xcat_tensor *dirs);
+
 /* ocl_topk.c: fused scoring + top-K selection, and sampled evaluation ranks. */
 xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *call, xcat_tensor *indices,
                           xcat_tensor *scores);

@@ -189,7 +189,8 @@ static xcat_status ocl_context_init(xcat_context *ctx, const xcat_context_option
 static bool ocl_supports(const xcat_context *ctx, xcat_op op, xcat_dtype dtype)
 {
     (void)ctx;
-    return (op == XCAT_OP_LOSS_CE || op == XCAT_OP_TOPK || op == XCAT_OP_LOSS_SAMPLED) &&
+    return (op == XCAT_OP_LOSS_CE || op == XCAT_OP_TOPK || op == XCAT_OP_LOSS_SAMPLED ||
+            op == XCAT_OP_LOSS_SCE) &&
            dtype == XCAT_DTYPE_F32;
 }
 
@@ -264,12 +265,15 @@ static xcat_status ocl_loss_workspace_size(const xcat_context *ctx, const xcat_l
 {
     if (desc->kind == XCAT_LOSS_CE)
         return xcat_ocl_ce_workspace_size(ctx, desc, max_rows, classes, dim, bytes);
+    if (desc->kind == XCAT_LOSS_SCE)
+        return xcat_ocl_sce_workspace_size(ctx, desc, max_rows, classes, dim, bytes);
     return xcat_ocl_sampled_workspace_size(ctx, desc, max_rows, classes, dim, bytes);
 }
 
 static xcat_status ocl_loss_plan_init(xcat_loss_plan *plan)
 {
     if (plan->desc.kind == XCAT_LOSS_CE) return xcat_ocl_ce_plan_init(plan);
+    if (plan->desc.kind == XCAT_LOSS_SCE) return xcat_ocl_sce_plan_init(plan);
     return xcat_ocl_sampled_plan_init(plan);
 }
 
@@ -277,6 +281,8 @@ static void ocl_loss_plan_release(xcat_loss_plan *plan)
 {
     if (plan->desc.kind == XCAT_LOSS_CE)
         xcat_ocl_ce_plan_release(plan);
+    else if (plan->desc.kind == XCAT_LOSS_SCE)
+        xcat_ocl_sce_plan_release(plan);
     else
         xcat_ocl_sampled_plan_release(plan);
 }
@@ -285,6 +291,7 @@ static xcat_status ocl_loss_forward(xcat_loss_plan *plan, const xcat_loss_call *
                                     xcat_tensor *loss, xcat_tensor *lse)
 {
     if (plan->desc.kind == XCAT_LOSS_CE) return xcat_ocl_ce_forward(plan, call, loss, lse);
+    if (plan->desc.kind == XCAT_LOSS_SCE) return xcat_ocl_sce_forward(plan, call, loss, lse);
     return xcat_ocl_sampled_forward(plan, call, loss, lse);
 }
 
@@ -295,6 +302,8 @@ static xcat_status ocl_loss_backward(xcat_loss_plan *plan, const xcat_loss_call 
 {
     if (plan->desc.kind == XCAT_LOSS_CE)
         return xcat_ocl_ce_backward(plan, call, reuse, grad_loss, d_hidden, d_items, d_bias);
+    if (plan->desc.kind == XCAT_LOSS_SCE)
+        return xcat_ocl_sce_backward(plan, call, reuse, grad_loss, d_hidden, d_items, d_bias);
     return xcat_ocl_sampled_backward(plan, call, reuse, grad_loss, d_hidden, d_items, d_bias);
 }
 
@@ -315,6 +324,7 @@ const xcat_backend_ops xcat_ocl_backend = {
     .loss_backward = ocl_loss_backward,
     .loss_sampling_changed = xcat_ocl_sampled_sampling_changed,
     .loss_draw_negatives = xcat_ocl_sampled_draw_negatives,
+    .sce_mix_directions = xcat_ocl_sce_mix_directions,
     .topk = xcat_ocl_topk,
     .rank_sampled = xcat_ocl_rank_sampled,
 };
