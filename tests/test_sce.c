@@ -462,6 +462,27 @@ START_TEST(test_reference)
 }
 END_TEST
 
+/* OpenCL in small pieces: waves of 2 buckets (forward and backward) and mixing batches of 8
+ * rows (XCAT_CL_SCE_WAVE / XCAT_CL_SCE_MIX_CHUNK, read by contexts without IGNORE_ENV) give the
+ * float64 reference's results as one piece does. */
+START_TEST(test_opencl_waves)
+{
+    const int ti = test_first_opencl_target() + _i;
+    if (ti >= test_num_targets()) return;
+    setenv("XCAT_CL_SCE_WAVE", "2", 1);
+    setenv("XCAT_CL_SCE_MIX_CHUNK", "8", 1);
+    xcat_context *ctx = test_target_context_flags(ti, 2, 0);
+    if (!ctx) return;
+    for (int ci = 0; ci < 3; ++ci) {
+        test_rng_stream(CASES[ci].name, ti + 100);
+        run_reference_case(ctx, &CASES[ci]);
+    }
+    xcat_context_free(ctx);
+    unsetenv("XCAT_CL_SCE_WAVE");
+    unsetenv("XCAT_CL_SCE_MIX_CHUNK");
+}
+END_TEST
+
 /* Every target selects the same buckets as the CPU backend for the same seed and step, up to
  * float64 near-ties; with duplicated rows and items (exact ties) the lower index wins. */
 START_TEST(test_selection_across_backends)
@@ -755,6 +776,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_reference, 0, nt);
     tcase_add_loop_test(tc, test_full_bucket_equals_ce, 0, nt);
+    tcase_add_loop_test(tc, test_opencl_waves, 0, nt - test_first_opencl_target());
     tcase_add_test(tc, test_selection_across_backends);
     tcase_add_test(tc, test_finite_differences);
     tcase_add_test(tc, test_deterministic);
