@@ -959,7 +959,11 @@ static void zloss_negative(xcat_loss_desc *x) { x->z_loss = -1e-4f; }
 static void kind_bad(xcat_loss_desc *x) { x->kind = (xcat_loss_kind)99; }
 static void reduction_bad(xcat_loss_desc *x) { x->reduction = (xcat_reduction)7; }
 static void dtype_bad(xcat_loss_desc *x) { x->dtype = (xcat_dtype)42; }
-static void kind_sce(xcat_loss_desc *x) { x->kind = XCAT_LOSS_SCE; }
+static void sce_smoothing(xcat_loss_desc *x)
+{
+    x->kind = XCAT_LOSS_SCE;
+    x->label_smoothing = 0.1f;
+}
 static void dtype_bf16(xcat_loss_desc *x) { x->dtype = XCAT_DTYPE_BF16; }
 
 static const bad_desc BAD_DESCS[] = {
@@ -975,7 +979,7 @@ static const bad_desc BAD_DESCS[] = {
     {"kind 99", "kind", XCAT_ERROR_INVALID_ARGUMENT, kind_bad},
     {"reduction 7", "reduction", XCAT_ERROR_INVALID_ARGUMENT, reduction_bad},
     {"dtype 42", "dtype", XCAT_ERROR_INVALID_ARGUMENT, dtype_bad},
-    {"SCE reserved", NULL, XCAT_ERROR_UNSUPPORTED, kind_sce},
+    {"SCE with label smoothing", "label_smoothing", XCAT_ERROR_INVALID_ARGUMENT, sce_smoothing},
     {"BF16 storage reserved", NULL, XCAT_ERROR_UNSUPPORTED, dtype_bf16},
 };
 
