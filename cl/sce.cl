@@ -340,6 +340,14 @@ __kernel void sce_zero(__global float *p, const ulong off, const long ld, const 
 
 /* A chunk of the mixing matrix: R[r·nb + b] = xr_gauss12(seed, step, (r0 + r)·nb + b) for the
  * rows r0 .. r0 + m (0 for ignored rows). */
+/* Plain directions: out[i] = f·G_i, G_i = xr_gauss12(seed, step, i) (as the host computes). */
+__kernel void sce_plain_dirs(const long count, const ulong seed, const ulong step, const float f,
+                             __global float *restrict out, const ulong off)
+{
+    const long i = get_global_id(0);
+    if (i < count) out[off + i] = f * xr_gauss12(seed, step, (ulong)i);
+}
+
 __kernel void sce_mix_r(const long r0, const int m, const int nb, const ulong seed,
                         const ulong step, __global const int *restrict y, const ulong offy,
                         const int y64, const long ignore, __global float *restrict R)

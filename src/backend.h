@@ -92,6 +92,9 @@ typedef struct xcat_backend_ops {
     /* XCAT_LOSS_SCE, mixed directions: dirs (n_b × d) = d^(−1/4)·Rᵀ·H (src/sce.h). */
     xcat_status (*sce_mix_directions)(xcat_loss_plan *plan, const xcat_loss_call *call,
                                       xcat_tensor *dirs);
+    /* XCAT_LOSS_SCE, plain directions d^(−1/4)·G of (seed, step) generated where dirs lives,
+     * bitwise equal to xcat_sce_plain_directions(); NULL: generated on the host and written. */
+    xcat_status (*sce_plain_directions)(xcat_loss_plan *plan, uint64_t step, xcat_tensor *dirs);
 
     /* Top-K: `indices` M×k (I32/I64), `scores` M×k F32 or NULL. */
     xcat_status (*topk)(xcat_context *ctx, const xcat_topk_call *call, xcat_tensor *indices,

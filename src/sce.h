@@ -25,6 +25,9 @@ typedef struct xcat_sce {
     xcat_tensor *zpos;         /* F32: the row's positive logit */
     int64_t *h_banned;         /* the call's banned items (sorted, unique), host */
     int64_t num_banned;
+    /* host scratch of the backward plan (xcat_sce_backward_prepare), allocated by the first
+     * backward and kept: fresh pages each step cost ~10 ms at N = 409,600 */
+    void *bwd_scratch;
 } xcat_sce;
 
 /* Validate the SCE fields of `d` against C and N (loss_plan.c); fills defaults in place. */
@@ -57,7 +60,8 @@ xcat_status xcat_sce_select(xcat_loss_plan *plan, const xcat_loss_call *call);
 xcat_status xcat_sce_finish_forward(xcat_loss_plan *plan, const xcat_loss_call *call,
                                     xcat_tensor *loss, xcat_tensor *lse);
 
-/* The host plan of a backward. */
+/* The host plan of a backward; its arrays live in the plan's scratch (valid until the next
+ * backward of the plan; nothing to free). */
 typedef struct xcat_sce_bwd {
     float *g;            /* N: dℓ_total/dℓ_i for contributing rows (weight, reduction, upstream) */
     int32_t *winner;     /* N: winning bucket or −1 */
@@ -72,6 +76,5 @@ typedef struct xcat_sce_bwd {
 
 xcat_status xcat_sce_backward_prepare(xcat_loss_plan *plan, const xcat_loss_call *call,
                                       const xcat_tensor *grad_loss, xcat_sce_bwd *out);
-void xcat_sce_backward_free(xcat_context *ctx, xcat_sce_bwd *b);
 
 #endif

@@ -34,6 +34,7 @@ typedef struct sce_case {
     int bias, weights, banned, pad, upstream;
     double ignore_frac;
     float scale, softcap;
+    int collide; /* positives 5 + 65,536·(i mod 3): equal low 16 bits, different items */
 } sce_case;
 
 static const sce_case CASES[] = {
@@ -43,6 +44,9 @@ static const sce_case CASES[] = {
     {"none_upstream", 33, 64, 5, 9, 6, 64, 0, XCAT_REDUCTION_NONE, 0, 1, 0, 2, 1, 0.3},
     {"defaults", 50, 300, 16, 0, 0, 0, 0, XCAT_REDUCTION_MEAN, 0, 0, 1},
     {"n1", 1, 3, 2, 2, 1, 2},
+    /* a catalog past 2^16 with positives equal in their low 16 bits: both digits of the
+     * positives' radix grouping run (memory errors there show under ASan) */
+    {"wide_catalog", 41, 140001, 3, 3, 20, 8, .collide = 1},
 };
 #define NUM_CASES ((int)(sizeof CASES / sizeof *CASES))
 
@@ -100,6 +104,7 @@ static void make(const sce_case *s, sce_data *t)
     }
     t->y = test_alloc((size_t)s->n * sizeof *t->y);
     test_fill_targets(t->y, s->n, s->c, s->ignore_frac, -100);
+    for (int64_t i = 0; s->collide && i < s->n; ++i) t->y[i] = 5 + 65536 * (i % 3);
     if (s->banned) { /* item 0 (padding) and a few others, unsorted, with a repeat */
         t->nban = 4;
         t->ban = test_alloc(4 * sizeof *t->ban);

@@ -4,7 +4,7 @@
 # into /), run the whole suite on every target there (CPU levels incl. AVX-512, the GPU through
 # NVIDIA's OpenCL, PoCL on the Xeon), the CPU benchmarks of top-K and the sampled kinds on the
 # Xeon, and xcat-train with the same seed on the CPU and on the GPU.
-# usage: tools/bench-device.sh OUTDIR     (STAGES="tests topk gputopk sampled train" to choose)
+# usage: tools/bench-device.sh OUTDIR     (STAGES="tests topk gputopk sampled sce scecpu train" to choose)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out="${1:?usage: tools/bench-device.sh OUTDIR}"
@@ -117,6 +117,43 @@ if has gpushared; then
         done
     done
     cat "$out/shared_gpu.txt" >>"$out/summary.txt"
+fi
+if has sce; then
+    # SCE (issue 7): comparison shape (xcat SCE vs xcat full CE and sampled CE, K = k_y), then the
+    # paper's largest batch (B·L = 2048·200) against the reference PyTorch SCE; device memory
+    # of the xcat runs sampled by nvidia-smi (whole process: inputs, gradients, workspace).
+    log "xcat-bench sce (GPU): vs xcat full CE and sampled CE, N=${SCE_CMP_N:-65536}"
+    smi() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 >"$out/$1.smi" 2>/dev/null & echo $!; }
+    pid=$(smi sce_cmp)
+    build-dev/tools/xcat-bench sce --backend opencl --n "${SCE_CMP_N:-65536}" --c 1000000 \
+        --d 64,256 --ky 256,1024,4096 --repeats 3 --compare --json "$out/sce_cmp.jsonl" \
+        >"$out/sce_cmp.txt" 2>"$out/sce_cmp.err"
+    kill "$pid" 2>/dev/null
+    cat "$out/sce_cmp.txt" >>"$out/summary.txt"; tail -3 "$out/sce_cmp.err" >>"$out/summary.txt"
+    for d in 64 256; do
+        log "xcat-bench sce (GPU) N=409600 d=$d and the reference PyTorch SCE"
+        pid=$(smi "sce_big_$d")
+        build-dev/tools/xcat-bench sce --backend opencl --n 409600 --c 1000000 --d "$d" \
+            --ky "${SCE_KY:-256,1024,4096}" --repeats 3 --json "$out/sce_big_$d.jsonl" \
+            >"$out/sce_big_$d.txt" 2>"$out/sce_big_$d.err"
+        kill "$pid" 2>/dev/null
+        echo "# nvidia-smi peak MiB (whole GPU): $(sort -n "$out/sce_big_$d.smi" | tail -1)" >>"$out/sce_big_$d.txt"
+        cat "$out/sce_big_$d.txt" >>"$out/summary.txt"; tail -3 "$out/sce_big_$d.err" >>"$out/summary.txt"
+        shapes=(); for k in ${SCE_KY_LIST:-256 1024 4096}; do shapes+=("409600,1000000,$d,$k"); done
+        python3 tools/peer_torch_sce.py --shapes "${shapes[@]}" --repeats 3 \
+            >"$out/sce_torch_$d.jsonl" 2>"$out/sce_torch_$d.err"
+        cat "$out/sce_torch_$d.jsonl" >>"$out/summary.txt"; tail -2 "$out/sce_torch_$d.err" >>"$out/summary.txt"
+    done
+fi
+if has scecpu; then
+    log "xcat-bench sce (Xeon, native CPU backend) vs full CE and sampled CE"
+    build-dev/tools/xcat-bench sce --backend cpu --n 16384 --c 1000000 --d 64 \
+        --ky 256,1024,4096 --repeats 2 --compare --json "$out/sce_xeon.jsonl" \
+        >"$out/sce_xeon.txt" 2>/dev/null
+    build-dev/tools/xcat-bench sce --backend cpu --n 16384 --c 1000000 --d 256 \
+        --ky 256,1024,4096 --repeats 2 --json "$out/sce_xeon_256.jsonl" \
+        >>"$out/sce_xeon.txt" 2>/dev/null
+    cat "$out/sce_xeon.txt" >>"$out/summary.txt"
 fi
 if has sampled; then
     log "xcat-bench sampled (Xeon, native CPU backend)"

@@ -35,6 +35,7 @@ int bench_open_context(const char *backend, const char *tool, struct xcat_contex
 /* Sub-commands of xcat-bench (argv[0] is the sub-command's name). */
 int xcat_bench_topk_main(int argc, char **argv);
 int xcat_bench_sampled_main(int argc, char **argv);
+int xcat_bench_sce_main(int argc, char **argv);
 int xcat_bench_suite_main(int argc, char **argv);
 int xcat_bench_report_main(int argc, char **argv);
 

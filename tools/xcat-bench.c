@@ -911,7 +911,8 @@ static void usage(FILE *f)
             "  --json FILE       write the records as a JSON array\n"
             "  --csv FILE        write the records as CSV\n"
             "The xcat context honours XCAT_BACKEND, XCAT_DEVICE, XCAT_NUM_THREADS and\n"
-            "XCAT_ISA_MAX.\n");
+            "XCAT_ISA_MAX.\n"
+            "Sub-commands (each has its own --help): topk, sampled, sce, suite, report.\n");
 }
 
 static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
@@ -1123,6 +1124,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "topk") == 0) return xcat_bench_topk_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "sampled") == 0)
         return xcat_bench_sampled_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "sce") == 0) return xcat_bench_sce_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "suite") == 0) return xcat_bench_suite_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "report") == 0)
         return xcat_bench_report_main(argc - 1, argv + 1);

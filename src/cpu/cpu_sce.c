@@ -401,6 +401,5 @@ xcat_status xcat_cpu_sce_backward(xcat_loss_plan *plan, const xcat_loss_call *ca
     st = xcat_sce_backward_prepare(plan, call, grad_loss, &bw);
     if (st) return st;
     st = backward_pass(plan, call, &bw, d_hidden, d_items, d_bias);
-    xcat_sce_backward_free(plan->ctx, &bw);
     return st;
 }

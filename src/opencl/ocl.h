@@ -107,6 +107,7 @@ xcat_status xcat_ocl_sce_forward(xcat_loss_plan *plan, const xcat_loss_call *cal
 xcat_status xcat_ocl_sce_backward(xcat_loss_plan *plan, const xcat_loss_call *call, bool reuse,
                                   const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
                                   xcat_tensor *d_items, xcat_tensor *d_bias);
+xcat_status xcat_ocl_sce_plain_directions(xcat_loss_plan *plan, uint64_t step, xcat_tensor *dirs);
 xcat_status xcat_ocl_sce_mix_directions(xcat_loss_plan *plan, const xcat_loss_call *call,
                                         xcat_tensor *dirs);
 
