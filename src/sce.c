@@ -1,6 +1,7 @@
 /* sce.c — XCAT_LOSS_SCE, the part every backend shares (see sce.h and xcat.h).
  *
- * A call is: directions (host for plain ones — a few KiB; the backend's GEMM for mixed ones),
+ * A call is: directions (plain ones where the backend's sce_plain_directions op generates them,
+ * else on the host — the same xr_gauss12 draws; mixed ones by the backend's GEMM),
  * then the two selections through the backend's own top-K (so the n_b × C and n_b × N score
  * matrices never exist), then the backend's bucket pass fills the per-row state, and the
  * reduction below reads it back (N floats) and reduces it in double on the host, in row order. */

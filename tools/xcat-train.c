@@ -25,11 +25,11 @@
 
 typedef struct options {
     const char *data, *backend, *device, *loss, *sampler, *correction, *json, *csv;
-    int64_t users, items, dim, batch, negatives, max_steps, eval_users;
+    int64_t users, items, dim, batch, negatives, max_steps, eval_users, sce_buckets, sce_ky;
     int32_t window, epochs, k, threads;
     double lr, gbce_t;
     uint64_t seed;
-    int quiet, negatives_given;
+    int quiet, negatives_given, sce_mix;
 } options;
 
 static void usage(FILE *f)
@@ -40,12 +40,15 @@ static void usage(FILE *f)
         "  --users N --items C  synthetic data size (default 6000 users, 5000 items)\n"
         "  --backend B          auto|cpu|opencl (default auto)   --device SEL  index or name\n"
         "  --threads N          CPU threads (default: all)\n"
-        "  --loss L             ce|sampled-ce|bce|gbce|inbatch (default ce)\n"
+        "  --loss L             ce|sampled-ce|bce|gbce|inbatch|sce (default ce)\n"
         "  --negatives K        negatives per row for the sampled kinds (default 256; inbatch:\n"
         "                       extra sampled negatives besides the batch, default 0)\n"
         "  --sampler S          uniform|popularity (default uniform)\n"
         "  --correction C       none|uniform|logq|logq-corrected (default none)\n"
         "  --gbce-t T           gBCE calibration (default 0.75)\n"
+        "  --sce-buckets B      SCE: buckets n_b = rows per bucket k_x (default 2*sqrt(batch))\n"
+        "  --sce-ky K           SCE: items per bucket k_y (default 256)   --sce-mix: mixed\n"
+        "                       directions (from the batch's rows); item 0 is never selected\n"
         "  --dim D (64)  --window L (20)  --batch N (1024)  --epochs E (8)  --lr R (0.002)\n"
         "  --k K                cutoff of NDCG@K / HR@K (default 10)\n"
         "  --eval-users N       evaluate on the first N eligible users only (default all)\n"
@@ -74,8 +77,8 @@ static int parse_args(int argc, char **argv, options *o)
             usage(stdout);
             return 1;
         }
-        if (!strcmp(a, "--quiet")) {
-            o->quiet = 1;
+        if (!strcmp(a, "--quiet") || !strcmp(a, "--sce-mix")) {
+            *(a[2] == 'q' ? &o->quiet : &o->sce_mix) = 1;
             continue;
         }
         if (i + 1 >= argc) {
@@ -101,6 +104,8 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--dim")) o->dim = n;
         else if (!strcmp(a, "--batch")) o->batch = n;
         else if (!strcmp(a, "--negatives")) o->negatives = n, o->negatives_given = 1;
+        else if (!strcmp(a, "--sce-buckets")) o->sce_buckets = n, bad = n < 1;
+        else if (!strcmp(a, "--sce-ky")) o->sce_ky = n, bad = n < 1;
         else if (!strcmp(a, "--max-steps")) o->max_steps = n;
         else if (!strcmp(a, "--eval-users")) o->eval_users = n;
         else if (!strcmp(a, "--window")) o->window = (int32_t)n;
@@ -132,7 +137,7 @@ static int loss_desc_from(const options *o, xcat_loss_desc *d)
 {
     static const struct { const char *name; xcat_loss_kind kind; } kinds[] = {
         {"ce", XCAT_LOSS_CE}, {"sampled-ce", XCAT_LOSS_SAMPLED_CE}, {"bce", XCAT_LOSS_BCE},
-        {"gbce", XCAT_LOSS_GBCE}, {"inbatch", XCAT_LOSS_INBATCH}};
+        {"gbce", XCAT_LOSS_GBCE}, {"inbatch", XCAT_LOSS_INBATCH}, {"sce", XCAT_LOSS_SCE}};
     static const struct { const char *name; xcat_correction c; } corrs[] = {
         {"none", XCAT_CORRECTION_NONE}, {"uniform", XCAT_CORRECTION_UNIFORM},
         {"logq", XCAT_CORRECTION_LOGQ}, {"logq-corrected", XCAT_CORRECTION_LOGQ_CORRECTED}};
@@ -146,7 +151,12 @@ static int loss_desc_from(const options *o, xcat_loss_desc *d)
         return -1;
     }
     xcat_loss_desc_init(d, kinds[kind].kind);
-    if (kinds[kind].kind != XCAT_LOSS_CE) {
+    if (kinds[kind].kind == XCAT_LOSS_SCE) { /* 0 = the library's defaults */
+        d->sce_buckets = d->sce_rows_per_bucket = o->sce_buckets;
+        d->sce_items_per_bucket = o->sce_ky;
+        d->sce_mix_rows = o->sce_mix;
+        d->seed = o->seed;
+    } else if (kinds[kind].kind != XCAT_LOSS_CE) {
         /* in-batch: its negatives are the batch's positives; --negatives adds sampled extras */
         const bool inb = kinds[kind].kind == XCAT_LOSS_INBATCH;
         d->num_negatives = inb && !o->negatives_given ? 0 : o->negatives;
@@ -171,7 +181,7 @@ typedef struct run {
     train_model model;
     xcat_context *ctx;
     xcat_loss_plan *plan;
-    xcat_tensor *H, *Y, *E, *B, *dH, *dE, *dB, *L;
+    xcat_tensor *H, *Y, *E, *B, *dH, *dE, *dB, *L, *TBan;
     /* evaluation: on ectx, the training context unless its backend has no top-K yet (then a
      * CPU context), with its own copies of E and b */
     xcat_context *ectx;
@@ -222,7 +232,7 @@ static int make_tensors(run *r)
 
 static void free_all(run *r)
 {
-    xcat_tensor *ts[] = {r->H, r->Y, r->E, r->B, r->dH, r->dE, r->dB, r->L,
+    xcat_tensor *ts[] = {r->H, r->Y, r->E, r->B, r->dH, r->dE, r->dB, r->L, r->TBan,
                          r->Q, r->Eoff, r->Eitems, r->Ban, r->Idx, r->Tgt, r->EE, r->EB};
     for (size_t i = 0; i < sizeof ts / sizeof *ts; ++i) xcat_tensor_free(ts[i]);
     xcat_loss_plan_free(r->plan);
@@ -267,6 +277,7 @@ static double train_step(run *r, const int64_t *order, int64_t first, int64_t n)
     a.bias = r->B;
     a.targets = r->Y;
     a.step = (uint64_t)r->model.step;
+    a.banned_items = r->TBan; /* SCE: the padding item never enters a bucket */
     xcat_status st = xcat_loss_forward(r->plan, &a, r->L, NULL);
     if (!st) st = xcat_loss_backward(r->plan, &a, NULL, r->dH, r->dE, r->dB);
     if (st) {
@@ -473,6 +484,11 @@ int main(int argc, char **argv)
     xcat_context_info_init(&info);
     xcat_context_get_info(r->ctx, &info);
     st = xcat_loss_plan_create(r->ctx, &desc, o.batch, r->data.num_items, o.dim, &r->plan);
+    if (!st && desc.kind == XCAT_LOSS_SCE) {
+        const int32_t pad = 0;
+        st = xcat_tensor_create(r->ctx, XCAT_DTYPE_I32, 1, 1, &r->TBan);
+        if (!st) st = xcat_tensor_write(r->TBan, &pad, 0);
+    }
     if (st) {
         xfail(r, "loss plan", st);
         free_all(r);
@@ -506,12 +522,14 @@ int main(int argc, char **argv)
         fprintf(json, "{\"tool\": \"xcat-train\", \"version\": \"%s\", \"backend\": \"%s\", "
                 "\"device\": \"%s\", \"data\": \"%s\", \"users\": %lld, \"items\": %lld, "
                 "\"events\": %lld, \"loss\": \"%s\", \"negatives\": %lld, \"sampler\": \"%s\", "
+                "\"sce_buckets\": %lld, \"sce_ky\": %lld, \"sce_mix\": %d, "
                 "\"correction\": \"%s\", \"dim\": %lld, \"window\": %d, \"batch\": %lld, "
                 "\"lr\": %g, \"seed\": %llu, \"k\": %d, \"epochs\": [",
                 xcat_version_string(), info.backend_name, info.device_name,
                 o.data ? o.data : "synthetic", (long long)r->data.num_users,
                 (long long)r->data.num_items, (long long)r->data.num_events, o.loss,
-                (long long)desc.num_negatives, o.sampler, o.correction, (long long)o.dim,
+                (long long)desc.num_negatives, o.sampler, (long long)desc.sce_buckets,
+                (long long)desc.sce_items_per_bucket, desc.sce_mix_rows, o.correction, (long long)o.dim,
                 o.window, (long long)o.batch, o.lr, (unsigned long long)o.seed, o.k);
     fprintf(stderr, "xcat-train: %s on %s (%s) — %lld users, %lld items, %lld train positions, "
             "loss %s, d=%lld, batch %lld\n", o.data ? o.data : "synthetic data",

@@ -16,7 +16,11 @@
  *
  * Mixed directions: the Gaussian mixing matrix is generated chunk by chunk on the device
  * (xr_gauss12, the same numbers as the CPU's), Ω-partials of the chunks by one batched GEMM,
- * summed in chunk order. */
+ * summed in chunk order.
+ *
+ * Testing knobs (read unless the context has XCAT_CONTEXT_IGNORE_ENV): XCAT_CL_SCE_WAVE=W buckets
+ * per wave (default: as many as fit 512 MiB on a GPU, 64 MiB on a CPU device),
+ * XCAT_CL_SCE_MIX_CHUNK=R rows per mixing chunk. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
