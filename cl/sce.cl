@@ -66,11 +66,12 @@ __kernel void sce_gather(const int n, const int d, __global const int *restrict 
                          const ulong offi, __global const float *restrict src, const ulong offs,
                          const long lds, __global float *restrict dst)
 {
-    const long g = get_global_id(0);
-    if (g >= (long)n * d) return;
-    const int r = (int)(g / d), c = (int)(g % d);
-    const int it = idx[offi + r];
-    dst[g] = it >= 0 ? src[offs + (long)it * lds + c] : 0.0f;
+    const int c = (int)get_global_id(0);
+    if (c >= d) return;
+    for (int r = (int)get_global_id(1); r < n; r += (int)get_global_size(1)) {
+        const int it = idx[offi + r];
+        dst[(long)r * d + c] = it >= 0 ? src[offs + (long)it * lds + c] : 0.0f;
+    }
 }
 
 /* Batched C_z = alpha·op(A_z)·op(B_z) + beta·C_z over the buckets z of a wave. Operand X of batch
@@ -251,10 +252,10 @@ __kernel void sce_scatter_rows(const int n, const int d, __global const int *res
                                const ulong offr, __global const float *restrict src,
                                __global float *restrict dst, const ulong offd, const long ldd)
 {
-    const long g = get_global_id(0);
-    if (g >= (long)n * d) return;
-    const int u = (int)(g / d), c = (int)(g % d);
-    dst[offd + (long)rows[offr + u] * ldd + c] = src[g];
+    const int c = (int)get_global_id(0);
+    if (c >= d) return;
+    for (int u = (int)get_global_id(1); u < n; u += (int)get_global_size(1))
+        dst[offd + (long)rows[offr + u] * ldd + c] = src[(long)u * d + c];
 }
 
 /* One bucket's item gradients into dE: dE[Y[t]][c] += src[offs + t·d + c] (items are distinct within a
@@ -263,11 +264,12 @@ __kernel void sce_add_items(const int ky, const int d, __global const int *restr
                             const ulong offsel, __global const float *restrict src,
                             const ulong offs, __global float *restrict dE, const ulong offdE, const long ldde)
 {
-    const long g = get_global_id(0);
-    if (g >= (long)ky * d) return;
-    const int t = (int)(g / d), c = (int)(g % d);
-    const int it = Y[offsel + t];
-    if (it >= 0) dE[offdE + (long)it * ldde + c] += src[offs + g];
+    const int c = (int)get_global_id(0);
+    if (c >= d) return;
+    for (int t = (int)get_global_id(1); t < ky; t += (int)get_global_size(1)) {
+        const int it = Y[offsel + t];
+        if (it >= 0) dE[offdE + (long)it * ldde + c] += src[offs + (long)t * d + c];
+    }
 }
 
 /* One bucket's bias gradients: db[Y[t]] += Σ_u G[u·ky + t] over its nr rows, in row order. */
@@ -321,25 +323,24 @@ __kernel void sce_pos_rows(const int n, const int d, __global const int *restric
                            const ulong offE, const long lde, __global float *restrict dH,
                            const ulong offdH, const long lddh)
 {
-    const long g = get_global_id(0);
-    if (g >= (long)n * d) return;
-    const int i = (int)(g / d), c = (int)(g % d);
-    if (winner[i] < 0) return;
-    const long yi = ce_target(y, offy, y64, i);
-    dH[offdH + (long)i * lddh + c] += cp[i] * E[offE + yi * lde + c];
+    const int c = (int)get_global_id(0);
+    if (c >= d) return;
+    for (int i = (int)get_global_id(1); i < n; i += (int)get_global_size(1)) {
+        if (winner[i] < 0) continue;
+        const long yi = ce_target(y, offy, y64, i);
+        dH[offdH + (long)i * lddh + c] += cp[i] * E[offE + yi * lde + c];
+    }
 }
 
 /* p[off + r·ld + c] = 0 for r < rows, c < cols. */
 __kernel void sce_zero(__global float *p, const ulong off, const long ld, const long rows,
                        const int cols)
 {
-    const long g = get_global_id(0);
-    if (g >= rows * cols) return;
-    p[off + (g / cols) * ld + g % cols] = 0.0f;
+    const int c = (int)get_global_id(0);
+    if (c >= cols) return;
+    for (long r = get_global_id(1); r < rows; r += get_global_size(1)) p[off + r * ld + c] = 0.0f;
 }
 
-/* A chunk of the mixing matrix: R[r·nb + b] = xr_gauss12(seed, step, (r0 + r)·nb + b) for the
- * rows r0 .. r0 + m (0 for ignored rows). */
 /* Plain directions: out[i] = f·G_i, G_i = xr_gauss12(seed, step, i) (as the host computes). */
 __kernel void sce_plain_dirs(const long count, const ulong seed, const ulong step, const float f,
                              __global float *restrict out, const ulong off)
@@ -348,6 +349,8 @@ __kernel void sce_plain_dirs(const long count, const ulong seed, const ulong ste
     if (i < count) out[off + i] = f * xr_gauss12(seed, step, (ulong)i);
 }
 
+/* A chunk of the mixing matrix: R[r·nb + b] = xr_gauss12(seed, step, (r0 + r)·nb + b) for the
+ * rows r0 .. r0 + m (0 for ignored rows). */
 __kernel void sce_mix_r(const long r0, const int m, const int nb, const ulong seed,
                         const ulong step, __global const int *restrict y, const ulong offy,
                         const int y64, const long ignore, __global float *restrict R)

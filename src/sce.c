@@ -301,8 +301,8 @@ static void sort_by_item(int32_t *sk, int64_t n, int64_t nk, int64_t classes, in
     *rows = sr;
 }
 
-xcat_status xcat_sce_backward_prepare(xcat_loss_plan *plan, const xcat_loss_call *call,
-                                      const xcat_tensor *grad_loss, xcat_sce_bwd *b)
+xcat_status xcat_sce_backward_read(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                   const xcat_tensor *grad_loss, xcat_sce_bwd *b)
 {
     xcat_context *ctx = plan->ctx;
     xcat_sce *sc = plan->sce;
@@ -322,19 +322,23 @@ xcat_status xcat_sce_backward_prepare(xcat_loss_plan *plan, const xcat_loss_call
     b->bucket_rows = w32 + 2 * nmax;
     b->pos_items = w32 + 3 * nmax;
     b->pos_rows = w32 + 4 * nmax;
-    float *up = (float *)(w32 + 5 * nmax);
-    int32_t *sk = w32 + 6 * nmax; /* 4·nmax */
+    b->up = (float *)(w32 + 5 * nmax);
+    b->sort = w32 + 6 * nmax; /* 4·nmax */
     b->pos_off = w32 + 10 * nmax;
     b->bucket_off = w32 + 11 * nmax + 1;
-    int64_t *counts = (int64_t *)((char *)sc->bwd_scratch + at);
+    b->counts = (int64_t *)((char *)sc->bwd_scratch + at);
+    xcat_status st = read_rows(ctx, sc->best_bucket, n, b->winner);
+    if (st) return st;
+    if (grad_loss) return read_rows(ctx, grad_loss, none ? n : 1, b->up);
+    for (int64_t i = 0; i < (none ? n : 1); ++i) b->up[i] = 1.0f;
+    return XCAT_OK;
+}
+
+void xcat_sce_backward_rows(xcat_loss_plan *plan, const xcat_loss_call *call, xcat_sce_bwd *b)
+{
+    const int64_t n = call->rows, nb = plan->sce->nb, nmax = plan->max_rows;
+    const bool none = plan->desc.reduction == XCAT_REDUCTION_NONE;
     memset(b->bucket_off, 0, (size_t)(nb + 1) * sizeof *b->bucket_off);
-    xcat_status st = XCAT_OK;
-    if ((st = read_rows(ctx, sc->best_bucket, n, b->winner))) return st;
-    if (grad_loss) {
-        if ((st = read_rows(ctx, grad_loss, none ? n : 1, up))) return st;
-    } else {
-        for (int64_t i = 0; i < (none ? n : 1); ++i) up[i] = 1.0f;
-    }
     double wsum = 0.0;
     for (int64_t i = 0; i < n; ++i)
         if (b->winner[i] >= 0) wsum += weight_of(call, i);
@@ -345,10 +349,10 @@ xcat_status xcat_sce_backward_prepare(xcat_loss_plan *plan, const xcat_loss_call
         const int32_t w = b->winner[i];
         b->g[i] = 0.0f;
         if (w < 0) continue;
-        b->g[i] = (float)((double)up[none ? i : 0] * scale * weight_of(call, i));
+        b->g[i] = (float)((double)b->up[none ? i : 0] * scale * weight_of(call, i));
         b->bucket_off[w + 1]++;
-        sk[nk] = (int32_t)xcat_sce_target(call, i);
-        sk[nmax + nk++] = (int32_t)i;
+        b->sort[nk] = (int32_t)xcat_sce_target(call, i);
+        b->sort[nmax + nk++] = (int32_t)i;
     }
     b->contributing = nk;
     for (int64_t q = 0; q < nb; ++q) b->bucket_off[q + 1] += b->bucket_off[q];
@@ -358,10 +362,15 @@ xcat_status xcat_sce_backward_prepare(xcat_loss_plan *plan, const xcat_loss_call
     }
     for (int64_t q = nb; q > 0; --q) b->bucket_off[q] = b->bucket_off[q - 1];
     b->bucket_off[0] = 0;
+}
+
+void xcat_sce_backward_positives(xcat_loss_plan *plan, xcat_sce_bwd *b)
+{
+    const int64_t nmax = plan->max_rows, nk = b->contributing;
     /* rows grouped by positive item, rows ascending within an item (they were collected in
      * ascending order and the sort is stable) */
-    const int32_t *item_of = sk, *row_of = sk + nmax;
-    sort_by_item(sk, nmax, nk, plan->classes, counts, &item_of, &row_of);
+    const int32_t *item_of = b->sort, *row_of = b->sort + nmax;
+    sort_by_item(b->sort, nmax, nk, plan->classes, b->counts, &item_of, &row_of);
     int64_t np = 0;
     for (int64_t t = 0; t < nk; ++t) {
         const int32_t item = item_of[t];
@@ -373,7 +382,6 @@ xcat_status xcat_sce_backward_prepare(xcat_loss_plan *plan, const xcat_loss_call
     }
     b->pos_off[np] = (int32_t)nk;
     b->npos = np;
-    return XCAT_OK;
 }
 
 /* Copy a selection (I32, rows × cols contiguous) into the caller's I32/I64 matrix. */

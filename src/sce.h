@@ -25,7 +25,7 @@ typedef struct xcat_sce {
     xcat_tensor *zpos;         /* F32: the row's positive logit */
     int64_t *h_banned;         /* the call's banned items (sorted, unique), host */
     int64_t num_banned;
-    /* host scratch of the backward plan (xcat_sce_backward_prepare), allocated by the first
+    /* host scratch of the backward plan (xcat_sce_backward_read), allocated by the first
      * backward and kept: fresh pages each step cost ~10 ms at N = 409,600 */
     void *bwd_scratch;
 } xcat_sce;
@@ -61,7 +61,10 @@ xcat_status xcat_sce_finish_forward(xcat_loss_plan *plan, const xcat_loss_call *
                                     xcat_tensor *loss, xcat_tensor *lse);
 
 /* The host plan of a backward; its arrays live in the plan's scratch (valid until the next
- * backward of the plan; nothing to free). */
+ * backward of the plan; nothing to free). Built in three steps, so that a device backend can
+ * keep its device busy in between: _read (the winners and the upstream gradient: the only
+ * reads), _rows (per-row factors, rows by winning bucket), _positives (rows by positive item,
+ * needed only for the positives' terms at the end). */
 typedef struct xcat_sce_bwd {
     float *g;            /* N: dℓ_total/dℓ_i for contributing rows (weight, reduction, upstream) */
     int32_t *winner;     /* N: winning bucket or −1 */
@@ -72,9 +75,14 @@ typedef struct xcat_sce_bwd {
     int32_t *pos_off;    /* npos + 1 */
     int32_t *pos_rows;   /* contributing rows by positive, ascending within */
     int64_t npos;
+    float *up;           /* scratch: the upstream gradient (N or 1) */
+    int32_t *sort;       /* scratch: (positive, row) pairs of the contributing rows, 4·max_rows */
+    int64_t *counts;     /* scratch: radix digit counts */
 } xcat_sce_bwd;
 
-xcat_status xcat_sce_backward_prepare(xcat_loss_plan *plan, const xcat_loss_call *call,
-                                      const xcat_tensor *grad_loss, xcat_sce_bwd *out);
+xcat_status xcat_sce_backward_read(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                   const xcat_tensor *grad_loss, xcat_sce_bwd *out);
+void xcat_sce_backward_rows(xcat_loss_plan *plan, const xcat_loss_call *call, xcat_sce_bwd *b);
+void xcat_sce_backward_positives(xcat_loss_plan *plan, xcat_sce_bwd *b);
 
 #endif

@@ -398,8 +398,10 @@ xcat_status xcat_cpu_sce_backward(xcat_loss_plan *plan, const xcat_loss_call *ca
         if (st) return st;
     }
     xcat_sce_bwd bw;
-    st = xcat_sce_backward_prepare(plan, call, grad_loss, &bw);
+    st = xcat_sce_backward_read(plan, call, grad_loss, &bw);
     if (st) return st;
+    xcat_sce_backward_rows(plan, call, &bw);
+    xcat_sce_backward_positives(plan, &bw);
     st = backward_pass(plan, call, &bw, d_hidden, d_items, d_bias);
     return st;
 }

@@ -240,6 +240,21 @@ static size_t ew_local(const xcat_context *ctx)
                                                                      : s->max_wi_sizes[0], 64);
 }
 
+/* A kernel over a rows × cols matrix (sce.cl's row-shaped kernels): dimension 0 the column,
+ * padded to the group size, dimension 1 the rows, striding past the 65,535 groups NVIDIA allows
+ * there. No per-element 64-bit division (the flat 1-D form of the gather moved 0.4 TB/s on an
+ * H200). */
+static xcat_status run_rows(xcat_context *ctx, const args *a, int64_t rows, int64_t cols,
+                            const char *what)
+{
+    if (rows <= 0 || cols <= 0) return XCAT_OK;
+    const size_t lx = ew_local(ctx);
+    const size_t global[2] = {(size_t)cdiv(cols, (int64_t)lx) * lx,
+                              (size_t)(rows < 65535 ? rows : 65535)},
+                 local[2] = {lx, 1};
+    return launch(ctx, a, 2, global, local, what);
+}
+
 static xcat_status gather(xcat_context *ctx, ocl_sce_plan *p, int64_t n, cl_mem idx,
                           uint64_t offi, mat src, cl_mem dst)
 {
@@ -252,7 +267,7 @@ static xcat_status gather(xcat_context *ctx, ocl_sce_plan *p, int64_t n, cl_mem 
     A_ULONG(&a, src.off);
     A_LONG(&a, src.ld);
     A_MEM(&a, dst);
-    return run1(ctx, &a, n * p->L.d, ew_local(ctx), "SCE gather");
+    return run_rows(ctx, &a, n, p->L.d, "SCE gather");
 }
 
 /* One batched GEMM (sce.cl SCE_BGEMM): operand X is (buffer, offset, ld, per-batch stride,
@@ -429,7 +444,7 @@ static xcat_status zero(xcat_context *ctx, ocl_sce_plan *p, const xcat_tensor *t
     A_LONG(&a, t->stride);
     A_LONG(&a, rows);
     A_INT(&a, t->cols);
-    return run1(ctx, &a, rows * t->cols, ew_local(ctx), "SCE zeroing a gradient");
+    return run_rows(ctx, &a, rows, t->cols, "SCE zeroing a gradient");
 }
 
 /* The row tiles of every bucket's winning rows, (bucket, m0), and each bucket's first tile. */
@@ -518,7 +533,7 @@ static xcat_status backward_wave(xcat_loss_plan *plan, const xcat_loss_call *cal
             A_MEM(&a, xcat_ocl_mem(o->dH));
             A_ULONG(&a, elem_off(o->dH));
             A_LONG(&a, o->dH->stride);
-            st = run1(ctx, &a, nr * d, ew_local(ctx), "SCE dH rows");
+            st = run_rows(ctx, &a, nr, d, "SCE dH rows");
         }
     }
     if (!st && o->dE) { /* dE_Y = Gᵀ·H_R per bucket */
@@ -542,7 +557,7 @@ static xcat_status backward_wave(xcat_loss_plan *plan, const xcat_loss_call *cal
             A_MEM(&a, xcat_ocl_mem(o->dE));
             A_ULONG(&a, elem_off(o->dE));
             A_LONG(&a, o->dE->stride);
-            st = run1(ctx, &a, ky * d, ew_local(ctx), "SCE dE of a bucket");
+            st = run_rows(ctx, &a, ky, d, "SCE dE of a bucket");
         }
         if (!st && o->db) {
             args a = {.k = p->k_add_bias};
@@ -584,7 +599,7 @@ static xcat_status positives(xcat_loss_plan *plan, const xcat_loss_call *call,
         A_MEM(&a, xcat_ocl_mem(o->dH));
         A_ULONG(&a, elem_off(o->dH));
         A_LONG(&a, o->dH->stride);
-        st = run1(ctx, &a, n * d, ew_local(ctx), "SCE dH of the positives");
+        st = run_rows(ctx, &a, n, d, "SCE dH of the positives");
     }
     if (!st && (o->dE || o->db) && bw->npos > 0) {
         args a = {.k = p->k_pos_items};
@@ -609,23 +624,26 @@ static xcat_status positives(xcat_loss_plan *plan, const xcat_loss_call *call,
 }
 
 static xcat_status backward_pass(xcat_loss_plan *plan, const xcat_loss_call *call,
-                                 const xcat_sce_bwd *bw, const bwd_out *o)
+                                 xcat_sce_bwd *bw, const bwd_out *o)
 {
     xcat_context *ctx = plan->ctx;
     ocl_sce_plan *p = plan->backend_plan;
     const int64_t nb = p->L.nb, n = call->rows, kx = xcat_sce_dims_of(plan, n).kx;
     int64_t *toff = xcat_host_alloc(ctx, (size_t)(nb + 1) * sizeof *toff, 64);
     if (!toff) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "SCE tile offsets");
-    xcat_status st = upload(ctx, p->gfac, bw->g, (size_t)n * 4);
-    if (!st) st = upload(ctx, p->brows, bw->bucket_rows, (size_t)bw->contributing * 4);
-    if (!st) st = upload(ctx, p->boff, bw->bucket_off, (size_t)(nb + 1) * 4);
-    if (!st) st = upload(ctx, p->pitems, bw->pos_items, (size_t)bw->npos * 4);
-    if (!st) st = upload(ctx, p->poff, bw->pos_off, (size_t)(bw->npos + 1) * 4);
-    if (!st) st = upload(ctx, p->prows, bw->pos_rows, (size_t)bw->contributing * 4);
-    if (!st) st = upload_tiles(ctx, p, bw, nb, toff);
-    if (!st && o->dH) st = zero(ctx, p, o->dH, n);
+    /* the host plan in two halves, each overlapping device work: the gradients are zeroed
+     * while the host sorts rows by winning bucket, and the waves run while it groups the
+     * positives (needed only at the end) */
+    xcat_status st = XCAT_OK;
+    if (o->dH) st = zero(ctx, p, o->dH, n);
     if (!st && o->dE) st = zero(ctx, p, o->dE, plan->classes);
     if (!st && o->db) st = zero(ctx, p, o->db, plan->classes);
+    clFlush(xcat_ocl(ctx)->queue);
+    xcat_sce_backward_rows(plan, call, bw);
+    if (!st) st = upload(ctx, p->gfac, bw->g, (size_t)n * 4);
+    if (!st) st = upload(ctx, p->brows, bw->bucket_rows, (size_t)bw->contributing * 4);
+    if (!st) st = upload(ctx, p->boff, bw->bucket_off, (size_t)(nb + 1) * 4);
+    if (!st) st = upload_tiles(ctx, p, bw, nb, toff);
     /* waves: runs of at most `wave` buckets holding at most wave·k_x rows (one bucket's rows
      * never exceed k_x) */
     const int64_t rcap = p->L.wave * kx;
@@ -638,6 +656,11 @@ static xcat_status backward_pass(xcat_loss_plan *plan, const xcat_loss_call *cal
             st = backward_wave(plan, call, bw, toff, q0, q1, o);
         q0 = q1;
     }
+    clFlush(xcat_ocl(ctx)->queue);
+    xcat_sce_backward_positives(plan, bw);
+    if (!st) st = upload(ctx, p->pitems, bw->pos_items, (size_t)bw->npos * 4);
+    if (!st) st = upload(ctx, p->poff, bw->pos_off, (size_t)(bw->npos + 1) * 4);
+    if (!st) st = upload(ctx, p->prows, bw->pos_rows, (size_t)bw->contributing * 4);
     if (!st) st = positives(plan, call, bw, o);
     xcat_host_free(ctx, toff);
     return st;
@@ -653,7 +676,7 @@ xcat_status xcat_ocl_sce_backward(xcat_loss_plan *plan, const xcat_loss_call *ca
         if (!st) st = bucket_pass(plan, call);
     }
     xcat_sce_bwd bw;
-    if (!st) st = xcat_sce_backward_prepare(plan, call, grad_loss, &bw);
+    if (!st) st = xcat_sce_backward_read(plan, call, grad_loss, &bw);
     if (st) return finish(plan->ctx, st);
     const bwd_out o = {d_hidden, d_items, d_bias};
     st = backward_pass(plan, call, &bw, &o);

@@ -50,8 +50,16 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     L->sort_local = 64;
     while (L->sort_local < 4096 && fixed + (size_t)L->sort_local * 2 * 8 <= (size_t)s->local_mem)
         L->sort_local *= 2;
-    /* Chunk: enough GEMM tiles per launch to fill the device, few launches overall. */
-    int64_t cc = s->info.is_gpu ? 8192 : 4096;
+    /* Chunk: enough GEMM tiles per launch to fill the device, few launches overall. On a GPU
+     * about as many tiles per launch as 4,096 queries × 8,192 items give (the tuned case), up
+     * to 32,768 items for fewer queries: H200, M = 1,280, C = 10^6, K = 256 (SCE's item
+     * selection at N = 409,600), chunks of 16,384 instead of 8,192 took a whole SCE step from
+     * 92.8 to 81.4 ms at d = 256 and from 49.3 to 44.6 ms at d = 64. */
+    int64_t cc = 4096;
+    if (s->info.is_gpu) {
+        cc = 8192;
+        while (cc < 32768 && c->m * 2 * cc <= (int64_t)4096 * 8192) cc *= 2;
+    }
     if (!ctx->ignore_env) { /* tuning: XCAT_CL_TOPK_CHUNK=items per chunk */
         const char *v = getenv("XCAT_CL_TOPK_CHUNK");
         const long long e = v ? atoll(v) : 0;
