@@ -428,10 +428,13 @@ xcat_status xcat_ocl_sce_forward(xcat_loss_plan *plan, const xcat_loss_call *cal
 
 /* ---- backward ------------------------------------------------------------------------------ */
 
+/* Non-blocking: the host arrays (the plan's scratch, the tile list) stay untouched until the
+ * call's closing clFinish, so the host goes on with the plan while the device works (a blocking
+ * write waits for every kernel queued before it). */
 static xcat_status upload(xcat_context *ctx, cl_mem m, const void *src, size_t bytes)
 {
     if (bytes == 0) return XCAT_OK;
-    cl_int err = clEnqueueWriteBuffer(xcat_ocl(ctx)->queue, m, CL_TRUE, 0, bytes, src, 0, NULL,
+    cl_int err = clEnqueueWriteBuffer(xcat_ocl(ctx)->queue, m, CL_FALSE, 0, bytes, src, 0, NULL,
                                       NULL);
     return err == CL_SUCCESS ? XCAT_OK : xcat_ocl_error(ctx, err, "uploading the SCE backward plan");
 }
@@ -447,14 +450,16 @@ static xcat_status zero(xcat_context *ctx, ocl_sce_plan *p, const xcat_tensor *t
     return run_rows(ctx, &a, rows, t->cols, "SCE zeroing a gradient");
 }
 
-/* The row tiles of every bucket's winning rows, (bucket, m0), and each bucket's first tile. */
+/* The row tiles of every bucket's winning rows, (bucket, m0), and each bucket's first tile;
+ * the host list goes to *list (the caller frees it after the queue has drained). */
 static xcat_status upload_tiles(xcat_context *ctx, ocl_sce_plan *p, const xcat_sce_bwd *bw,
-                                int64_t nb, int64_t *toff)
+                                int64_t nb, int64_t *toff, cl_int **list)
 {
     const int64_t bm = p->g.bm;
     int64_t nt = 0;
     for (int64_t q = 0; q < nb; ++q) nt += cdiv(bw->bucket_off[q + 1] - bw->bucket_off[q], bm);
     cl_int *t = xcat_host_alloc(ctx, (size_t)(nt + 1) * 8, 64);
+    *list = t;
     if (!t) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "SCE tile list");
     int64_t u = 0;
     for (int64_t q = 0; q < nb; ++q) {
@@ -466,9 +471,7 @@ static xcat_status upload_tiles(xcat_context *ctx, ocl_sce_plan *p, const xcat_s
         }
     }
     toff[nb] = u;
-    xcat_status st = upload(ctx, p->tiles, t, (size_t)nt * 8);
-    xcat_host_free(ctx, t);
-    return st;
+    return upload(ctx, p->tiles, t, (size_t)nt * 8);
 }
 
 typedef struct bwd_out {
@@ -643,7 +646,8 @@ static xcat_status backward_pass(xcat_loss_plan *plan, const xcat_loss_call *cal
     if (!st) st = upload(ctx, p->gfac, bw->g, (size_t)n * 4);
     if (!st) st = upload(ctx, p->brows, bw->bucket_rows, (size_t)bw->contributing * 4);
     if (!st) st = upload(ctx, p->boff, bw->bucket_off, (size_t)(nb + 1) * 4);
-    if (!st) st = upload_tiles(ctx, p, bw, nb, toff);
+    cl_int *tiles = NULL;
+    if (!st) st = upload_tiles(ctx, p, bw, nb, toff, &tiles);
     /* waves: runs of at most `wave` buckets holding at most wave·k_x rows (one bucket's rows
      * never exceed k_x) */
     const int64_t rcap = p->L.wave * kx;
@@ -662,6 +666,9 @@ static xcat_status backward_pass(xcat_loss_plan *plan, const xcat_loss_call *cal
     if (!st) st = upload(ctx, p->poff, bw->pos_off, (size_t)(bw->npos + 1) * 4);
     if (!st) st = upload(ctx, p->prows, bw->pos_rows, (size_t)bw->contributing * 4);
     if (!st) st = positives(plan, call, bw, o);
+    const cl_int err = clFinish(xcat_ocl(ctx)->queue); /* the tile list is read until here */
+    if (!st && err != CL_SUCCESS) st = xcat_ocl_error(ctx, err, "clFinish");
+    xcat_host_free(ctx, tiles);
     xcat_host_free(ctx, toff);
     return st;
 }
