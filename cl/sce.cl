@@ -287,11 +287,13 @@ __kernel void sce_add_bias(const int ky, const int nr, __global const float *res
 }
 
 /* The positives' item terms: work-group p (distinct positive pos_items[p]) adds Σ cp[row]·h_row
- * over its rows pos_rows[pos_off[p] ..] (row order) to dE, and Σ cp[row] to db. */
+ * over its rows pos_rows[pos_off[p] ..] (row order; every row with that target — those that
+ * won no bucket, winner −1, are skipped) to dE, and Σ cp[row] to db. */
 __kernel __attribute__((reqd_work_group_size(SCE_WG, 1, 1))) void
 sce_pos_items(const int d, __global const int *restrict pos_items,
               __global const int *restrict pos_off, __global const int *restrict pos_rows,
-              __global const float *restrict cp, __global const float *restrict H,
+              __global const int *restrict winner, __global const float *restrict cp,
+              __global const float *restrict H,
               const ulong offH, const long ldh, __global float *restrict dE, const ulong offdE,
               const long ldde, const int has_de, __global float *restrict db, const ulong offdb,
               const int has_db)
@@ -304,14 +306,15 @@ sce_pos_items(const int d, __global const int *restrict pos_items,
             float acc = 0.0f;
             for (int u = a; u < z; ++u) {
                 const int row = pos_rows[u];
-                acc = mad(cp[row], H[offH + (long)row * ldh + c], acc);
+                if (winner[row] >= 0) acc = mad(cp[row], H[offH + (long)row * ldh + c], acc);
             }
             de[c] += acc;
         }
     }
     if (has_db && lid == 0) {
         float acc = 0.0f;
-        for (int u = a; u < z; ++u) acc += cp[pos_rows[u]];
+        for (int u = a; u < z; ++u)
+            if (winner[pos_rows[u]] >= 0) acc += cp[pos_rows[u]];
         db[offdb + it] += acc;
     }
 }

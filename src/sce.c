@@ -187,6 +187,7 @@ xcat_status xcat_sce_select(xcat_loss_plan *plan, const xcat_loss_call *call)
     const xcat_sce_dims dm = xcat_sce_dims_of(plan, call->rows);
     const int64_t n = call->rows, d = plan->dim;
     xcat_status st;
+    s->pos_ready = 0; /* a new selection: the positives' grouping belongs to the last call */
     if (plan->desc.sce_mix_rows) {
         st = ctx->ops->sce_mix_directions(plan, call, s->dirs);
     } else if (ctx->ops->sce_plain_directions) {
@@ -301,20 +302,19 @@ static void sort_by_item(int32_t *sk, int64_t n, int64_t nk, int64_t classes, in
     *rows = sr;
 }
 
-xcat_status xcat_sce_backward_read(xcat_loss_plan *plan, const xcat_loss_call *call,
-                                   const xcat_tensor *grad_loss, xcat_sce_bwd *b)
+/* The plan's host scratch, allocated once: 4-byte arrays sized by max_rows — g, winner,
+ * bucket_rows, pos_items, pos_rows, upstream, the sort scratch (4×), pos_off (+1), bucket_off
+ * (n_b + 1) — then the radix digit counts. */
+static xcat_status scratch_of(xcat_loss_plan *plan, xcat_sce_bwd *b)
 {
-    xcat_context *ctx = plan->ctx;
     xcat_sce *sc = plan->sce;
-    const int64_t n = call->rows, nb = sc->nb, nmax = plan->max_rows;
-    const bool none = plan->desc.reduction == XCAT_REDUCTION_NONE;
+    const int64_t nb = sc->nb, nmax = plan->max_rows;
     memset(b, 0, sizeof *b);
-    /* 4-byte arrays sized by max_rows: g, winner, bucket_rows, pos_items, pos_rows, upstream,
-     * the sort scratch (4×), pos_off (+1), bucket_off (n_b + 1); then the digit counts */
     const size_t words = (size_t)(11 * nmax + nb + 2), at = (words * 4 + 63) / 64 * 64;
     if (!sc->bwd_scratch) {
-        sc->bwd_scratch = xcat_host_alloc(ctx, at + (size_t)RADIX * sizeof(int64_t), 64);
-        if (!sc->bwd_scratch) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "SCE backward plan");
+        sc->bwd_scratch = xcat_host_alloc(plan->ctx, at + (size_t)RADIX * sizeof(int64_t), 64);
+        if (!sc->bwd_scratch)
+            return xcat_error(plan->ctx, XCAT_ERROR_OUT_OF_MEMORY, "SCE backward plan");
     }
     int32_t *w32 = sc->bwd_scratch;
     b->g = (float *)w32;
@@ -327,7 +327,52 @@ xcat_status xcat_sce_backward_read(xcat_loss_plan *plan, const xcat_loss_call *c
     b->pos_off = w32 + 10 * nmax;
     b->bucket_off = w32 + 11 * nmax + 1;
     b->counts = (int64_t *)((char *)sc->bwd_scratch + at);
-    xcat_status st = read_rows(ctx, sc->best_bucket, n, b->winner);
+    b->npos = sc->npos;
+    b->pos_count = sc->pos_count;
+    return XCAT_OK;
+}
+
+xcat_status xcat_sce_group_positives(xcat_loss_plan *plan, const xcat_loss_call *call)
+{
+    xcat_sce *sc = plan->sce;
+    const int64_t n = call->rows, nmax = plan->max_rows;
+    xcat_sce_bwd b;
+    xcat_status st = scratch_of(plan, &b);
+    if (st) return st;
+    int64_t nk = 0;
+    for (int64_t i = 0; i < n; ++i) { /* rows ascending; the sort is stable */
+        const int64_t y = xcat_sce_target(call, i);
+        if (y == plan->desc.ignore_index) continue;
+        b.sort[nk] = (int32_t)y;
+        b.sort[nmax + nk++] = (int32_t)i;
+    }
+    const int32_t *item_of = b.sort, *row_of = b.sort + nmax;
+    sort_by_item(b.sort, nmax, nk, plan->classes, b.counts, &item_of, &row_of);
+    int64_t np = 0;
+    for (int64_t t = 0; t < nk; ++t) {
+        const int32_t item = item_of[t];
+        if (np == 0 || b.pos_items[np - 1] != item) {
+            b.pos_items[np] = item;
+            b.pos_off[np++] = (int32_t)t;
+        }
+        b.pos_rows[t] = row_of[t];
+    }
+    b.pos_off[np] = (int32_t)nk;
+    sc->npos = np;
+    sc->pos_count = nk;
+    sc->pos_ready = 1;
+    return XCAT_OK;
+}
+
+xcat_status xcat_sce_backward_read(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                   const xcat_tensor *grad_loss, xcat_sce_bwd *b)
+{
+    xcat_context *ctx = plan->ctx;
+    xcat_sce *sc = plan->sce;
+    const int64_t n = call->rows;
+    const bool none = plan->desc.reduction == XCAT_REDUCTION_NONE;
+    xcat_status st = scratch_of(plan, b);
+    if (!st) st = read_rows(ctx, sc->best_bucket, n, b->winner);
     if (st) return st;
     if (grad_loss) return read_rows(ctx, grad_loss, none ? n : 1, b->up);
     for (int64_t i = 0; i < (none ? n : 1); ++i) b->up[i] = 1.0f;
@@ -336,7 +381,7 @@ xcat_status xcat_sce_backward_read(xcat_loss_plan *plan, const xcat_loss_call *c
 
 void xcat_sce_backward_rows(xcat_loss_plan *plan, const xcat_loss_call *call, xcat_sce_bwd *b)
 {
-    const int64_t n = call->rows, nb = plan->sce->nb, nmax = plan->max_rows;
+    const int64_t n = call->rows, nb = plan->sce->nb;
     const bool none = plan->desc.reduction == XCAT_REDUCTION_NONE;
     memset(b->bucket_off, 0, (size_t)(nb + 1) * sizeof *b->bucket_off);
     double wsum = 0.0;
@@ -351,8 +396,7 @@ void xcat_sce_backward_rows(xcat_loss_plan *plan, const xcat_loss_call *call, xc
         if (w < 0) continue;
         b->g[i] = (float)((double)b->up[none ? i : 0] * scale * weight_of(call, i));
         b->bucket_off[w + 1]++;
-        b->sort[nk] = (int32_t)xcat_sce_target(call, i);
-        b->sort[nmax + nk++] = (int32_t)i;
+        nk++;
     }
     b->contributing = nk;
     for (int64_t q = 0; q < nb; ++q) b->bucket_off[q + 1] += b->bucket_off[q];
@@ -364,24 +408,16 @@ void xcat_sce_backward_rows(xcat_loss_plan *plan, const xcat_loss_call *call, xc
     b->bucket_off[0] = 0;
 }
 
-void xcat_sce_backward_positives(xcat_loss_plan *plan, xcat_sce_bwd *b)
+xcat_status xcat_sce_backward_positives(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                        xcat_sce_bwd *b)
 {
-    const int64_t nmax = plan->max_rows, nk = b->contributing;
-    /* rows grouped by positive item, rows ascending within an item (they were collected in
-     * ascending order and the sort is stable) */
-    const int32_t *item_of = b->sort, *row_of = b->sort + nmax;
-    sort_by_item(b->sort, nmax, nk, plan->classes, b->counts, &item_of, &row_of);
-    int64_t np = 0;
-    for (int64_t t = 0; t < nk; ++t) {
-        const int32_t item = item_of[t];
-        if (np == 0 || b->pos_items[np - 1] != item) {
-            b->pos_items[np] = item;
-            b->pos_off[np++] = (int32_t)t;
-        }
-        b->pos_rows[t] = row_of[t];
+    if (!plan->sce->pos_ready) {
+        xcat_status st = xcat_sce_group_positives(plan, call);
+        if (st) return st;
     }
-    b->pos_off[np] = (int32_t)nk;
-    b->npos = np;
+    b->npos = plan->sce->npos;
+    b->pos_count = plan->sce->pos_count;
+    return XCAT_OK;
 }
 
 /* Copy a selection (I32, rows × cols contiguous) into the caller's I32/I64 matrix. */

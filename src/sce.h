@@ -28,6 +28,9 @@ typedef struct xcat_sce {
     /* host scratch of the backward plan (xcat_sce_backward_read), allocated by the first
      * backward and kept: fresh pages each step cost ~10 ms at N = 409,600 */
     void *bwd_scratch;
+    /* rows grouped by positive item (in bwd_scratch) for the current call, when pos_ready */
+    int pos_ready;
+    int64_t npos, pos_count;
 } xcat_sce;
 
 /* Validate the SCE fields of `d` against C and N (loss_plan.c); fills defaults in place. */
@@ -61,28 +64,33 @@ xcat_status xcat_sce_finish_forward(xcat_loss_plan *plan, const xcat_loss_call *
                                     xcat_tensor *loss, xcat_tensor *lse);
 
 /* The host plan of a backward; its arrays live in the plan's scratch (valid until the next
- * backward of the plan; nothing to free). Built in three steps, so that a device backend can
- * keep its device busy in between: _read (the winners and the upstream gradient: the only
- * reads), _rows (per-row factors, rows by winning bucket), _positives (rows by positive item,
- * needed only for the positives' terms at the end). */
+ * call of the plan; nothing to free). Built in steps, so that a device backend can keep its
+ * device busy meanwhile: _read (the winners and the upstream gradient: the only reads), _rows
+ * (per-row factors, rows by winning bucket), _positives (rows by positive item — every row with
+ * a target, whether it contributes or not, so it depends on the targets only and
+ * xcat_sce_group_positives can build it during the forward; the rows that contribute nothing
+ * are skipped where the positives' terms are added). */
 typedef struct xcat_sce_bwd {
     float *g;            /* N: dℓ_total/dℓ_i for contributing rows (weight, reduction, upstream) */
     int32_t *winner;     /* N: winning bucket or −1 */
     int32_t *bucket_off; /* nb + 1: rows of bucket b are bucket_rows[bucket_off[b] .. [b+1]) */
     int32_t *bucket_rows;/* contributing rows, by winning bucket, ascending within */
     int64_t contributing;
-    int32_t *pos_items;  /* distinct positives of contributing rows, ascending */
+    int32_t *pos_items;  /* distinct positives of the rows with a target, ascending */
     int32_t *pos_off;    /* npos + 1 */
-    int32_t *pos_rows;   /* contributing rows by positive, ascending within */
-    int64_t npos;
+    int32_t *pos_rows;   /* those rows (pos_count) by positive, ascending within */
+    int64_t npos, pos_count;
     float *up;           /* scratch: the upstream gradient (N or 1) */
-    int32_t *sort;       /* scratch: (positive, row) pairs of the contributing rows, 4·max_rows */
+    int32_t *sort;       /* scratch: (positive, row) pairs, 4·max_rows */
     int64_t *counts;     /* scratch: radix digit counts */
 } xcat_sce_bwd;
 
 xcat_status xcat_sce_backward_read(xcat_loss_plan *plan, const xcat_loss_call *call,
                                    const xcat_tensor *grad_loss, xcat_sce_bwd *out);
 void xcat_sce_backward_rows(xcat_loss_plan *plan, const xcat_loss_call *call, xcat_sce_bwd *b);
-void xcat_sce_backward_positives(xcat_loss_plan *plan, xcat_sce_bwd *b);
+xcat_status xcat_sce_backward_positives(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                        xcat_sce_bwd *b);
+/* Group the call's rows by positive item into the plan's scratch (host; sets pos_ready). */
+xcat_status xcat_sce_group_positives(xcat_loss_plan *plan, const xcat_loss_call *call);
 
 #endif

@@ -373,6 +373,7 @@ static xcat_status backward_pass(xcat_loss_plan *plan, const xcat_loss_call *cal
             const int32_t it = bw->pos_items[p];
             for (int32_t t = bw->pos_off[p]; t < bw->pos_off[p + 1]; ++t) {
                 const int32_t row = bw->pos_rows[t];
+                if (bw->winner[row] < 0) continue; /* contributes nothing */
                 if (db) db[it] += cp[row];
                 if (!dE) continue;
                 const float *h = j.H + (int64_t)row * j.ldh;
@@ -401,7 +402,8 @@ xcat_status xcat_cpu_sce_backward(xcat_loss_plan *plan, const xcat_loss_call *ca
     st = xcat_sce_backward_read(plan, call, grad_loss, &bw);
     if (st) return st;
     xcat_sce_backward_rows(plan, call, &bw);
-    xcat_sce_backward_positives(plan, &bw);
+    st = xcat_sce_backward_positives(plan, call, &bw);
+    if (st) return st;
     st = backward_pass(plan, call, &bw, d_hidden, d_items, d_bias);
     return st;
 }

@@ -422,6 +422,12 @@ xcat_status xcat_ocl_sce_forward(xcat_loss_plan *plan, const xcat_loss_call *cal
 {
     xcat_status st = xcat_sce_select(plan, call);
     if (!st) st = bucket_pass(plan, call);
+    /* while the device runs the bucket pass: the backward's grouping of the positives (it
+     * depends on the targets only) */
+    if (!st) {
+        clFlush(xcat_ocl(plan->ctx)->queue);
+        st = xcat_sce_group_positives(plan, call);
+    }
     if (!st) st = xcat_sce_finish_forward(plan, call, loss, lse);
     return finish(plan->ctx, st);
 }
@@ -610,6 +616,7 @@ static xcat_status positives(xcat_loss_plan *plan, const xcat_loss_call *call,
         A_MEM(&a, p->pitems);
         A_MEM(&a, p->poff);
         A_MEM(&a, p->prows);
+        A_MEM(&a, xcat_ocl_mem(plan->sce->best_bucket));
         A_MEM(&a, p->cp);
         A_MEM(&a, io.H.mem);
         A_ULONG(&a, io.H.off);
@@ -661,10 +668,10 @@ static xcat_status backward_pass(xcat_loss_plan *plan, const xcat_loss_call *cal
         q0 = q1;
     }
     clFlush(xcat_ocl(ctx)->queue);
-    xcat_sce_backward_positives(plan, bw);
+    if (!st) st = xcat_sce_backward_positives(plan, call, bw); /* built by the forward */
     if (!st) st = upload(ctx, p->pitems, bw->pos_items, (size_t)bw->npos * 4);
     if (!st) st = upload(ctx, p->poff, bw->pos_off, (size_t)(bw->npos + 1) * 4);
-    if (!st) st = upload(ctx, p->prows, bw->pos_rows, (size_t)bw->contributing * 4);
+    if (!st) st = upload(ctx, p->prows, bw->pos_rows, (size_t)bw->pos_count * 4);
     if (!st) st = positives(plan, call, bw, o);
     const cl_int err = clFinish(xcat_ocl(ctx)->queue); /* the tile list is read until here */
     if (!st && err != CL_SUCCESS) st = xcat_ocl_error(ctx, err, "clFinish");
