@@ -420,7 +420,9 @@ XCAT_API void xcat_tensor_free(xcat_tensor *tensor);
  * recompute and two GEMMs backward: about 8·N·k_y·d + 6·N·k_y·d flops at the defaults, against
  * 8·N·C·d for full CE. Deterministic (buckets are accumulated in order; no float atomics).
  * Workspace: the selections (n_b·(k_x + k_y) indices), per-row state (16 bytes per row) and
- * per-bucket tiles; xcat_loss_sce_buckets() returns the selection a call would use.
+ * per-bucket tiles (OpenCL: waves of buckets within 512 MiB on a GPU), plus the two top-K
+ * calls' own bounded buffers, and on the host about 44 bytes per row + 512 KiB of backward
+ * plan, kept by the plan; xcat_loss_sce_buckets() returns the selection a call would use.
  */
 
 typedef enum xcat_loss_kind {
