@@ -7,24 +7,11 @@ usage: peer_torch_ce.py --shapes N,C,d [N,C,d ...] [--repeats 5]
 """
 import argparse
 import json
-import statistics
 import sys
 
 import torch
 
-
-def timed(fn, repeats):
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    fn()  # warm-up
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start.record()
-        fn()
-        stop.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
+from peer_util import timed
 
 
 def gemm_ceiling(n, c, d, repeats):

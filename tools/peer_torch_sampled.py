@@ -11,24 +11,11 @@ usage: peer_torch_sampled.py --shapes N,K,C,d [...] [--repeats 5] [--cce-path DI
 """
 import argparse
 import json
-import statistics
 import sys
 
 import torch
 
-
-def timed(fn, repeats):
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    fn()  # warm-up (and Triton autotuning)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start.record()
-        fn()
-        stop.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
+from peer_util import measure
 
 
 def inputs(n, c, d, dtype, pad_row=False):
@@ -38,14 +25,6 @@ def inputs(n, c, d, dtype, pad_row=False):
     e.requires_grad_()
     y = torch.randint(0, c, (n,), device="cuda")
     return h, e, y
-
-
-def measure(step, repeats):
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    ms = timed(step, repeats)
-    return ms, (torch.cuda.max_memory_allocated() - base) / 2 ** 30
 
 
 def torch_materialised(n, k, c, d, dtype, repeats):

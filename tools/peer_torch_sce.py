@@ -19,25 +19,12 @@ usage: peer_torch_sce.py --shapes N,C,d,ky [...] [--nb NB] [--kx KX] [--mix] [--
 import argparse
 import json
 import math
-import statistics
 import sys
 
 import torch
 import torch.nn.functional as F
 
-
-def timed(fn, repeats):
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    fn()  # warm-up
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start.record()
-        fn()
-        stop.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
+from peer_util import measure
 
 
 def sce_loss(h, e, y, nb, kx, ky, mix, pad=0):
@@ -81,11 +68,7 @@ def run(n, c, d, ky, nb, kx, mix, repeats):
         h.grad = e.grad = None
         sce_loss(h, e, y, nb, kx, ky, mix).backward()
 
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    ms = timed(step, repeats)
-    return ms, (torch.cuda.max_memory_allocated() - base) / 2 ** 30
+    return measure(step, repeats)
 
 
 def main():

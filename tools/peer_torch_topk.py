@@ -8,24 +8,11 @@ usage: peer_torch_topk.py --shapes M,C,d [...] --ks 10 100 1000 10000 [--excl 50
 """
 import argparse
 import json
-import statistics
 import sys
 
 import torch
 
-
-def timed(fn, repeats):
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start.record()
-        fn()
-        stop.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
+from peer_util import timed
 
 
 def main():
