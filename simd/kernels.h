@@ -31,6 +31,15 @@ typedef struct xcat_row_kernels {
     /* Top-K filter: idx[0..count) ← every j < n with x[j] > t, ascending; returns count. NaN
      * never passes (comparisons with NaN are false). */
     int64_t (*select_above)(const float *x, int64_t n, float t, int32_t *idx);
+    /* Gathered dot products (sampled negatives): out[k] ← h·E[items[k]] for k < n, 0 where
+     * items[k] < 0; rows of E are lde floats apart, d columns. Rows are random lines of a large
+     * E, so the kernel keeps several in flight and requests rows ahead (prefetch). */
+    void (*gather_dots)(const float *h, const float *E, int64_t lde, const int64_t *items,
+                        int64_t n, int64_t d, float *out);
+    /* Gathered axpy (their dH): dh[t] += Σ_k coef[k]·E[items[k]][t] over k < n in k order,
+     * skipping items[k] < 0. */
+    void (*gather_axpy)(float *dh, const float *coef, const float *E, int64_t lde,
+                        const int32_t *items, int64_t n, int64_t d);
 } xcat_row_kernels;
 
 /* The kernels of `isa` (which must be built in and supported: see xcat_cpu_isa_detect). */

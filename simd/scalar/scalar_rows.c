@@ -68,10 +68,61 @@ static int64_t scalar_select_above(const float *x, int64_t n, float t, int32_t *
     return count;
 }
 
+/* Rows requested this many items ahead of their use (random lines of a large E). */
+#define GATHER_AHEAD 8
+
+static void prefetch_row(const float *e, int64_t d)
+{
+    for (int64_t off = 0; off < d; off += 16) __builtin_prefetch(e + off, 0, 0);
+}
+
+static void scalar_gather_dots(const float *h, const float *E, int64_t lde, const int64_t *items,
+                               int64_t n, int64_t d, float *out)
+{
+    for (int64_t k = 0; k < n && k < GATHER_AHEAD; ++k)
+        if (items[k] >= 0) prefetch_row(E + items[k] * lde, d);
+    for (int64_t k = 0; k < n; ++k) {
+        if (k + GATHER_AHEAD < n && items[k + GATHER_AHEAD] >= 0)
+            prefetch_row(E + items[k + GATHER_AHEAD] * lde, d);
+        if (items[k] < 0) {
+            out[k] = 0.0f;
+            continue;
+        }
+        const float *e = E + items[k] * lde;
+        /* four partial sums: a fixed order, and enough independent chains to pipeline */
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        int64_t t = 0;
+        for (; t + 4 <= d; t += 4) {
+            s0 += h[t] * e[t];
+            s1 += h[t + 1] * e[t + 1];
+            s2 += h[t + 2] * e[t + 2];
+            s3 += h[t + 3] * e[t + 3];
+        }
+        for (; t < d; ++t) s0 += h[t] * e[t];
+        out[k] = (s0 + s1) + (s2 + s3);
+    }
+}
+
+static void scalar_gather_axpy(float *dh, const float *coef, const float *E, int64_t lde,
+                               const int32_t *items, int64_t n, int64_t d)
+{
+    for (int64_t k = 0; k < n && k < GATHER_AHEAD; ++k)
+        if (items[k] >= 0) prefetch_row(E + (int64_t)items[k] * lde, d);
+    for (int64_t k = 0; k < n; ++k) {
+        if (k + GATHER_AHEAD < n && items[k + GATHER_AHEAD] >= 0)
+            prefetch_row(E + (int64_t)items[k + GATHER_AHEAD] * lde, d);
+        if (items[k] < 0) continue;
+        const float *e = E + (int64_t)items[k] * lde, c = coef[k];
+        for (int64_t t = 0; t < d; ++t) dh[t] += c * e[t];
+    }
+}
+
 const xcat_row_kernels xcat_row_kernels_scalar = {
     .isa = XCAT_ISA_SCALAR,
     .logits = scalar_logits,
     .softmax_weights = scalar_softmax_weights,
     .grad = scalar_grad,
     .select_above = scalar_select_above,
+    .gather_dots = scalar_gather_dots,
+    .gather_axpy = scalar_gather_axpy,
 };

@@ -30,17 +30,12 @@
 #include "baseline_guard.h"
 #include "cpu_blas.h"
 #include "cpu_sampled.h"
+#include "kernels.h"
 #include "sampling.h"
 
 #define CHUNK_ENTRIES ((int64_t)1 << 21) /* (item, coefficient) pairs per backward chunk */
 #define REJECT_ATTEMPTS 16
 #define SHARED_Z_BYTES ((int64_t)64 << 20) /* shared columns' dots (and coefficients) per chunk */
-#define PREFETCH_AHEAD 8 /* gathered rows requested ahead of their dot product */
-#if defined(__GNUC__)
-#define PREFETCH(p) __builtin_prefetch((p), 0, 0)
-#else
-#define PREFETCH(p) ((void)(p))
-#endif
 
 typedef struct sjob {
     const xcat_loss_plan *plan;
@@ -64,6 +59,7 @@ typedef struct sjob {
     const float *Esh;      /* nsh × d gathered rows (zeros for −1) */
     const float *Z;        /* the current chunk's dots: Z[(row − z0) · nsh + s] */
     int64_t z0;
+    const xcat_row_kernels *kern; /* the context's ISA: gathered dots and axpys */
 } sjob;
 
 static int64_t target_of(const sjob *j, int64_t i)
@@ -149,18 +145,9 @@ static float logit_finish(const sjob *j, float r, int64_t item)
 
 static float logit_of(const sjob *j, int64_t row, int64_t item)
 {
-    const float *h = j->H + row * j->ldh, *e = j->E + item * j->lde;
-    /* four partial sums: a fixed order, and enough independent chains to pipeline */
-    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-    int64_t t = 0;
-    for (; t + 4 <= j->d; t += 4) {
-        s0 += h[t] * e[t];
-        s1 += h[t + 1] * e[t + 1];
-        s2 += h[t + 2] * e[t + 2];
-        s3 += h[t + 3] * e[t + 3];
-    }
-    for (; t < j->d; ++t) s0 += h[t] * e[t];
-    return logit_finish(j, (s0 + s1) + (s2 + s3), item);
+    float r;
+    j->kern->gather_dots(j->H + row * j->ldh, j->E, j->lde, &item, 1, j->d, &r);
+    return logit_finish(j, r, item);
 }
 
 /* The logit of a shared column s of `row`, from the chunk's GEMM. */
@@ -281,17 +268,15 @@ static double row_pass(const sjob *j, int64_t row, int64_t *items, float *z, flo
     items[0] = y;
     z[0] = logit_of(j, row, y);
     /* Draw first, then gather: the rows are random lines of E, so the loop is bound by memory
-     * latency; knowing every item up front lets it prefetch PREFETCH_AHEAD rows ahead. */
+     * latency; knowing every item up front lets the ISA kernel prefetch rows ahead. */
     for (int64_t k = 0; k < K; ++k) items[k + 1] = negative(j, row, y, k, pp);
     const bool shared = j->nsh > 0 && d->sampler == XCAT_SAMPLER_GIVEN_SHARED;
     for (int64_t k = 0; k < K && shared; ++k)
         z[k + 1] = items[k + 1] >= 0 ? shared_logit(j, row, k, items[k + 1]) : 0.0f;
-    for (int64_t k = 0; k < K && !shared; ++k) {
-        if (k + PREFETCH_AHEAD < K && items[k + 1 + PREFETCH_AHEAD] >= 0) {
-            const char *e = (const char *)(j->E + items[k + 1 + PREFETCH_AHEAD] * j->lde);
-            for (int64_t off = 0; off < j->d * 4; off += 64) PREFETCH(e + off);
-        }
-        z[k + 1] = items[k + 1] >= 0 ? logit_of(j, row, items[k + 1]) : 0.0f;
+    if (!shared) {
+        j->kern->gather_dots(j->H + row * j->ldh, j->E, j->lde, items + 1, K, j->d, z + 1);
+        for (int64_t k = 1; k <= K; ++k)
+            z[k] = items[k] >= 0 ? logit_finish(j, z[k], items[k]) : 0.0f;
     }
     if (d->kind == XCAT_LOSS_INBATCH) return inbatch_pass(j, row, items, z, coef, lse_out);
     if (d->kind == XCAT_LOSS_SAMPLED_CE) {
@@ -339,7 +324,8 @@ static void job_init(sjob *j, const xcat_loss_plan *plan, const xcat_loss_call *
                 .ldh = c->hidden->stride, .lde = c->items->stride, .n = c->rows,
                 .c = plan->classes, .d = plan->dim, .k = c->num_negatives,
                 .y = c->targets->data, .y64 = c->targets->dtype == XCAT_DTYPE_I64,
-                .scale = d->scale, .cap = d->softcap, .beta = 1.0f};
+                .scale = d->scale, .cap = d->softcap, .beta = 1.0f,
+                .kern = xcat_row_kernels_get(plan->ctx->isa)};
     if (d->kind == XCAT_LOSS_SAMPLED_CE && d->correction == XCAT_CORRECTION_UNIFORM)
         j->corr = logf((float)j->k / (float)(j->c - 1));
     if (d->kind == XCAT_LOSS_SAMPLED_CE && d->correction == XCAT_CORRECTION_LOGQ) {
@@ -652,17 +638,9 @@ xcat_status xcat_cpu_sampled_backward(xcat_loss_plan *plan, const xcat_loss_call
                     }
                     ri[k] = items[k] >= 0 && cf != 0.0f ? (int32_t)items[k] : -1;
                     rc[k] = cf;
-                    if (dh && ri[k] >= 0) {
-                        /* the same rows as the logits pass, again in random order: prefetch */
-                        if (k + PREFETCH_AHEAD < per_row && items[k + PREFETCH_AHEAD] >= 0) {
-                            const char *pe =
-                                (const char *)(j.E + items[k + PREFETCH_AHEAD] * j.lde);
-                            for (int64_t off = 0; off < j.d * 4; off += 64) PREFETCH(pe + off);
-                        }
-                        const float *e = j.E + items[k] * j.lde;
-                        for (int64_t t = 0; t < j.d; ++t) dh[t] += cf * e[t];
-                    }
                 }
+                /* the same rows as the logits pass, again in random order */
+                if (dh) j.kern->gather_axpy(dh, rc, j.E, j.lde, ri, per_row, j.d);
             }
             if (nsh && d_hidden) { /* dH += G · E_shared, row blocks */
 #pragma omp for schedule(static)
