@@ -29,7 +29,7 @@ typedef struct options {
     int32_t window, epochs, k, threads;
     double lr, gbce_t;
     uint64_t seed;
-    int quiet, negatives_given, sce_mix;
+    int quiet, negatives_given, sce_mix, no_bias;
 } options;
 
 static void usage(FILE *f)
@@ -50,6 +50,7 @@ static void usage(FILE *f)
         "  --sce-ky K           SCE: items per bucket k_y (default 256)   --sce-mix: mixed\n"
         "                       directions (from the batch's rows); item 0 is never selected\n"
         "  --dim D (64)  --window L (20)  --batch N (1024)  --epochs E (8)  --lr R (0.002)\n"
+        "  --no-bias            no per-item output bias (logits h·e_j only)\n"
         "  --k K                cutoff of NDCG@K / HR@K (default 10)\n"
         "  --eval-users N       evaluate on the first N eligible users only (default all)\n"
         "  --max-steps N        stop each epoch after N steps (smoke runs)\n"
@@ -77,8 +78,8 @@ static int parse_args(int argc, char **argv, options *o)
             usage(stdout);
             return 1;
         }
-        if (!strcmp(a, "--quiet") || !strcmp(a, "--sce-mix")) {
-            *(a[2] == 'q' ? &o->quiet : &o->sce_mix) = 1;
+        if (!strcmp(a, "--quiet") || !strcmp(a, "--sce-mix") || !strcmp(a, "--no-bias")) {
+            *(a[2] == 'q' ? &o->quiet : a[2] == 's' ? &o->sce_mix : &o->no_bias) = 1;
             continue;
         }
         if (i + 1 >= argc) {
@@ -274,12 +275,12 @@ static double train_step(run *r, const int64_t *order, int64_t first, int64_t n)
     xcat_loss_args_init(&a);
     a.hidden = r->H;
     a.items = r->E;
-    a.bias = r->B;
+    a.bias = r->o->no_bias ? NULL : r->B;
     a.targets = r->Y;
     a.step = (uint64_t)r->model.step;
     a.banned_items = r->TBan; /* SCE: the padding item never enters a bucket */
     xcat_status st = xcat_loss_forward(r->plan, &a, r->L, NULL);
-    if (!st) st = xcat_loss_backward(r->plan, &a, NULL, r->dH, r->dE, r->dB);
+    if (!st) st = xcat_loss_backward(r->plan, &a, NULL, r->dH, r->dE, r->o->no_bias ? NULL : r->dB);
     if (st) {
         xfail(r, "loss", st);
         return NAN;
@@ -287,7 +288,8 @@ static double train_step(run *r, const int64_t *order, int64_t first, int64_t n)
     float loss;
     train_model_zero_grad(&r->model);
     if (xcat_tensor_read(r->L, &loss, 0) || xcat_tensor_read(r->dH, r->h, 0) ||
-        xcat_tensor_read(r->dE, r->model.E.grad, 0) || xcat_tensor_read(r->dB, r->model.b.grad, 0))
+        xcat_tensor_read(r->dE, r->model.E.grad, 0) ||
+        (!r->o->no_bias && xcat_tensor_read(r->dB, r->model.b.grad, 0)))
         return NAN;
     for (int64_t i = 0; i < n; ++i) {
         const int64_t p = order[first + i], u = r->split.pos_user[p];
@@ -524,13 +526,13 @@ int main(int argc, char **argv)
                 "\"events\": %lld, \"loss\": \"%s\", \"negatives\": %lld, \"sampler\": \"%s\", "
                 "\"sce_buckets\": %lld, \"sce_ky\": %lld, \"sce_mix\": %d, "
                 "\"correction\": \"%s\", \"dim\": %lld, \"window\": %d, \"batch\": %lld, "
-                "\"lr\": %g, \"seed\": %llu, \"k\": %d, \"epochs\": [",
+                "\"lr\": %g, \"bias\": %d, \"seed\": %llu, \"k\": %d, \"epochs\": [",
                 xcat_version_string(), info.backend_name, info.device_name,
                 o.data ? o.data : "synthetic", (long long)r->data.num_users,
                 (long long)r->data.num_items, (long long)r->data.num_events, o.loss,
                 (long long)desc.num_negatives, o.sampler, (long long)desc.sce_buckets,
                 (long long)desc.sce_items_per_bucket, desc.sce_mix_rows, o.correction, (long long)o.dim,
-                o.window, (long long)o.batch, o.lr, (unsigned long long)o.seed, o.k);
+                o.window, (long long)o.batch, o.lr, !o.no_bias, (unsigned long long)o.seed, o.k);
     fprintf(stderr, "xcat-train: %s on %s (%s) — %lld users, %lld items, %lld train positions, "
             "loss %s, d=%lld, batch %lld\n", o.data ? o.data : "synthetic data",
             info.backend_name, info.device_name, (long long)r->data.num_users,
