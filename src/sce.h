@@ -25,8 +25,8 @@ typedef struct xcat_sce {
     xcat_tensor *zpos;         /* F32: the row's positive logit */
     int64_t *h_banned;         /* the call's banned items (sorted, unique), host */
     int64_t num_banned;
-    /* host scratch of the backward plan (xcat_sce_backward_read), allocated by the first
-     * backward and kept: fresh pages each step cost ~10 ms at N = 409,600 */
+    /* host scratch of the backward plan (see xcat_sce_bwd), allocated on first use and kept:
+     * fresh pages every step cost milliseconds at N = 409,600 */
     void *bwd_scratch;
     /* rows grouped by positive item (in bwd_scratch) for the current call, when pos_ready */
     int pos_ready;

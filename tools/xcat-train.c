@@ -78,8 +78,12 @@ static int parse_args(int argc, char **argv, options *o)
             usage(stdout);
             return 1;
         }
-        if (!strcmp(a, "--quiet") || !strcmp(a, "--sce-mix") || !strcmp(a, "--no-bias")) {
-            *(a[2] == 'q' ? &o->quiet : a[2] == 's' ? &o->sce_mix : &o->no_bias) = 1;
+        int *flag = !strcmp(a, "--quiet")     ? &o->quiet
+                    : !strcmp(a, "--sce-mix") ? &o->sce_mix
+                    : !strcmp(a, "--no-bias") ? &o->no_bias
+                                              : NULL;
+        if (flag) { /* options without a value */
+            *flag = 1;
             continue;
         }
         if (i + 1 >= argc) {
