@@ -21,6 +21,7 @@
 #include "baseline_guard.h"
 #include "cpu_blas.h"
 #include "cpu_sce.h"
+#include "kernels.h"
 #include "sce.h"
 
 #define TILE_ROWS 256
@@ -36,6 +37,7 @@ typedef struct sce_job {
     xcat_sce_dims dm;
     float *zpos, *best_loss, *best_lse;
     int32_t *best_bucket;
+    const xcat_row_kernels *kern; /* the context's ISA: the positives' dot products */
 } sce_job;
 
 static void job_init(sce_job *j, xcat_loss_plan *plan, const xcat_loss_call *call)
@@ -49,7 +51,8 @@ static void job_init(sce_job *j, xcat_loss_plan *plan, const xcat_loss_call *cal
                    .X = s->rows->data, .Y = s->items->data,
                    .dm = xcat_sce_dims_of(plan, call->rows), .zpos = s->zpos->data,
                    .best_loss = s->best_loss->data, .best_lse = s->best_lse->data,
-                   .best_bucket = s->best_bucket->data};
+                   .best_bucket = s->best_bucket->data,
+                   .kern = xcat_row_kernels_get(plan->ctx->isa)};
 }
 
 /* A logit from its dot product: bias, scale, softcap (as every other kind). */
@@ -66,20 +69,6 @@ static float phi_of(const sce_job *j, float z)
     if (j->cap <= 0.0f) return j->scale;
     const float u = z / j->cap;
     return j->scale * (1.0f - u * u);
-}
-
-static float dot(const float *a, const float *b, int64_t d)
-{
-    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-    int64_t t = 0;
-    for (; t + 4 <= d; t += 4) {
-        s0 += a[t] * b[t];
-        s1 += a[t + 1] * b[t + 1];
-        s2 += a[t + 2] * b[t + 2];
-        s3 += a[t + 3] * b[t + 3];
-    }
-    for (; t < d; ++t) s0 += a[t] * b[t];
-    return (s0 + s1) + (s2 + s3);
 }
 
 /* Rows `idx[0..m)` of a matrix into a dense m × d block (−1: a zero row). */
@@ -135,7 +124,9 @@ static void positive_logits(const sce_job *j, int64_t n, int threads)
         j->best_lse[i] = 0.0f;
         j->best_bucket[i] = -1;
         if (y == j->ignore) continue; /* never selected */
-        j->zpos[i] = logit_finish(j, dot(j->H + i * j->ldh, j->E + y * j->lde, j->d), y);
+        float r;
+        j->kern->gather_dots(j->H + i * j->ldh, j->E, j->lde, &y, 1, j->d, &r);
+        j->zpos[i] = logit_finish(j, r, y);
     }
 }
 
