@@ -4,7 +4,7 @@
 # into /), run the whole suite on every target there (CPU levels incl. AVX-512, the GPU through
 # NVIDIA's OpenCL, PoCL on the Xeon), the CPU benchmarks of top-K and the sampled kinds on the
 # Xeon, and xcat-train with the same seed on the CPU and on the GPU.
-# usage: tools/bench-device.sh OUTDIR     (STAGES="tests topk gputopk sampled sce scecpu train" to choose)
+# usage: tools/bench-device.sh OUTDIR     (STAGES="tests topk gputopk sampled sce scecpu train vgtrain" to choose)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out="${1:?usage: tools/bench-device.sh OUTDIR}"
@@ -167,5 +167,40 @@ if has train; then
         build-dev/tools/xcat-train --backend "$b" --epochs 3 --seed 1 --quiet \
             --json "$out/train_$b.json" >>"$out/summary.txt" 2>&1
     done
+fi
+if has vgtrain; then
+    # Amazon Video Games (../shared/data, copied by the caller into the ignored .device/data/ so
+    # that it travels; never committed): the loss kinds on the GPU, then the same seed on the
+    # Xeon's native backend for a CPU-vs-GPU comparison.
+    vg=.device/data/video_games.txt
+    if [[ -f $vg ]]; then
+        while read -r tag args; do
+            [[ -z $tag ]] && continue
+            for b in ${VG_BACKENDS:-opencl}; do
+                log "xcat-train Video Games $tag on $b"
+                smi_pid=""
+                if [[ $b == opencl ]]; then
+                    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 \
+                        >"$out/vg_${tag}_$b.smi" 2>/dev/null & smi_pid=$!
+                fi
+                timeout "${VG_TIMEOUT:-240}" build-dev/tools/xcat-train --data "$vg" --backend "$b" \
+                    --epochs "${VG_EPOCHS:-6}" --seed 1 $args --json "$out/vg_${tag}_$b.json" \
+                    >"$out/vg_${tag}_$b.txt" 2>&1
+                [[ -n $smi_pid ]] && kill "$smi_pid" 2>/dev/null
+                [[ -f "$out/vg_${tag}_$b.smi" ]] && echo "# nvidia-smi peak MiB (whole GPU): $(sort -n "$out/vg_${tag}_$b.smi" | tail -1)" >>"$out/vg_${tag}_$b.txt"
+                { echo "## $tag $b"; grep -E "epoch|test|peak" "$out/vg_${tag}_$b.txt"; } >>"$out/summary.txt"
+            done
+        done <<<"${VG_RUNS:-ce --loss ce
+sampled --loss sampled-ce --negatives 256
+gbce --loss gbce --negatives 256
+inbatch --loss inbatch --correction none
+logq --loss inbatch --correction logq
+logqc --loss inbatch --correction logq-corrected
+sce256 --loss sce --sce-ky 256
+sce1024 --loss sce --sce-ky 1024
+scemix --loss sce --sce-ky 256 --sce-mix}"
+    else
+        log "vgtrain: $vg missing (copy ../shared/data/video_games.txt there first)"
+    fi
 fi
 log "done"
