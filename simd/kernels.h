@@ -40,6 +40,17 @@ typedef struct xcat_row_kernels {
      * skipping items[k] < 0. */
     void (*gather_axpy)(float *dh, const float *coef, const float *E, int64_t lde,
                         const int32_t *items, int64_t n, int64_t d);
+    /* Fused CE forward, loss only (NULL at the scalar level: the BLAS tile path is the
+     * reference there). pack_items: the nc items E[0..nc) (rows lde apart, d columns) into
+     * panels of fused_nr items, each d rows of fused_nr floats, zero past nc; P holds
+     * ceil(nc / fused_nr)·fused_nr·d floats. fused_lse: for the nr <= 6 rows h[0..nr) against
+     * those packed items (bias b of nc entries or NULL), z = logit(h·e_j + b_j) as in
+     * `logits`; updates each row's running max m[i] and sum l[i] of exp(z − m[i]) (both
+     * rescaled when the max moves; m[i] = −inf and l[i] = 0 start a row). */
+    int fused_nr;
+    void (*pack_items)(const float *E, int64_t lde, int64_t nc, int64_t d, float *P);
+    void (*fused_lse)(const float *const *h, int nr, const float *P, int64_t nc, int64_t d,
+                      const float *b, float s, float cap, float *m, double *l);
 } xcat_row_kernels;
 
 /* The kernels of `isa` (which must be built in and supported: see xcat_cpu_isa_detect). */

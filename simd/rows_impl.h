@@ -249,6 +249,120 @@ static void ROWS_FN(gather_axpy)(float *dh, const float *coef, const float *E, i
     }
 }
 
+/* ---- fused CE forward (loss only): the logit tile never leaves the registers ----------------
+ *
+ * Items are packed in panels of FUSED_NR = 2·VW: panel p holds items p·FUSED_NR + (0..FUSED_NR)
+ * as d rows of FUSED_NR floats (item fastest), zero past the last item. A micro-tile is
+ * FUSED_MR = 6 rows × one panel: 12 vector accumulators, two panel loads and six broadcasts per
+ * k (AVX2: 15 of the 16 registers), the BLIS-style shape that keeps both FMA ports busy. Its
+ * epilogue forms the logits, checks whether any exceeds the row's running max (one compare per
+ * vector; the max rarely moves once a few hundred items are seen) and adds exp(z − m) lane-wise
+ * into a per-row vector, so no horizontal sum or store happens per tile. */
+#define FUSED_MR 6
+#define FUSED_NR (2 * VW)
+
+static void ROWS_FN(pack_items)(const float *E, int64_t lde, int64_t nc, int64_t d, float *P)
+{
+    for (int64_t p0 = 0; p0 < nc; p0 += FUSED_NR) {
+        float *panel = P + p0 * d;
+        const int64_t w = nc - p0 < FUSED_NR ? nc - p0 : FUSED_NR;
+        for (int64_t lane = 0; lane < FUSED_NR; ++lane) {
+            if (lane < w) {
+                const float *e = E + (p0 + lane) * lde;
+                for (int64_t k = 0; k < d; ++k) panel[k * FUSED_NR + lane] = e[k];
+            } else {
+                for (int64_t k = 0; k < d; ++k) panel[k * FUSED_NR + lane] = 0.0f;
+            }
+        }
+    }
+}
+
+/* One row's logits of a micro-tile into the running state: z = logit(acc + b) (lanes past the
+ * chunk's items −inf), then m / l updated. */
+static inline void ROWS_FN(fused_row)(VF x0, VF x1, VF b0, VF b1, VMASK t0, VMASK t1,
+                                      int tail, VF vs, float cap, float *m, VF *vm, VF *lv,
+                                      double *scale)
+{
+    const VF ninf = v_set1(-INFINITY);
+    VF z0 = ROWS_FN(logit)(v_add(x0, b0), vs, cap);
+    VF z1 = ROWS_FN(logit)(v_add(x1, b1), vs, cap);
+    if (tail) {
+        z0 = v_select_mask(t0, z0, ninf);
+        z1 = v_select_mask(t1, z1, ninf);
+    }
+    const VF t = v_max(z0, z1);
+    if (v_gt_bits(t, *vm)) { /* the row's max moves: rescale what was summed so far */
+        const float mt = v_hmax(t);
+        const float mn = mt > *m ? mt : *m;
+        const double alpha = *m == -INFINITY ? 0.0 : exp((double)*m - (double)mn);
+        *lv = v_mul(*lv, v_set1((float)alpha));
+        *scale *= alpha;
+        *m = mn;
+        *vm = v_set1(mn);
+    }
+    *lv = v_add(*lv, v_add(ROWS_FN(exp)(v_sub(z0, *vm)), ROWS_FN(exp)(v_sub(z1, *vm))));
+}
+
+#define FUSED_ROW_FMA(r)                                                                       \
+    do {                                                                                       \
+        const VF hb_ = v_set1(h##r[k]);                                                        \
+        a##r##0 = v_fma(hb_, e0, a##r##0);                                                     \
+        a##r##1 = v_fma(hb_, e1, a##r##1);                                                     \
+    } while (0)
+
+static void ROWS_FN(fused_lse)(const float *const *h, int nr, const float *P, int64_t nc,
+                               int64_t d, const float *b, float s, float cap, float *m,
+                               double *l)
+{
+    /* Rows past nr repeat the last row (their results are dropped): one code path. */
+    const float *h0 = h[0], *h1 = h[nr > 1 ? 1 : 0], *h2 = h[nr > 2 ? 2 : 0];
+    const float *h3 = h[nr > 3 ? 3 : 0], *h4 = h[nr > 4 ? 4 : 0], *h5 = h[nr > 5 ? 5 : 0];
+    const VF vs = v_set1(s);
+    float mr[FUSED_MR];
+    VF vm[FUSED_MR], lv[FUSED_MR];
+    double scale[FUSED_MR];
+    for (int r = 0; r < FUSED_MR; ++r) {
+        mr[r] = r < nr ? m[r] : m[0];
+        vm[r] = v_set1(mr[r]);
+        lv[r] = v_zero();
+        scale[r] = 1.0;
+    }
+    for (int64_t p0 = 0; p0 < nc; p0 += FUSED_NR) {
+        const float *panel = P + p0 * d;
+        VF a00 = v_zero(), a01 = v_zero(), a10 = v_zero(), a11 = v_zero();
+        VF a20 = v_zero(), a21 = v_zero(), a30 = v_zero(), a31 = v_zero();
+        VF a40 = v_zero(), a41 = v_zero(), a50 = v_zero(), a51 = v_zero();
+        for (int64_t k = 0; k < d; ++k) {
+            const VF e0 = v_loadu(panel + k * FUSED_NR), e1 = v_loadu(panel + k * FUSED_NR + VW);
+            FUSED_ROW_FMA(0);
+            FUSED_ROW_FMA(1);
+            FUSED_ROW_FMA(2);
+            FUSED_ROW_FMA(3);
+            FUSED_ROW_FMA(4);
+            FUSED_ROW_FMA(5);
+        }
+        const int64_t w = nc - p0;
+        const int tail = w < FUSED_NR;
+        const VMASK t0 = v_tail_mask(w < VW ? w : VW);
+        const VMASK t1 = v_tail_mask(w <= VW ? 0 : (w < FUSED_NR ? w - VW : VW));
+        VF b0 = v_zero(), b1 = v_zero();
+        if (b) {
+            b0 = tail ? v_load_tail(b + p0, t0) : v_loadu(b + p0);
+            b1 = tail ? v_load_tail(b + p0 + VW, t1) : v_loadu(b + p0 + VW);
+        }
+        ROWS_FN(fused_row)(a00, a01, b0, b1, t0, t1, tail, vs, cap, &mr[0], &vm[0], &lv[0], &scale[0]);
+        ROWS_FN(fused_row)(a10, a11, b0, b1, t0, t1, tail, vs, cap, &mr[1], &vm[1], &lv[1], &scale[1]);
+        ROWS_FN(fused_row)(a20, a21, b0, b1, t0, t1, tail, vs, cap, &mr[2], &vm[2], &lv[2], &scale[2]);
+        ROWS_FN(fused_row)(a30, a31, b0, b1, t0, t1, tail, vs, cap, &mr[3], &vm[3], &lv[3], &scale[3]);
+        ROWS_FN(fused_row)(a40, a41, b0, b1, t0, t1, tail, vs, cap, &mr[4], &vm[4], &lv[4], &scale[4]);
+        ROWS_FN(fused_row)(a50, a51, b0, b1, t0, t1, tail, vs, cap, &mr[5], &vm[5], &lv[5], &scale[5]);
+    }
+    for (int r = 0; r < nr; ++r) {
+        l[r] = l[r] * scale[r] + (double)v_hsum(lv[r]);
+        m[r] = mr[r];
+    }
+}
+
 const xcat_row_kernels ROWS_CAT(xcat_row_kernels_, ROWS_NAME) = {
     .isa = ROWS_ISA,
     .logits = ROWS_FN(logits),
@@ -257,4 +371,7 @@ const xcat_row_kernels ROWS_CAT(xcat_row_kernels_, ROWS_NAME) = {
     .select_above = ROWS_FN(select_above),
     .gather_dots = ROWS_FN(gather_dots),
     .gather_axpy = ROWS_FN(gather_axpy),
+    .fused_nr = FUSED_NR,
+    .pack_items = ROWS_FN(pack_items),
+    .fused_lse = ROWS_FN(fused_lse),
 };

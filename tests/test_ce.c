@@ -720,6 +720,29 @@ START_TEST(test_forward_only_plan)
 }
 END_TEST
 
+/* Loss-only plans without label smoothing take the fused forward on the SIMD levels (logit
+ * tiles in registers, items packed in panels of 16 / 32, row blocks of 510): row counts across
+ * a block boundary and not a multiple of the 6-row micro-tile, item counts with a partial last
+ * panel, below one panel and across several packed chunks, d = 1, softcap, z-loss, ignored rows,
+ * and logits large enough that a row's running max moves many times. */
+START_TEST(test_forward_only_fused)
+{
+    xcat_context *ctx = test_target_context(_i, 2);
+    if (!ctx)
+        return;
+    const ce_case cases[] = {
+        {"fused 527x301x23", 527, 301, 23, NONE, OPT_BIAS | OPT_WEIGHTS | OPT_PAD | OPT_LSE,
+         1.4f, 4.0f, 0.0f, 1e-2f, 0.2},
+        {"fused C below a panel", 13, 5, 7, MEAN, OPT_LSE | OPT_I32},
+        {"fused d 1", 9, 40, 1, SUM, OPT_LSE | OPT_BIAS},
+        {"fused chunks", 20, 2500, 64, MEAN, OPT_LSE | OPT_BIAS, 6.0f},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k)
+        check_case(&cases[k], ctx, 0, XCAT_LOSS_FORWARD_ONLY);
+    xcat_context_free(ctx);
+}
+END_TEST
+
 START_TEST(test_ragged_batch)
 {
     xcat_context *ctx = test_target_context(_i, 2);
@@ -1398,6 +1421,7 @@ static Suite *ce_suite(void)
     tcase_add_loop_test(special, test_backward_without_forward, 0, targets);
     tcase_add_loop_test(special, test_backward_other_args, 0, targets);
     tcase_add_loop_test(special, test_forward_only_plan, 0, targets);
+    tcase_add_loop_test(special, test_forward_only_fused, 0, targets);
     tcase_add_loop_test(special, test_ragged_batch, 0, targets);
     tcase_add_loop_test(special, test_partial_gradients, 0, targets);
     tcase_add_loop_test(special, test_finite_differences, 0, targets);
