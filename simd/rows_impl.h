@@ -310,16 +310,41 @@ static inline void ROWS_FN(fused_row)(VF x0, VF x1, VF b0, VF b1, VMASK t0, VMAS
         a##r##1 = v_fma(hb_, e1, a##r##1);                                                     \
     } while (0)
 
+/* The 6 × 2-vector dot-product tile over k < d, kept out of line so that the compiler has all
+ * vector registers for it (inlined into fused_lse, GCC 12 kept epilogue values live across the
+ * k loop and spilled an accumulator: a store-to-load chain per iteration, half the speed). */
+static __attribute__((noinline)) void ROWS_FN(fused_tile)(const float *h0, const float *h1,
+                                                          const float *h2, const float *h3,
+                                                          const float *h4, const float *h5,
+                                                          const float *panel, int64_t d,
+                                                          VF *out)
+{
+    VF a00 = v_zero(), a01 = v_zero(), a10 = v_zero(), a11 = v_zero();
+    VF a20 = v_zero(), a21 = v_zero(), a30 = v_zero(), a31 = v_zero();
+    VF a40 = v_zero(), a41 = v_zero(), a50 = v_zero(), a51 = v_zero();
+    for (int64_t k = 0; k < d; ++k) {
+        const VF e0 = v_loadu(panel + k * FUSED_NR), e1 = v_loadu(panel + k * FUSED_NR + VW);
+        FUSED_ROW_FMA(0);
+        FUSED_ROW_FMA(1);
+        FUSED_ROW_FMA(2);
+        FUSED_ROW_FMA(3);
+        FUSED_ROW_FMA(4);
+        FUSED_ROW_FMA(5);
+    }
+    out[0] = a00, out[1] = a01, out[2] = a10, out[3] = a11, out[4] = a20, out[5] = a21;
+    out[6] = a30, out[7] = a31, out[8] = a40, out[9] = a41, out[10] = a50, out[11] = a51;
+}
+
 static void ROWS_FN(fused_lse)(const float *const *h, int nr, const float *P, int64_t nc,
                                int64_t d, const float *b, float s, float cap, float *m,
                                double *l)
 {
-    /* Rows past nr repeat the last row (their results are dropped): one code path. */
+    /* Rows past nr repeat the first row (their results are dropped): one code path. */
     const float *h0 = h[0], *h1 = h[nr > 1 ? 1 : 0], *h2 = h[nr > 2 ? 2 : 0];
     const float *h3 = h[nr > 3 ? 3 : 0], *h4 = h[nr > 4 ? 4 : 0], *h5 = h[nr > 5 ? 5 : 0];
     const VF vs = v_set1(s);
     float mr[FUSED_MR];
-    VF vm[FUSED_MR], lv[FUSED_MR];
+    VF vm[FUSED_MR], lv[FUSED_MR], acc[2 * FUSED_MR];
     double scale[FUSED_MR];
     for (int r = 0; r < FUSED_MR; ++r) {
         mr[r] = r < nr ? m[r] : m[0];
@@ -328,19 +353,7 @@ static void ROWS_FN(fused_lse)(const float *const *h, int nr, const float *P, in
         scale[r] = 1.0;
     }
     for (int64_t p0 = 0; p0 < nc; p0 += FUSED_NR) {
-        const float *panel = P + p0 * d;
-        VF a00 = v_zero(), a01 = v_zero(), a10 = v_zero(), a11 = v_zero();
-        VF a20 = v_zero(), a21 = v_zero(), a30 = v_zero(), a31 = v_zero();
-        VF a40 = v_zero(), a41 = v_zero(), a50 = v_zero(), a51 = v_zero();
-        for (int64_t k = 0; k < d; ++k) {
-            const VF e0 = v_loadu(panel + k * FUSED_NR), e1 = v_loadu(panel + k * FUSED_NR + VW);
-            FUSED_ROW_FMA(0);
-            FUSED_ROW_FMA(1);
-            FUSED_ROW_FMA(2);
-            FUSED_ROW_FMA(3);
-            FUSED_ROW_FMA(4);
-            FUSED_ROW_FMA(5);
-        }
+        ROWS_FN(fused_tile)(h0, h1, h2, h3, h4, h5, P + p0 * d, d, acc);
         const int64_t w = nc - p0;
         const int tail = w < FUSED_NR;
         const VMASK t0 = v_tail_mask(w < VW ? w : VW);
@@ -350,12 +363,9 @@ static void ROWS_FN(fused_lse)(const float *const *h, int nr, const float *P, in
             b0 = tail ? v_load_tail(b + p0, t0) : v_loadu(b + p0);
             b1 = tail ? v_load_tail(b + p0 + VW, t1) : v_loadu(b + p0 + VW);
         }
-        ROWS_FN(fused_row)(a00, a01, b0, b1, t0, t1, tail, vs, cap, &mr[0], &vm[0], &lv[0], &scale[0]);
-        ROWS_FN(fused_row)(a10, a11, b0, b1, t0, t1, tail, vs, cap, &mr[1], &vm[1], &lv[1], &scale[1]);
-        ROWS_FN(fused_row)(a20, a21, b0, b1, t0, t1, tail, vs, cap, &mr[2], &vm[2], &lv[2], &scale[2]);
-        ROWS_FN(fused_row)(a30, a31, b0, b1, t0, t1, tail, vs, cap, &mr[3], &vm[3], &lv[3], &scale[3]);
-        ROWS_FN(fused_row)(a40, a41, b0, b1, t0, t1, tail, vs, cap, &mr[4], &vm[4], &lv[4], &scale[4]);
-        ROWS_FN(fused_row)(a50, a51, b0, b1, t0, t1, tail, vs, cap, &mr[5], &vm[5], &lv[5], &scale[5]);
+        for (int r = 0; r < nr; ++r)
+            ROWS_FN(fused_row)(acc[2 * r], acc[2 * r + 1], b0, b1, t0, t1, tail, vs, cap,
+                               &mr[r], &vm[r], &lv[r], &scale[r]);
     }
     for (int r = 0; r < nr; ++r) {
         l[r] = l[r] * scale[r] + (double)v_hsum(lv[r]);

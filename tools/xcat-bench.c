@@ -4,7 +4,7 @@
  * (materialised N×C logits, plain-C softmax, sgemm gradients), with the peak memory of each.
  *
  *     xcat-bench [--n LIST] [--c LIST] [--d LIST] [--repeats R] [--warmup W] [--quick]
- *                [--isa scalar|avx2|avx512] [--threads T] [--no-naive] [--no-ceiling]
+ *                [--isa scalar|avx2|avx512] [--threads T] [--no-naive] [--no-ceiling] [--fwd-only]
  *                [--json FILE] [--csv FILE]
  *
  * Each method runs in its own forked child, which builds its inputs (the same deterministic
@@ -59,7 +59,7 @@ typedef struct int_list {
 typedef struct bench_options {
     int_list n, c, d;
     int repeats, warmup;
-    int quick, naive, ceiling;
+    int quick, naive, ceiling, backward;
     int isa;     /* -1: library default (XCAT_ISA_MAX or the best level) */
     int threads; /* 0: library / OpenMP default */
     const char *json_path, *csv_path;
@@ -906,6 +906,7 @@ static void usage(FILE *f)
             "  --isa LEVEL       cap the xcat context at scalar|avx2|avx512\n"
             "  --threads T       threads for xcat, OpenMP and OpenBLAS (default: all)\n"
             "  --no-naive        skip the materialised-logits baseline\n"
+            "  --fwd-only        skip xcat's forward+backward (loss-only plans: the forward)\n"
             "  --no-ceiling      skip the OpenBLAS sgemm ceiling (e.g. on a GPU, whose\n"
             "                    ceiling is measured by tools/peer_torch_ce.py)\n"
             "  --json FILE       write the records as a JSON array\n"
@@ -1004,6 +1005,7 @@ static int parse_args(int argc, char **argv, bench_options *o)
     o->warmup = 1;
     o->naive = 1;
     o->ceiling = 1;
+    o->backward = 1;
     o->isa = -1;
     for (int i = 1; i < argc; ++i) {
         char flag[32];
@@ -1018,6 +1020,8 @@ static int parse_args(int argc, char **argv, bench_options *o)
             o->naive = 0;
         } else if (strcmp(flag, "--no-ceiling") == 0) {
             o->ceiling = 0;
+        } else if (strcmp(flag, "--fwd-only") == 0) {
+            o->backward = 0;
         } else if (is_valued_flag(flag)) {
             const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
             if (!val || parse_valued(flag, val, o) != 0) {
@@ -1054,10 +1058,12 @@ static double naive_bytes(const shape *s)
 static void run_shape(const shape *s, const bench_options *o, child_result *res)
 {
     for (int k = 0; k < NUM_CHILDREN; ++k) {
-        if ((k == CHILD_NAIVE && !o->naive) || (k == CHILD_SGEMM && !o->ceiling)) {
+        if ((k == CHILD_NAIVE && !o->naive) || (k == CHILD_SGEMM && !o->ceiling) ||
+            (k == CHILD_XCAT_FWDBWD && !o->backward)) {
             memset(&res[k], 0, sizeof res[k]);
-            snprintf(res[k].note, sizeof res[k].note, k == CHILD_NAIVE ? "--no-naive"
-                                                                        : "--no-ceiling");
+            snprintf(res[k].note, sizeof res[k].note, "%s",
+                     k == CHILD_NAIVE ? "--no-naive" : k == CHILD_SGEMM ? "--no-ceiling"
+                                                                         : "--fwd-only");
             continue;
         }
         if (k == CHILD_NAIVE && naive_bytes(s) > memory_budget_bytes()) {

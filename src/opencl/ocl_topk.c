@@ -12,8 +12,9 @@
  * (clamp(4K, 2,048, 16,384)) makes selections rare once the threshold is good: after c items
  * seen, a chunk brings about K·cc/c new candidates.
  *
- * Knobs (ignored under IGNORE_ENV): XCAT_CL_TOPK_CHUNK=items per chunk, XCAT_CL_TOPK_SLACK=keys
- * a buffer may hold beyond K before a selection (tuning);
+ * Knobs (ignored under IGNORE_ENV): XCAT_CL_TOPK_CHUNK=items per chunk, XCAT_CL_TOPK_FIRST=items
+ * in the first chunk, XCAT_CL_TOPK_SLACK=keys a buffer may hold beyond K before a selection
+ * (tuning);
  * XCAT_CL_TOPK_SCORE_ONLY=1 runs the same scoring
  * launches with a threshold nothing passes and no selection: the scoring pass alone, the
  * reference the selection overhead is measured against (results are then all −1 / −inf).
@@ -32,7 +33,7 @@
 typedef struct topk_layout {
     gemm_cfg g;
     int wg, vec_loads, sel_wg, sort_local;
-    int64_t cc, limit, cap, mb;
+    int64_t cc, first, limit, cap, mb;
 } topk_layout;
 
 static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_layout *L)
@@ -68,6 +69,17 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     cc -= cc % L->g.bn;
     if (cc > c->c) cc = c->c;
     L->cc = cc;
+    /* The first chunk: every score passes the initial threshold, so each query's buffer takes
+     * the whole chunk and the first selection sorts all of it out. A first chunk of a few K
+     * items sets a threshold almost as good (K-th of 4K) at a fraction of that traffic. */
+    int64_t first = cc;
+    if (!ctx->ignore_env) { /* tuning: XCAT_CL_TOPK_FIRST=items in the first chunk */
+        const char *v = getenv("XCAT_CL_TOPK_FIRST");
+        const long long e = v ? atoll(v) : 0;
+        if (e >= 1 && e <= (1 << 24)) first = e;
+    }
+    first = (first + L->g.bn - 1) / L->g.bn * L->g.bn;
+    L->first = first < cc ? first : cc;
     /* Slack: keys a buffer may hold beyond K before a selection. Fewer selections against
      * more appends and memory; H100, M = 4,096, C = 10^6, d = 128 (K = 100 / 1,000, no / 50
      * exclusions): max(K, 1024) 36.6 / 40.5 / 39.8 / 44.2 ms, 2,048 36.4 / 39.8 / 39.2 / 43.0,
@@ -243,8 +255,8 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
             st = xcat_ocl_error(ctx, err, "clearing top-K state");
             break;
         }
-        for (int64_t c0 = 0; !st && c0 < c->c; c0 += L.cc) {
-            const int64_t nc = c->c - c0 < L.cc ? c->c - c0 : L.cc;
+        for (int64_t c0 = 0, step = L.first; !st && c0 < c->c; c0 += step, step = L.cc) {
+            const int64_t nc = c->c - c0 < step ? c->c - c0 : step;
             args a = {.k = kf};
             A_INT(&a, mb);
             A_INT(&a, nc);
