@@ -721,10 +721,11 @@ START_TEST(test_forward_only_plan)
 END_TEST
 
 /* Loss-only plans without label smoothing take the fused forward on the SIMD levels (logit
- * tiles in registers, items packed in panels of 16 / 32, row blocks of 510): row counts across
- * a block boundary and not a multiple of the 6-row micro-tile, item counts with a partial last
- * panel, below one panel and across several packed chunks, d = 1, softcap, z-loss, ignored rows,
- * and logits large enough that a row's running max moves many times. */
+ * tiles in registers, items packed in panels of 16 / 32, rows in super-blocks of ~256 KiB of H
+ * per thread): row counts not a multiple of the 6-row micro-tile and across super-blocks (d =
+ * 300: 222 rows per thread), item counts with a partial last panel, below one panel and across
+ * several packed chunks, d = 1, softcap, z-loss, ignored rows, and logits large enough that a
+ * row's running max moves many times. */
 START_TEST(test_forward_only_fused)
 {
     xcat_context *ctx = test_target_context(_i, 2);
@@ -736,6 +737,7 @@ START_TEST(test_forward_only_fused)
         {"fused C below a panel", 13, 5, 7, MEAN, OPT_LSE | OPT_I32},
         {"fused d 1", 9, 40, 1, SUM, OPT_LSE | OPT_BIAS},
         {"fused chunks", 20, 2500, 64, MEAN, OPT_LSE | OPT_BIAS, 6.0f},
+        {"fused super-blocks", 1000, 70, 300, MEAN, OPT_LSE | OPT_BIAS, 0.3f, 0, 0, 0, 0.1},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k)
         check_case(&cases[k], ctx, 0, XCAT_LOSS_FORWARD_ONLY);

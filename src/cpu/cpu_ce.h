@@ -10,10 +10,11 @@ typedef struct xcat_cpu_ce_plan {
     int64_t tile_rows, tile_items; /* Nb rows × Cc items per logit tile */
     int32_t threads;
     bool need_phi;                 /* softcap and label smoothing: Σ_j φ_ij e_j per row */
-    /* Loss-only plans on a SIMD level: the fused forward (simd/ fused_lse) over row blocks of
-     * fused_rows rows and packed item chunks of fused_items items, instead of BLAS tiles. */
+    /* Loss-only plans at the CPU's best SIMD level: the fused forward (simd/ fused_lse) over
+     * shared packed chunks of fused_items items, instead of BLAS tiles. */
     bool fused;
-    int64_t fused_rows, fused_items;
+    int64_t fused_items;
+    size_t off_packed, off_fused_rows;
     size_t off_lse, off_rowloss, off_rowgrad, off_colsum, off_scratch, scratch_bytes;
     const xcat_row_kernels *k;
 } xcat_cpu_ce_plan;
