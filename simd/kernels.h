@@ -48,6 +48,7 @@ typedef struct xcat_row_kernels {
      * `logits`; updates each row's running max m[i] and sum l[i] of exp(z − m[i]) (both
      * rescaled when the max moves; m[i] = −inf and l[i] = 0 start a row). */
     int fused_nr;
+    int fused_preferred; /* 1 where the fused forward measured faster than the BLAS tiles */
     void (*pack_items)(const float *E, int64_t lde, int64_t nc, int64_t d, float *P);
     void (*fused_lse)(const float *const *h, int nr, const float *P, int64_t nc, int64_t d,
                       const float *b, float s, float cap, float *m, double *l);

@@ -71,4 +71,7 @@ static inline float v_hmax(__m256 v)
 #define ROWS_PREFIX avx2_
 #define ROWS_NAME avx2
 #define ROWS_ISA XCAT_ISA_AVX2
+/* 2-core AMD EPYC (AVX2), N = 8,192, C = 100,000, loss-only forward, fused vs OpenBLAS tiles:
+ * 1.2-1.4x faster at d = 64, 128, 256 (docs/benchmarks.md). */
+#define ROWS_FUSED_PREFERRED 1
 #include "rows_impl.h"
