@@ -721,11 +721,11 @@ START_TEST(test_forward_only_plan)
 END_TEST
 
 /* Loss-only plans without label smoothing take the fused forward on the SIMD levels (logit
- * tiles in registers, items packed in panels of 16 / 32, rows in super-blocks of ~256 KiB of H
- * per thread): row counts not a multiple of the 6-row micro-tile and across super-blocks (d =
- * 300: 222 rows per thread), item counts with a partial last panel, below one panel and across
- * several packed chunks, d = 1, softcap, z-loss, ignored rows, and logits large enough that a
- * row's running max moves many times. */
+ * tiles in registers, items packed in panels of 16 / 32, rows in blocks of at most 1,020): row
+ * counts not a multiple of the 6-row micro-tile and across several blocks (2,100 rows: 4 blocks
+ * on 2 threads), item counts with a partial last panel, below one panel and across several
+ * packed chunks, d = 1, softcap, z-loss, ignored rows, and logits large enough that a row's
+ * running max moves many times. */
 START_TEST(test_forward_only_fused)
 {
     xcat_context *ctx = test_target_context(_i, 2);
@@ -737,7 +737,7 @@ START_TEST(test_forward_only_fused)
         {"fused C below a panel", 13, 5, 7, MEAN, OPT_LSE | OPT_I32},
         {"fused d 1", 9, 40, 1, SUM, OPT_LSE | OPT_BIAS},
         {"fused chunks", 20, 2500, 64, MEAN, OPT_LSE | OPT_BIAS, 6.0f},
-        {"fused super-blocks", 1000, 70, 300, MEAN, OPT_LSE | OPT_BIAS, 0.3f, 0, 0, 0, 0.1},
+        {"fused blocks", 2100, 70, 40, MEAN, OPT_LSE | OPT_BIAS, 0.3f, 0, 0, 0, 0.1},
     };
     /* Every SIMD level's kernel, also where it is not the default (AVX-512; a capped level):
      * XCAT_CPU_FUSED=1 is read when the plan is made. test_forward_only_plan covers the

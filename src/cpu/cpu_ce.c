@@ -78,8 +78,8 @@ xcat_status xcat_cpu_ce_layout(const xcat_context *ctx, const xcat_loss_desc *de
     /* Fused forward for loss-only plans without label smoothing (its Σ_j z_j is not formed
      * there), on levels where it measured faster (fused_preferred: AVX2) and only at the CPU's
      * own best level: below it (a cap) OpenBLAS still runs the CPU's best code and its tiles
-     * win (16-core Xeon capped at AVX2: 188 vs 258 ms at d = 64). All threads share one packed
-     * chunk of ~128 KiB of items per step; the rows' running max / sum live in plan-wide
+     * win (16-core Xeon capped at AVX2: 188 vs 258 ms at d = 64). Each thread packs chunks
+     * of ~128 KiB of items into its scratch; the rows' running max / sum live in plan-wide
      * arrays. XCAT_CPU_FUSED=0 keeps the BLAS tiles, =1 fuses wherever a kernel exists. */
     const char *fused_env = ctx->ignore_env ? NULL : getenv("XCAT_CPU_FUSED");
     const bool fused_on = fused_env && fused_env[0] == '1',
@@ -106,14 +106,14 @@ xcat_status xcat_cpu_ce_layout(const xcat_context *ctx, const xcat_loss_desc *de
     off += ALIGN_UP(d * sizeof(float), 64) + ALIGN_UP(d * sizeof(double), 64);
     p->off_rowgrad = off;
     if (!(desc->flags & XCAT_LOSS_FORWARD_ONLY)) off += ALIGN_UP(n * d * sizeof(float), 64);
-    if (p->fused) { /* the packed chunk; per active row its index, running max and sum */
-        p->off_packed = off;
-        off += ALIGN_UP((size_t)p->fused_items * d * sizeof(float), 64);
+    if (p->fused) { /* per active row: its index, running max and sum */
         p->off_fused_rows = off;
         off += ALIGN_UP(n * (sizeof(int64_t) + sizeof(float) + sizeof(double)), 64);
     }
-    p->scratch_bytes = ALIGN_UP(
-        scratch_floats(p->tile_rows, p->tile_items, dim, p->need_phi) * sizeof(float), 64);
+    size_t sf = scratch_floats(p->tile_rows, p->tile_items, dim, p->need_phi);
+    if (p->fused && (size_t)(p->fused_items * dim) > sf) /* a thread's packed chunk */
+        sf = (size_t)(p->fused_items * dim);
+    p->scratch_bytes = ALIGN_UP(sf * sizeof(float), 64);
     p->off_scratch = off;
     size_t total;
     if (!xcat_mul_size(p->scratch_bytes, (size_t)p->threads, &total) ||
@@ -311,51 +311,52 @@ static void forward_row_block(const ce_job *j, row_scratch *r, int64_t r0, int64
     for (int64_t i = 0; i < nb; i++) finish_row(j, r, r0, i);
 }
 
-/* Loss only, fused (see the plan's `fused`): per chunk of items, the threads pack it once into
- * the shared panel buffer, then run the active rows six at a time against it (simd/ fused_lse:
- * the logit tile lives in registers). Each row's arithmetic is the same whatever the thread
- * count: rows are independent and the chunks come in a fixed order. */
+/* Loss only, fused (see the plan's `fused`): the active rows in blocks, one block per task;
+ * a task packs each chunk of items into its thread's scratch and runs the block's rows six at
+ * a time against it (simd/ fused_lse: the logit tile lives in registers). No barrier inside:
+ * a version that packed each chunk once for all threads (two barriers per chunk) ran 15-25 %
+ * slower at d = 256 on the 2-vCPU VM, where a preempted vCPU stalls every barrier. Each row's
+ * arithmetic is the same whatever the blocking and thread count (rows are independent, chunks
+ * come in a fixed order). */
 static void run_forward_fused(const ce_job *j)
 {
     const xcat_cpu_ce_plan *p = j->p;
     const xcat_row_kernels *k = j->k;
-    const int64_t d = j->d, Cc = p->fused_items, nr = k->fused_nr, N = j->N;
-    float *P = (float *)(j->ws + p->off_packed);
+    const int64_t d = j->d, Cc = p->fused_items, N = j->N;
+    const int T = p->threads;
     int64_t *rows = (int64_t *)(j->ws + p->off_fused_rows);
     double *cl = (double *)(rows + N);
     float *cm = (float *)(cl + N);
     int64_t na = 0;
     for (int64_t i = 0; i < N; i++)
         if (!row_ignored(j, i)) rows[na++] = i;
-    /* Rows in super-blocks of ~256 KiB of H per thread (kept in L2 across the chunks), so
-     * a chunk is packed once per super-block: 2-core EPYC, d = 256, all rows per chunk
-     * (H streamed from L3 each time) 4.1 s vs 3.5 s with per-thread blocks of 510 rows. */
-    int64_t rpt = ALIGN_UP((int64_t)65536 / (d > 0 ? d : 1), 6);
-    if (rpt > 1020) rpt = 1020;
-    const int64_t R = rpt * p->threads;
-#pragma omp parallel num_threads(p->threads)
+    /* Blocks of at most 1,020 rows (packing then costs < 0.2 % of the FMAs), as many as a
+     * multiple of the thread count so that every thread gets the same share. */
+    int64_t blocks = (na + 1019) / 1020;
+    blocks = (blocks + T - 1) / T * T;
+    const int64_t nb = blocks > 0 ? ALIGN_UP((na + blocks - 1) / blocks, 6) : 6;
+    blocks = (na + nb - 1) / nb;
+#pragma omp parallel num_threads(T)
     {
-#pragma omp for schedule(static)
-        for (int64_t a = 0; a < na; a++) {
-            cm[a] = -INFINITY;
-            cl[a] = 0.0;
-        }
-        for (int64_t s0 = 0; s0 < na; s0 += R)
-        for (int64_t c0 = 0; c0 < j->C; c0 += Cc) {
-            const int64_t nc = j->C - c0 < Cc ? j->C - c0 : Cc, panels = (nc + nr - 1) / nr;
-            const int64_t ns = na - s0 < R ? na - s0 : R, groups = (ns + 5) / 6;
-#pragma omp for schedule(static)
-            for (int64_t q = 0; q < panels; q++) /* the barrier after it publishes P */
-                k->pack_items(j->E + (c0 + q * nr) * j->lde, j->lde,
-                              nc - q * nr < nr ? nc - q * nr : nr, d, P + q * nr * d);
-#pragma omp for schedule(static)
-            for (int64_t g = 0; g < groups; g++) { /* ... and the one after it frees P */
-                const int64_t a0 = s0 + g * 6;
-                const int n6 = s0 + ns - a0 < 6 ? (int)(s0 + ns - a0) : 6;
-                const float *hp[6];
-                for (int q = 0; q < n6; q++) hp[q] = j->H + rows[a0 + q] * j->ldh;
-                k->fused_lse(hp, n6, P, nc, d, j->b ? j->b + c0 : NULL, j->s, j->cap, cm + a0,
-                             cl + a0);
+        float *P = (float *)(j->ws + p->off_scratch + (size_t)omp_get_thread_num() *
+                                                          p->scratch_bytes);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t blk = 0; blk < blocks; blk++) {
+            const int64_t b0 = blk * nb, b1 = na - b0 < nb ? na : b0 + nb;
+            for (int64_t a = b0; a < b1; a++) {
+                cm[a] = -INFINITY;
+                cl[a] = 0.0;
+            }
+            for (int64_t c0 = 0; c0 < j->C; c0 += Cc) {
+                const int64_t nc = j->C - c0 < Cc ? j->C - c0 : Cc;
+                k->pack_items(j->E + c0 * j->lde, j->lde, nc, d, P);
+                for (int64_t a0 = b0; a0 < b1; a0 += 6) {
+                    const int n6 = b1 - a0 < 6 ? (int)(b1 - a0) : 6;
+                    const float *hp[6];
+                    for (int q = 0; q < n6; q++) hp[q] = j->H + rows[a0 + q] * j->ldh;
+                    k->fused_lse(hp, n6, P, nc, d, j->b ? j->b + c0 : NULL, j->s, j->cap,
+                                 cm + a0, cl + a0);
+                }
             }
         }
 #pragma omp for schedule(static)

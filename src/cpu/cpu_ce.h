@@ -10,11 +10,12 @@ typedef struct xcat_cpu_ce_plan {
     int64_t tile_rows, tile_items; /* Nb rows × Cc items per logit tile */
     int32_t threads;
     bool need_phi;                 /* softcap and label smoothing: Σ_j φ_ij e_j per row */
-    /* Loss-only plans at the CPU's best SIMD level: the fused forward (simd/ fused_lse) over
-     * shared packed chunks of fused_items items, instead of BLAS tiles. */
+    /* Loss-only plans where the fused forward is preferred (simd/ fused_lse): packed chunks
+     * of fused_items items per thread instead of BLAS tiles; off_fused_rows: the active rows'
+     * indices, running sums and maxima (N each). */
     bool fused;
     int64_t fused_items;
-    size_t off_packed, off_fused_rows;
+    size_t off_fused_rows;
     size_t off_lse, off_rowloss, off_rowgrad, off_colsum, off_scratch, scratch_bytes;
     const xcat_row_kernels *k;
 } xcat_cpu_ce_plan;
