@@ -43,11 +43,11 @@ typedef struct xcat_row_kernels {
     /* Fused CE forward, loss only (NULL at the scalar level: the BLAS tile path is the
      * reference there). pack_items: the nc items E[0..nc) (rows lde apart, d columns) into
      * panels of fused_nr items, each d rows of fused_nr floats, zero past nc; P holds
-     * ceil(nc / fused_nr)·fused_nr·d floats. fused_lse: for the nr <= 6 rows h[0..nr) against
+     * ceil(nc / fused_nr)·fused_nr·d floats. fused_lse: for nr <= fused_mr rows h[0..nr) against
      * those packed items (bias b of nc entries or NULL), z = logit(h·e_j + b_j) as in
      * `logits`; updates each row's running max m[i] and sum l[i] of exp(z − m[i]) (both
      * rescaled when the max moves; m[i] = −inf and l[i] = 0 start a row). */
-    int fused_nr;
+    int fused_nr, fused_mr; /* items per panel, rows per micro-tile (at most 12) */
     /* The fused forward is the default for d up to this (0: never), where it measured faster
      * than the BLAS tiles on that level. */
     int64_t fused_max_dim;

@@ -254,12 +254,15 @@ static void ROWS_FN(gather_axpy)(float *dh, const float *coef, const float *E, i
  *
  * Items are packed in panels of FUSED_NR = 2·VW: panel p holds items p·FUSED_NR + (0..FUSED_NR)
  * as d rows of FUSED_NR floats (item fastest), zero past the last item. A micro-tile is
- * FUSED_MR = 6 rows × one panel: 12 vector accumulators, two panel loads and six broadcasts per
- * k (AVX2: 15 of the 16 registers), the BLIS-style shape that keeps both FMA ports busy. Its
+ * FUSED_MR rows × one panel: with 6 rows 12 vector accumulators, two panel loads and six
+ * broadcasts per k (AVX2: 15 of the 16 registers), the BLIS-style shape that keeps both FMA
+ * ports busy; AVX-512's 32 registers take 12 rows (24 accumulators). Its
  * epilogue forms the logits, checks whether any exceeds the row's running max (one compare per
  * vector; the max rarely moves once a few hundred items are seen) and adds exp(z − m) lane-wise
  * into a per-row vector, so no horizontal sum or store happens per tile. */
-#define FUSED_MR 6
+#ifndef FUSED_MR
+#define FUSED_MR 6 /* rows per micro-tile: 6 or 12 (the ISA unit may set it) */
+#endif
 #define FUSED_NR (2 * VW)
 
 static void ROWS_FN(pack_items)(const float *E, int64_t lde, int64_t nc, int64_t d, float *P)
@@ -311,18 +314,24 @@ static inline void ROWS_FN(fused_row)(VF x0, VF x1, VF b0, VF b1, VMASK t0, VMAS
         a##r##1 = v_fma(hb_, e1, a##r##1);                                                     \
     } while (0)
 
-/* The 6 × 2-vector dot-product tile over k < d, kept out of line so that the compiler has all
- * vector registers for it (inlined into fused_lse, GCC 12 kept epilogue values live across the
- * k loop and spilled an accumulator: a store-to-load chain per iteration, half the speed). */
-static __attribute__((noinline)) void ROWS_FN(fused_tile)(const float *h0, const float *h1,
-                                                          const float *h2, const float *h3,
-                                                          const float *h4, const float *h5,
+/* The FUSED_MR × 2-vector dot-product tile over k < d, kept out of line so that the compiler has
+ * all vector registers for it (inlined into fused_lse, GCC 12 kept epilogue values live across
+ * the k loop and spilled an accumulator: a store-to-load chain per iteration, half the speed).
+ * Rows are passed as h[0..FUSED_MR) (all valid pointers). */
+static __attribute__((noinline)) void ROWS_FN(fused_tile)(const float *const *h,
                                                           const float *panel, int64_t d,
                                                           VF *out)
 {
+    const float *h0 = h[0], *h1 = h[1], *h2 = h[2], *h3 = h[3], *h4 = h[4], *h5 = h[5];
     VF a00 = v_zero(), a01 = v_zero(), a10 = v_zero(), a11 = v_zero();
     VF a20 = v_zero(), a21 = v_zero(), a30 = v_zero(), a31 = v_zero();
     VF a40 = v_zero(), a41 = v_zero(), a50 = v_zero(), a51 = v_zero();
+#if FUSED_MR == 12
+    const float *h6 = h[6], *h7 = h[7], *h8 = h[8], *h9 = h[9], *h10 = h[10], *h11 = h[11];
+    VF a60 = v_zero(), a61 = v_zero(), a70 = v_zero(), a71 = v_zero();
+    VF a80 = v_zero(), a81 = v_zero(), a90 = v_zero(), a91 = v_zero();
+    VF a100 = v_zero(), a101 = v_zero(), a110 = v_zero(), a111 = v_zero();
+#endif
     for (int64_t k = 0; k < d; ++k) {
         const VF e0 = v_loadu(panel + k * FUSED_NR), e1 = v_loadu(panel + k * FUSED_NR + VW);
         FUSED_ROW_FMA(0);
@@ -331,9 +340,21 @@ static __attribute__((noinline)) void ROWS_FN(fused_tile)(const float *h0, const
         FUSED_ROW_FMA(3);
         FUSED_ROW_FMA(4);
         FUSED_ROW_FMA(5);
+#if FUSED_MR == 12
+        FUSED_ROW_FMA(6);
+        FUSED_ROW_FMA(7);
+        FUSED_ROW_FMA(8);
+        FUSED_ROW_FMA(9);
+        FUSED_ROW_FMA(10);
+        FUSED_ROW_FMA(11);
+#endif
     }
     out[0] = a00, out[1] = a01, out[2] = a10, out[3] = a11, out[4] = a20, out[5] = a21;
     out[6] = a30, out[7] = a31, out[8] = a40, out[9] = a41, out[10] = a50, out[11] = a51;
+#if FUSED_MR == 12
+    out[12] = a60, out[13] = a61, out[14] = a70, out[15] = a71, out[16] = a80, out[17] = a81;
+    out[18] = a90, out[19] = a91, out[20] = a100, out[21] = a101, out[22] = a110, out[23] = a111;
+#endif
 }
 
 static void ROWS_FN(fused_lse)(const float *const *h, int nr, const float *P, int64_t nc,
@@ -341,8 +362,8 @@ static void ROWS_FN(fused_lse)(const float *const *h, int nr, const float *P, in
                                double *l)
 {
     /* Rows past nr repeat the first row (their results are dropped): one code path. */
-    const float *h0 = h[0], *h1 = h[nr > 1 ? 1 : 0], *h2 = h[nr > 2 ? 2 : 0];
-    const float *h3 = h[nr > 3 ? 3 : 0], *h4 = h[nr > 4 ? 4 : 0], *h5 = h[nr > 5 ? 5 : 0];
+    const float *hr[FUSED_MR];
+    for (int r = 0; r < FUSED_MR; ++r) hr[r] = h[r < nr ? r : 0];
     const VF vs = v_set1(s);
     float mr[FUSED_MR];
     VF vm[FUSED_MR], lv[FUSED_MR], acc[2 * FUSED_MR];
@@ -354,7 +375,7 @@ static void ROWS_FN(fused_lse)(const float *const *h, int nr, const float *P, in
         scale[r] = 1.0;
     }
     for (int64_t p0 = 0; p0 < nc; p0 += FUSED_NR) {
-        ROWS_FN(fused_tile)(h0, h1, h2, h3, h4, h5, P + p0 * d, d, acc);
+        ROWS_FN(fused_tile)(hr, P + p0 * d, d, acc);
         const int64_t w = nc - p0;
         const int tail = w < FUSED_NR;
         const VMASK t0 = v_tail_mask(w < VW ? w : VW);
@@ -383,6 +404,7 @@ const xcat_row_kernels ROWS_CAT(xcat_row_kernels_, ROWS_NAME) = {
     .gather_dots = ROWS_FN(gather_dots),
     .gather_axpy = ROWS_FN(gather_axpy),
     .fused_nr = FUSED_NR,
+    .fused_mr = FUSED_MR,
     .fused_max_dim = ROWS_FUSED_MAX_DIM,
     .pack_items = ROWS_FN(pack_items),
     .fused_lse = ROWS_FN(fused_lse),

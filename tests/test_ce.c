@@ -722,7 +722,7 @@ END_TEST
 
 /* Loss-only plans without label smoothing take the fused forward on the SIMD levels (logit
  * tiles in registers, items packed in panels of 16 / 32, rows in blocks of at most 1,020): row
- * counts not a multiple of the 6-row micro-tile and across several blocks (2,100 rows: 4 blocks
+ * counts not a multiple of the 6- or 12-row micro-tile and across several blocks (2,100 rows: 4 blocks
  * on 2 threads), item counts with a partial last panel, below one panel and across several
  * packed chunks, d = 1, softcap, z-loss, ignored rows, and logits large enough that a row's
  * running max moves many times. */

@@ -61,4 +61,5 @@ static inline __mmask16 v_tail_mask(int64_t n)
  * d = 64, even at d = 128, 13-17 % slower at d = 256 (6 × 2 vectors use 15 of the 32 registers;
  * OpenBLAS's larger tile wins once d makes the dot products dominate): up to d = 128. */
 #define ROWS_FUSED_MAX_DIM 128
+#define FUSED_MR 12 /* 24 accumulators + 2 panel vectors + a broadcast of the 32 registers */
 #include "rows_impl.h"

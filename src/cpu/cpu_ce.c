@@ -313,8 +313,8 @@ static void forward_row_block(const ce_job *j, row_scratch *r, int64_t r0, int64
 }
 
 /* Loss only, fused (see the plan's `fused`): the active rows in blocks, one block per task;
- * a task packs each chunk of items into its thread's scratch and runs the block's rows six at
- * a time against it (simd/ fused_lse: the logit tile lives in registers). No barrier inside:
+ * a task packs each chunk of items into its thread's scratch and runs the block's rows
+ * fused_mr (6 or 12) at a time against it (simd/ fused_lse: the logit tile lives in registers). No barrier inside:
  * a version that packed each chunk once for all threads (two barriers per chunk) ran 15-25 %
  * slower at d = 256 on the 2-vCPU VM, where a preempted vCPU stalls every barrier. Each row's
  * arithmetic is the same whatever the blocking and thread count (rows are independent, chunks
@@ -333,9 +333,10 @@ static void run_forward_fused(const ce_job *j)
         if (!row_ignored(j, i)) rows[na++] = i;
     /* Blocks of at most 1,020 rows (packing then costs < 0.2 % of the FMAs), as many as a
      * multiple of the thread count so that every thread gets the same share. */
+    const int64_t mr = k->fused_mr;
     int64_t blocks = (na + 1019) / 1020;
     blocks = (blocks + T - 1) / T * T;
-    const int64_t nb = blocks > 0 ? ALIGN_UP((na + blocks - 1) / blocks, 6) : 6;
+    const int64_t nb = blocks > 0 ? ALIGN_UP((na + blocks - 1) / blocks, mr) : mr;
     blocks = (na + nb - 1) / nb;
 #pragma omp parallel num_threads(T)
     {
@@ -351,11 +352,11 @@ static void run_forward_fused(const ce_job *j)
             for (int64_t c0 = 0; c0 < j->C; c0 += Cc) {
                 const int64_t nc = j->C - c0 < Cc ? j->C - c0 : Cc;
                 k->pack_items(j->E + c0 * j->lde, j->lde, nc, d, P);
-                for (int64_t a0 = b0; a0 < b1; a0 += 6) {
-                    const int n6 = b1 - a0 < 6 ? (int)(b1 - a0) : 6;
-                    const float *hp[6];
-                    for (int q = 0; q < n6; q++) hp[q] = j->H + rows[a0 + q] * j->ldh;
-                    k->fused_lse(hp, n6, P, nc, d, j->b ? j->b + c0 : NULL, j->s, j->cap,
+                for (int64_t a0 = b0; a0 < b1; a0 += mr) {
+                    const int nr = b1 - a0 < mr ? (int)(b1 - a0) : (int)mr;
+                    const float *hp[12];
+                    for (int q = 0; q < nr; q++) hp[q] = j->H + rows[a0 + q] * j->ldh;
+                    k->fused_lse(hp, nr, P, nc, d, j->b ? j->b + c0 : NULL, j->s, j->cap,
                                  cm + a0, cl + a0);
                 }
             }
