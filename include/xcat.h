@@ -464,8 +464,8 @@ typedef enum xcat_correction {
 /** The forward pass computes only the loss (evaluation): it skips the work that lets
  *  xcat_loss_backward() reuse it, so a following backward does one more pass over the catalog.
  *  CE on the CPU: without label smoothing this forward is one fused pass whose logit tiles stay
- *  in registers (AVX2 at any d, AVX-512 up to d = 128, at the CPU's best level; the BLAS tiles
- *  otherwise; XCAT_CPU_FUSED=0/1 forces either); its workspace adds 20 bytes per row. */
+ *  in registers (AVX2 / AVX-512, at the CPU's best level; the BLAS tiles otherwise, and always
+ *  for training; XCAT_CPU_FUSED=0/1 forces either); its workspace adds 20 bytes per row. */
 #define XCAT_LOSS_FORWARD_ONLY 0x1u
 /** Sampled kinds: redraw a negative that would be masked instead of masking it. */
 #define XCAT_LOSS_REJECT_HITS 0x2u
