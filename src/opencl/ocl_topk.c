@@ -69,14 +69,14 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     cc -= cc % L->g.bn;
     if (cc > c->c) cc = c->c;
     L->cc = cc;
-    /* The first chunk: every score passes the initial threshold, so each query's buffer takes
-     * the whole chunk and the first selection sorts all of it out. A first chunk of max(2K,
-     * 2,048) items sets a threshold nearly as good at a fraction of that traffic. H200,
-     * M = 4,096, C = 10^6, K = 10 / 100 / 1,000 without and with 50 exclusions, first chunk
-     * 8,192 vs 2,048 items: d = 64 22.7 / 22.9 / 25.5 / 23.8 / 23.9 / 27.0 vs 22.0 / 22.5 /
-     * 24.7 / 22.8 / 23.4 / 25.8 ms; d = 128 36.3 / 36.1 / 39.0 / 37.2 / 37.2 / 40.3 vs 35.4 /
-     * 36.1 / 38.5 / 36.3 / 37.1 / 39.3 ms (256, 1,024 and 4,096 in between). */
-    int64_t first = 2 * c->k > 2048 ? 2 * c->k : 2048;
+    /* The first chunk (XCAT_CL_TOPK_FIRST, default a whole chunk). Swept on the H200 (M = 4,096,
+     * C = 10^6, K <= 1,000, first chunks of 256 … 8,192 items): every setting within the
+     * scoring pass's run-to-run noise (~0.5-1 ms of ~37). Expected: a buffer is only cut when
+     * it holds more than K + slack keys, so a small first chunk does not set the threshold
+     * earlier, it only moves the first selection to the second chunk. So a shorter first
+     * chunk is now cut to K right away (its K-th key becomes the threshold of the second):
+     * not yet measured on a GPU, hence not the default. */
+    int64_t first = cc;
     if (!ctx->ignore_env) { /* tuning: XCAT_CL_TOPK_FIRST=items in the first chunk */
         const char *v = getenv("XCAT_CL_TOPK_FIRST");
         const long long e = v ? atoll(v) : 0;
@@ -283,7 +283,11 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
             const size_t gw = (size_t)(cdiv(mb, L.g.bm) * cdiv(nc, L.g.bn)) * lw;
             st = launch(ctx, &a, 1, &gw, &lw, "enqueueing topk_score_filter");
             if (st || score_only) continue;
-            st = launch_select(ctx, ks, &L, c, &b, q0, mb, (cl_uint)L.limit);
+            /* A short first chunk is cut to K at once, so that its K-th key becomes the
+             * threshold of the second chunk (see `first` in make_layout). */
+            const bool cut_first = c0 == 0 && L.first < L.cc;
+            st = launch_select(ctx, ks, &L, c, &b, q0, mb, cut_first ? (cl_uint)c->k
+                                                                     : (cl_uint)L.limit);
         }
         if (st) break;
         /* the end: every row purged and cut to k (limit 0), sorted in blocks, merged */
