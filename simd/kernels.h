@@ -48,9 +48,6 @@ typedef struct xcat_row_kernels {
      * `logits`; updates each row's running max m[i] and sum l[i] of exp(z − m[i]) (both
      * rescaled when the max moves; m[i] = −inf and l[i] = 0 start a row). */
     int fused_nr, fused_mr; /* items per panel, rows per micro-tile (at most 12) */
-    /* The fused forward is the default for d up to this (0: never), where it measured faster
-     * than the BLAS tiles on that level. */
-    int64_t fused_max_dim;
     void (*pack_items)(const float *E, int64_t lde, int64_t nc, int64_t d, float *P);
     void (*fused_lse)(const float *const *h, int nr, const float *P, int64_t nc, int64_t d,
                       const float *b, float s, float cap, float *m, double *l);

@@ -10,8 +10,8 @@
  *   v_tail_mask(n) (first n lanes), v_loadu, v_storeu, v_load_tail(p, mask) (others 0),
  *   v_store_tail(p, v, mask), v_select_mask(mask, a, b) = mask ? a : b,
  *   v_hsum, v_hmax, v_gt_bits(a, b) (bit l set where lane l of a > b, as an unsigned),
- *   ROWS_PREFIX (name prefix), ROWS_ISA (xcat_isa value), ROWS_FUSED_MAX_DIM (the fused CE
- *   forward is the default up to this d: where it measured faster than OpenBLAS tiles).
+ *   ROWS_PREFIX (name prefix), ROWS_ISA (xcat_isa value); optionally FUSED_MR (rows of the
+ *   fused CE forward's micro-tile, 6 or 12).
  *
  * exp accuracy: range reduction x = n·ln2 + r (ln2 in two parts, Cody–Waite), |r| <= ln2/2,
  * degree-6 polynomial (Cephes expf coefficients): relative error <= 2 ulp on [-87.3, 88.7];
@@ -405,7 +405,6 @@ const xcat_row_kernels ROWS_CAT(xcat_row_kernels_, ROWS_NAME) = {
     .gather_axpy = ROWS_FN(gather_axpy),
     .fused_nr = FUSED_NR,
     .fused_mr = FUSED_MR,
-    .fused_max_dim = ROWS_FUSED_MAX_DIM,
     .pack_items = ROWS_FN(pack_items),
     .fused_lse = ROWS_FN(fused_lse),
 };

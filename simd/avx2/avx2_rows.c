@@ -71,7 +71,4 @@ static inline float v_hmax(__m256 v)
 #define ROWS_PREFIX avx2_
 #define ROWS_NAME avx2
 #define ROWS_ISA XCAT_ISA_AVX2
-/* 2-core AMD EPYC (AVX2), N = 8,192, C = 100,000, loss-only forward, fused vs OpenBLAS tiles:
- * 1.3-1.4x faster at d = 64 and 128, 1.26x at d = 256 (docs/benchmarks.md): every d. */
-#define ROWS_FUSED_MAX_DIM INT64_MAX
 #include "rows_impl.h"

@@ -57,10 +57,9 @@ static inline __mmask16 v_tail_mask(int64_t n)
 #define ROWS_PREFIX avx512_
 #define ROWS_NAME avx512
 #define ROWS_ISA XCAT_ISA_AVX512
-/* 16-core Xeon (AVX-512), N = 8,192, C = 100,000, loss-only forward: with a 6-row tile (15 of
- * the 32 registers) fused was 13-17 % slower than OpenBLAS's AVX-512 tiles at d = 256; with
- * the 12-row tile below 1.19-1.29x faster at d = 64, 1.06-1.19x at 128, even at 256
- * (docs/benchmarks.md): every d. */
-#define ROWS_FUSED_MAX_DIM INT64_MAX
-#define FUSED_MR 12 /* 24 accumulators + 2 panel vectors + a broadcast of the 32 registers */
+/* The fused CE forward's micro-tile: 12 rows × 2 vectors = 24 accumulators + 2 panel vectors +
+ * a broadcast of the 32 registers. With AVX2's 6 rows (15 registers) it was 13-17 % slower than
+ * OpenBLAS's AVX-512 tiles at d = 256 on the 16-core Xeon; with 12 rows it is 1.19-1.29x faster
+ * at d = 64, 1.06-1.19x at 128, even at 256 (docs/benchmarks.md). */
+#define FUSED_MR 12
 #include "rows_impl.h"
