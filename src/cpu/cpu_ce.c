@@ -76,12 +76,12 @@ xcat_status xcat_cpu_ce_layout(const xcat_context *ctx, const xcat_loss_desc *de
     p->need_phi = desc->softcap > 0.0f && desc->label_smoothing > 0.0f;
     p->k = xcat_row_kernels_get(ctx->isa);
     /* Fused forward for loss-only plans without label smoothing (its Σ_j z_j is not formed
-     * there), on the SIMD levels (measured faster than the BLAS tiles on AVX2 and AVX-512 at
-     * d = 64 … 256, docs/benchmarks.md), and only at the CPU's own best level: below it (a cap) OpenBLAS still runs the CPU's
-     * best code and its tiles win (16-core Xeon capped at AVX2: 188 vs 258 ms at d = 64).
-     * Each thread packs chunks of ~128 KiB of items into its scratch; the rows' running max /
-     * sum live in plan-wide arrays. XCAT_CPU_FUSED=0 keeps the BLAS tiles, =1 fuses wherever
-     * a kernel exists. */
+     * there), on the SIMD levels (faster than the BLAS tiles on AVX2 and AVX-512 at d = 64 …
+     * 256, docs/benchmarks.md), and only at the CPU's own best level: below it (a cap)
+     * OpenBLAS still runs the CPU's best code and its tiles win (16-core Xeon capped at AVX2:
+     * 188 vs 258 ms at d = 64). Each thread packs chunks of ~128 KiB of items into its
+     * scratch; the rows' running max / sum live in plan-wide arrays. XCAT_CPU_FUSED=0 keeps
+     * the BLAS tiles, =1 fuses wherever a kernel exists. */
     const char *fused_env = ctx->ignore_env ? NULL : getenv("XCAT_CPU_FUSED");
     const bool fused_on = fused_env && fused_env[0] == '1',
                fused_off = fused_env && fused_env[0] == '0';
