@@ -2,7 +2,8 @@
  *
  * The CE family on the CPU is "GEMM tile + row epilogue": OpenBLAS computes a tile of raw dot
  * products x_j = h·e_j, and one of these kernels turns a row of the tile into logits, softmax
- * weights or gradients in place. Each ISA implements the same table in its own translation
+ * weights or gradients in place (loss-only forwards on the SIMD levels skip the tile: see
+ * fused_lse). Each ISA implements the same table in its own translation
  * unit (scalar/ always built, the reference; avx2/ and avx512/ compiled with their own flags
  * and chosen by cpuid + xgetbv). Results of different levels agree to a few ulp, not bitwise;
  * one level is deterministic.

@@ -21,6 +21,9 @@
  * dH by rows, once for dE by items) — costs 10·N·C·d; per-thread dE copies would cost T·C·d
  * memory and make results depend on the thread count.
  *
+ * Loss-only plans (FORWARD_ONLY, no label smoothing) on a SIMD level skip the tile instead:
+ * run_forward_fused keeps the logit tile in registers (simd/ fused_lse).
+ *
  * OpenBLAS is called from inside the OpenMP workers: the OpenMP build of OpenBLAS then runs
  * single-threaded, which is what we want (see cmake/FindXcatBlas.cmake).
  */
