@@ -52,6 +52,13 @@ typedef struct xcat_row_kernels {
     void (*pack_items)(const float *E, int64_t lde, int64_t nc, int64_t d, float *P);
     void (*fused_lse)(const float *const *h, int nr, const float *P, int64_t nc, int64_t d,
                       const float *b, float s, float cap, float *m, double *l);
+    /* Fused top-K scoring over the same packed items: for the nr <= fused_mr rows h[0..nr),
+     * x_j = h·e_j (+ b_j); row r keeps the items whose x_j > thr[r] when full[r], else every
+     * non-NaN x_j: their positions j (ascending) and scores go to idx[r·ld ..] / sc[r·ld ..]
+     * (room for nc each), their count to cnt[r]. */
+    void (*fused_above)(const float *const *h, int nr, const float *P, int64_t nc, int64_t d,
+                        const float *b, const float *thr, const int *full, int32_t *idx,
+                        float *sc, int64_t ld, int64_t *cnt);
 } xcat_row_kernels;
 
 /* The kernels of `isa` (which must be built in and supported: see xcat_cpu_isa_detect). */

@@ -10,6 +10,7 @@
  *   v_tail_mask(n) (first n lanes), v_loadu, v_storeu, v_load_tail(p, mask) (others 0),
  *   v_store_tail(p, v, mask), v_select_mask(mask, a, b) = mask ? a : b,
  *   v_hsum, v_hmax, v_gt_bits(a, b) (bit l set where lane l of a > b, as an unsigned),
+ *   v_eq_bits(a, b) (the same for a == b),
  *   ROWS_PREFIX (name prefix), ROWS_ISA (xcat_isa value); optionally FUSED_MR (rows of the
  *   fused CE forward's micro-tile, 6 or 12).
  *
@@ -395,6 +396,61 @@ static void ROWS_FN(fused_lse)(const float *const *h, int nr, const float *P, in
     }
 }
 
+/* Fused top-K scoring: the same register tile, and for each row the items whose score passes
+ * its filter, appended in ascending item order (a lane's bit per score; a row's passing lanes
+ * are rare once its top-K is known, so most tiles end in one compare per vector). */
+static void ROWS_FN(fused_above)(const float *const *h, int nr, const float *P, int64_t nc,
+                                 int64_t d, const float *b, const float *thr, const int *full,
+                                 int32_t *idx, float *sc, int64_t ld, int64_t *cnt)
+{
+    const float *hr[FUSED_MR];
+    for (int r = 0; r < FUSED_MR; ++r) hr[r] = h[r < nr ? r : 0];
+    VF acc[2 * FUSED_MR];
+    for (int r = 0; r < nr; ++r) cnt[r] = 0;
+    for (int64_t p0 = 0; p0 < nc; p0 += FUSED_NR) {
+        ROWS_FN(fused_tile)(hr, P + p0 * d, d, acc);
+        const int64_t w = nc - p0;
+        const int tail = w < FUSED_NR;
+        const VMASK t0 = v_tail_mask(w < VW ? w : VW);
+        const VMASK t1 = v_tail_mask(w <= VW ? 0 : (w < FUSED_NR ? w - VW : VW));
+        VF b0 = v_zero(), b1 = v_zero();
+        if (b) {
+            b0 = tail ? v_load_tail(b + p0, t0) : v_loadu(b + p0);
+            b1 = tail ? v_load_tail(b + p0 + VW, t1) : v_loadu(b + p0 + VW);
+        }
+        /* lanes that hold items: all, or the first w */
+        const uint64_t valid = tail ? ((uint64_t)1 << w) - 1 : ~(uint64_t)0;
+        for (int r = 0; r < nr; ++r) {
+            const VF x0 = v_add(acc[2 * r], b0), x1 = v_add(acc[2 * r + 1], b1);
+            uint64_t bits;
+            if (full[r]) {
+                const VF t = v_set1(thr[r]);
+                bits = (uint64_t)v_gt_bits(x0, t) | ((uint64_t)v_gt_bits(x1, t) << VW);
+            } else { /* not full yet: every non-NaN score, −inf included */
+                const VF ninf = v_set1(-INFINITY);
+                bits = (uint64_t)(v_gt_bits(x0, ninf) | v_eq_bits(x0, ninf)) |
+                       ((uint64_t)(v_gt_bits(x1, ninf) | v_eq_bits(x1, ninf)) << VW);
+            }
+            bits &= valid;
+            if (!bits) continue;
+            float tmp[FUSED_NR];
+            v_storeu(tmp, x0);
+            v_storeu(tmp + VW, x1);
+            int32_t *ri = idx + r * ld;
+            float *rs = sc + r * ld;
+            int64_t n = cnt[r];
+            while (bits) {
+                const int lane = __builtin_ctzll(bits);
+                ri[n] = (int32_t)(p0 + lane);
+                rs[n] = tmp[lane];
+                ++n;
+                bits &= bits - 1;
+            }
+            cnt[r] = n;
+        }
+    }
+}
+
 const xcat_row_kernels ROWS_CAT(xcat_row_kernels_, ROWS_NAME) = {
     .isa = ROWS_ISA,
     .logits = ROWS_FN(logits),
@@ -407,4 +463,5 @@ const xcat_row_kernels ROWS_CAT(xcat_row_kernels_, ROWS_NAME) = {
     .fused_mr = FUSED_MR,
     .pack_items = ROWS_FN(pack_items),
     .fused_lse = ROWS_FN(fused_lse),
+    .fused_above = ROWS_FN(fused_above),
 };

@@ -21,6 +21,7 @@
 #define v_store_tail(p, v, m) _mm256_maskstore_ps((p), (m), (v))
 #define v_select_mask(m, a, b) _mm256_blendv_ps((b), (a), _mm256_castsi256_ps(m))
 #define v_gt_bits(a, b) ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps((a), (b), _CMP_GT_OQ)))
+#define v_eq_bits(a, b) ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps((a), (b), _CMP_EQ_OQ)))
 
 static inline __m256 v_abs(__m256 x)
 {

@@ -24,6 +24,7 @@
 #define v_hsum _mm512_reduce_add_ps
 #define v_hmax _mm512_reduce_max_ps
 #define v_gt_bits(a, b) ((unsigned)_mm512_cmp_ps_mask((a), (b), _CMP_GT_OQ))
+#define v_eq_bits(a, b) ((unsigned)_mm512_cmp_ps_mask((a), (b), _CMP_EQ_OQ))
 
 static inline __m512 v_copysign(__m512 mag, __m512 sign)
 {
