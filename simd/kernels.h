@@ -59,6 +59,9 @@ typedef struct xcat_row_kernels {
     void (*fused_above)(const float *const *h, int nr, const float *P, int64_t nc, int64_t d,
                         const float *b, const float *thr, const int *full, int32_t *idx,
                         float *sc, int64_t ld, int64_t *cnt);
+    /* fused_above is the top-K default on this level (0: only with XCAT_CPU_FUSED=1 — the
+     * AVX-512 instantiation has not run on AVX-512 hardware yet). */
+    int fused_above_default;
 } xcat_row_kernels;
 
 /* The kernels of `isa` (which must be built in and supported: see xcat_cpu_isa_detect). */

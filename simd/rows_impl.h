@@ -11,8 +11,8 @@
  *   v_store_tail(p, v, mask), v_select_mask(mask, a, b) = mask ? a : b,
  *   v_hsum, v_hmax, v_gt_bits(a, b) (bit l set where lane l of a > b, as an unsigned),
  *   v_eq_bits(a, b) (the same for a == b),
- *   ROWS_PREFIX (name prefix), ROWS_ISA (xcat_isa value); optionally FUSED_MR (rows of the
- *   fused CE forward's micro-tile, 6 or 12).
+ *   ROWS_PREFIX (name prefix), ROWS_ISA (xcat_isa value), ROWS_FUSED_ABOVE_DEFAULT (fused
+ *   top-K scoring on by default); optionally FUSED_MR (rows of the fused micro-tile, 6 or 12).
  *
  * exp accuracy: range reduction x = n·ln2 + r (ln2 in two parts, Cody–Waite), |r| <= ln2/2,
  * degree-6 polynomial (Cephes expf coefficients): relative error <= 2 ulp on [-87.3, 88.7];
@@ -464,4 +464,5 @@ const xcat_row_kernels ROWS_CAT(xcat_row_kernels_, ROWS_NAME) = {
     .pack_items = ROWS_FN(pack_items),
     .fused_lse = ROWS_FN(fused_lse),
     .fused_above = ROWS_FN(fused_above),
+    .fused_above_default = ROWS_FUSED_ABOVE_DEFAULT,
 };

@@ -218,18 +218,25 @@ static int64_t *run_case(xcat_context *ctx, const topk_case *tc, topk_data *t)
     return got;
 }
 
+/* CPU targets run every case on both scoring paths: OpenBLAS tiles + the level's select_above
+ * (XCAT_CPU_FUSED=0) and the level's fused register tiles (=1; the scalar level has none). */
 START_TEST(test_reference_cases)
 {
     xcat_context *ctx = test_target_context(_i, 0);
     if (!ctx) return;
-    for (int ci = 0; ci < NUM_CASES; ++ci) {
-        test_rng_stream(CASES[ci].name, 0);
-        topk_data t;
-        make_data(&CASES[ci], &t);
-        int64_t *got = run_case(ctx, &CASES[ci], &t);
-        free(got);
-        free_data(&t);
+    const int paths = _i < test_first_opencl_target() ? 2 : 1;
+    for (int path = 0; path < paths; ++path) {
+        if (paths == 2) setenv("XCAT_CPU_FUSED", path ? "1" : "0", 1);
+        for (int ci = 0; ci < NUM_CASES; ++ci) {
+            test_rng_stream(CASES[ci].name, 0);
+            topk_data t;
+            make_data(&CASES[ci], &t);
+            int64_t *got = run_case(ctx, &CASES[ci], &t);
+            free(got);
+            free_data(&t);
+        }
     }
+    unsetenv("XCAT_CPU_FUSED");
     xcat_context_free(ctx);
 }
 END_TEST

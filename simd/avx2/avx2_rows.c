@@ -72,4 +72,5 @@ static inline float v_hmax(__m256 v)
 #define ROWS_PREFIX avx2_
 #define ROWS_NAME avx2
 #define ROWS_ISA XCAT_ISA_AVX2
+#define ROWS_FUSED_ABOVE_DEFAULT 1
 #include "rows_impl.h"

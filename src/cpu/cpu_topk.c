@@ -271,12 +271,13 @@ xcat_status xcat_cpu_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
 {
     const int threads = ctx->num_threads;
     const xcat_row_kernels *kern = xcat_row_kernels_get(ctx->isa);
-    /* Scoring: the ISA's fused register tiles where it has them and it is the CPU's best level
-     * (as for CE's loss-only forward; XCAT_CPU_FUSED=0 / 1 forces the BLAS tiles / fused),
-     * OpenBLAS tiles otherwise. */
+    /* Scoring: the ISA's fused register tiles where they are the level's default and it is the
+     * CPU's best level (as for CE's loss-only forward; XCAT_CPU_FUSED=0 / 1 forces the BLAS
+     * tiles / fused), OpenBLAS tiles otherwise. */
     const char *fe = ctx->ignore_env ? NULL : getenv("XCAT_CPU_FUSED");
     const bool fused = kern->fused_above && !(fe && fe[0] == '0') &&
-                       ((fe && fe[0] == '1') || ctx->isa == xcat_cpu_isa_detect()) &&
+                       ((fe && fe[0] == '1') ||
+                        (kern->fused_above_default && ctx->isa == xcat_cpu_isa_detect())) &&
                        c->c <= INT32_MAX;
     /* Candidate slack: a buffer of k + max(k, 1024) keeps pruning rare (each prune is O(cap)). */
     const int64_t cap = c->k + (c->k > 1024 ? c->k : 1024);
