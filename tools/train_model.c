@@ -133,6 +133,8 @@ void train_model_zero_grad(train_model *m)
 static void adam(train_param *p, float lr, float c1, float c2)
 {
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    /* Element-wise, so threads change nothing in the result. */
+#pragma omp parallel for schedule(static) if (p->count >= 65536)
     for (int64_t i = 0; i < p->count; ++i) {
         const float g = p->grad[i];
         p->m[i] = b1 * p->m[i] + (1.0f - b1) * g;

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,6 +261,8 @@ static int upload_catalog(run *r)
 static double train_step(run *r, const int64_t *order, int64_t first, int64_t n)
 {
     const int64_t d = r->o->dim;
+    /* Rows are independent here (their backward below shares gradients and stays serial). */
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
         const int64_t p = order[first + i], u = r->split.pos_user[p];
         const int32_t t = r->split.pos_t[p];
@@ -477,6 +480,7 @@ int main(int argc, char **argv)
     co.backend = backend_of(o.backend);
     co.device = o.device;
     co.num_threads = o.threads;
+    if (o.threads > 0) omp_set_num_threads(o.threads); /* the model's own loops too */
     co.error_message = err;
     co.error_message_size = sizeof err;
     xcat_status st = xcat_context_create(&co, &r->ctx);
