@@ -5,7 +5,9 @@
  * OpenBLAS computes the mb×ct score tile into a cache-resident buffer, then, per query, the ISA's
  * select_above kernel keeps only scores above the query's current threshold (the k-th best so
  * far; one compare per lane, passing lanes are rare once k items are known) and appends them to
- * the query's candidate buffer. Exclusions are applied to the candidates only, by walking the
+ * the query's candidate buffer (on AVX2 the tile is not even written: the ISA's fused_above
+ * scores a few queries × a packed panel of items in registers and hands back only what passes,
+ * see run_block_fused). Exclusions are applied to the candidates only, by walking the
  * query's ascending exclusion list and the global banned list alongside the ascending item ids
  * (O(nnz + candidates) per query). When a buffer fills, a quickselect keeps its k best and the
  * threshold rises. The M×C score matrix never exists: the workspace is per worker
@@ -124,7 +126,6 @@ typedef struct topk_job {
     const float *U, *E, *b;
     int64_t ldu, lde;
     int64_t mb, ct, cap;
-    bool fused; /* scoring by the ISA's fused_above instead of OpenBLAS tiles */
 } topk_job;
 
 static void prune(qsel *q, int64_t k)
@@ -304,7 +305,7 @@ xcat_status xcat_cpu_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
     topk_job jb = {.c = c, .kern = kern,
                    .U = c->queries->data, .E = c->items->data,
                    .b = c->bias ? c->bias->data : NULL, .ldu = c->queries->stride,
-                   .lde = c->items->stride, .mb = mb, .ct = ct, .cap = cap, .fused = fused};
+                   .lde = c->items->stride, .mb = mb, .ct = ct, .cap = cap};
     const size_t mr = 12;
     const size_t tile = fused ? (size_t)ct * (size_t)c->d * sizeof(float) /* P */
                                     + mr * (size_t)ct * (sizeof(float) + sizeof(int32_t))
