@@ -45,6 +45,11 @@ static const topk_case CASES[] = {
     {"floats_k1", 4, 1025, 64, 1, 0, 1, 0, 0, 1, 0, 1},
     {"chunks", 70, 9001, 6, 40, 0, 1, 20, 3},
     {"k_sorted_globally", 3, 12000, 5, 5000, 1, 1, 30, 2, 1},
+    /* K >= 4,096 on a large catalog: thresholds start from a sample of the catalog; with ties
+     * everywhere (d = 2, small integers) the sampled threshold leaves fewer than K items
+     * above it and the query is run again without one */
+    {"sampled_threshold", 5, 100000, 8, 4096, 0, 1, 50, 3, 0, 0, 1},
+    {"sampled_threshold_ties", 3, 100000, 2, 5000, 0, 0, 10, 0},
 };
 #define NUM_CASES ((int)(sizeof CASES / sizeof *CASES))
 
