@@ -10,8 +10,12 @@
  * see run_block_fused). Exclusions are applied to the candidates only, by walking the
  * query's ascending exclusion list and the global banned list alongside the ascending item ids
  * (O(nnz + candidates) per query). When a buffer fills, a quickselect keeps its k best and the
- * threshold rises. The M×C score matrix never exists: the workspace is per worker
- * mb·ct floats + mb·(k + slack) candidates.
+ * threshold rises. For K >= 4,096 each query's threshold starts from a strided sample of the
+ * catalog instead of nothing (exact: see xcat_cpu_topk). The M×C score matrix never exists: the
+ * workspace is per worker mb·ct floats + mb·(k + slack) candidates (+ the sample's scores).
+ *
+ * Knobs (ignored under IGNORE_ENV): XCAT_CPU_FUSED=0|1 (scoring by OpenBLAS tiles / fused
+ * register tiles), XCAT_CPU_TOPK_SAMPLE=0 (no sampled starting thresholds).
  *
  * Order: score descending, ties by lower item id. Items arrive in ascending id order, so a new
  * item whose score equals the threshold always loses to the current k-th: the filter is a strict
