@@ -635,8 +635,7 @@ XCAT_API void xcat_topk_args_init(xcat_topk_args *args);
  * CPU, per worker, a block of queries' score tile (or, with the fused scoring of AVX2 /
  * XCAT_CPU_FUSED=1, ~128 KiB of packed items) and candidate buffers (k >= 4096: plus up to
  * 65,536 sampled item ids and their scores, for each query's starting threshold); on OpenCL,
- * candidate
- * buffers of (k + clamp(4k, 2048, 16384) + 8192) 8-byte keys per query, at most 512 MiB
+ * candidate buffers of (k + clamp(4k, 2048, 16384) + 8192) 8-byte keys per query, at most 512 MiB
  * (queries go in blocks), allocated per call. OpenCL needs M, C, d < 2^31 (else UNSUPPORTED).
  * Errors: INVALID_ARGUMENT (NULL, k <= 0, k > C, malformed CSR: offsets not starting at 0, not
  * non-decreasing, ending past the items vector; ids not ascending within a query),
