@@ -358,13 +358,41 @@ static __attribute__((noinline)) void ROWS_FN(fused_tile)(const float *const *h,
 #endif
 }
 
+/* A panel's tail and bias: lanes past the chunk's nc items are masked (tail), and the bias of
+ * its 2·VW items is loaded (0 without a bias). */
+typedef struct fused_panel {
+    int tail;
+    VMASK t0, t1;
+    VF b0, b1;
+} fused_panel;
+
+static inline fused_panel ROWS_FN(fused_panel_at)(const float *b, int64_t nc, int64_t p0)
+{
+    const int64_t w = nc - p0;
+    fused_panel q;
+    q.tail = w < FUSED_NR;
+    q.t0 = v_tail_mask(w < VW ? w : VW);
+    q.t1 = v_tail_mask(w <= VW ? 0 : (w < FUSED_NR ? w - VW : VW));
+    q.b0 = q.b1 = v_zero();
+    if (b) {
+        q.b0 = q.tail ? v_load_tail(b + p0, q.t0) : v_loadu(b + p0);
+        q.b1 = q.tail ? v_load_tail(b + p0 + VW, q.t1) : v_loadu(b + p0 + VW);
+    }
+    return q;
+}
+
+/* The micro-tile's row pointers: rows past nr repeat the first (their results are dropped). */
+static inline void ROWS_FN(fused_rows)(const float *const *h, int nr, const float **hr)
+{
+    for (int r = 0; r < FUSED_MR; ++r) hr[r] = h[r < nr ? r : 0];
+}
+
 static void ROWS_FN(fused_lse)(const float *const *h, int nr, const float *P, int64_t nc,
                                int64_t d, const float *b, float s, float cap, float *m,
                                double *l)
 {
-    /* Rows past nr repeat the first row (their results are dropped): one code path. */
     const float *hr[FUSED_MR];
-    for (int r = 0; r < FUSED_MR; ++r) hr[r] = h[r < nr ? r : 0];
+    ROWS_FN(fused_rows)(h, nr, hr);
     const VF vs = v_set1(s);
     float mr[FUSED_MR];
     VF vm[FUSED_MR], lv[FUSED_MR], acc[2 * FUSED_MR];
@@ -377,18 +405,10 @@ static void ROWS_FN(fused_lse)(const float *const *h, int nr, const float *P, in
     }
     for (int64_t p0 = 0; p0 < nc; p0 += FUSED_NR) {
         ROWS_FN(fused_tile)(hr, P + p0 * d, d, acc);
-        const int64_t w = nc - p0;
-        const int tail = w < FUSED_NR;
-        const VMASK t0 = v_tail_mask(w < VW ? w : VW);
-        const VMASK t1 = v_tail_mask(w <= VW ? 0 : (w < FUSED_NR ? w - VW : VW));
-        VF b0 = v_zero(), b1 = v_zero();
-        if (b) {
-            b0 = tail ? v_load_tail(b + p0, t0) : v_loadu(b + p0);
-            b1 = tail ? v_load_tail(b + p0 + VW, t1) : v_loadu(b + p0 + VW);
-        }
+        const fused_panel q = ROWS_FN(fused_panel_at)(b, nc, p0);
         for (int r = 0; r < nr; ++r)
-            ROWS_FN(fused_row)(acc[2 * r], acc[2 * r + 1], b0, b1, t0, t1, tail, vs, cap,
-                               &mr[r], &vm[r], &lv[r], &scale[r]);
+            ROWS_FN(fused_row)(acc[2 * r], acc[2 * r + 1], q.b0, q.b1, q.t0, q.t1, q.tail, vs,
+                               cap, &mr[r], &vm[r], &lv[r], &scale[r]);
     }
     for (int r = 0; r < nr; ++r) {
         l[r] = l[r] * scale[r] + (double)v_hsum(lv[r]);
@@ -404,24 +424,17 @@ static void ROWS_FN(fused_above)(const float *const *h, int nr, const float *P, 
                                  int32_t *idx, float *sc, int64_t ld, int64_t *cnt)
 {
     const float *hr[FUSED_MR];
-    for (int r = 0; r < FUSED_MR; ++r) hr[r] = h[r < nr ? r : 0];
+    ROWS_FN(fused_rows)(h, nr, hr);
     VF acc[2 * FUSED_MR];
     for (int r = 0; r < nr; ++r) cnt[r] = 0;
     for (int64_t p0 = 0; p0 < nc; p0 += FUSED_NR) {
         ROWS_FN(fused_tile)(hr, P + p0 * d, d, acc);
+        const fused_panel q = ROWS_FN(fused_panel_at)(b, nc, p0);
         const int64_t w = nc - p0;
-        const int tail = w < FUSED_NR;
-        const VMASK t0 = v_tail_mask(w < VW ? w : VW);
-        const VMASK t1 = v_tail_mask(w <= VW ? 0 : (w < FUSED_NR ? w - VW : VW));
-        VF b0 = v_zero(), b1 = v_zero();
-        if (b) {
-            b0 = tail ? v_load_tail(b + p0, t0) : v_loadu(b + p0);
-            b1 = tail ? v_load_tail(b + p0 + VW, t1) : v_loadu(b + p0 + VW);
-        }
         /* lanes that hold items: all, or the first w */
-        const uint64_t valid = tail ? ((uint64_t)1 << w) - 1 : ~(uint64_t)0;
+        const uint64_t valid = q.tail ? ((uint64_t)1 << w) - 1 : ~(uint64_t)0;
         for (int r = 0; r < nr; ++r) {
-            const VF x0 = v_add(acc[2 * r], b0), x1 = v_add(acc[2 * r + 1], b1);
+            const VF x0 = v_add(acc[2 * r], q.b0), x1 = v_add(acc[2 * r + 1], q.b1);
             uint64_t bits;
             if (full[r]) {
                 const VF t = v_set1(thr[r]);
