@@ -93,59 +93,131 @@ inline int topk_excluded(const long q, const int item, __global const long *ex_o
     return nbanned > 0 && topk_in_sorted(banned, 0, nbanned - 1, item);
 }
 
-__kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_filter(
-    const int M, const int N, const int D, __global const float *restrict A, const ulong offA,
-    const long lda, __global const float *restrict B, const ulong offB, const long ldb,
-    __global const float *restrict bias, const ulong offbias, const int has_bias, const int c0,
-    __global ulong *restrict cand, const long cap, __global uint *restrict cnt,
-    __global const ulong *restrict thr)
+/* A fixed pseudo-random value in [−1, 1) per (row, item): the emulated approximate scores. */
+inline float topk_noise(const uint row, const uint item)
 {
-    __local float4 As4[2 * GEMM_SA];
-    __local float4 Bs4[2 * GEMM_SB];
-    __local uint lcnt[BM], lbase[BM];
-    const int lid = get_local_id(0);
-    const int tx = lid % GEMM_RN, ty = lid / GEMM_RN;
-    const int ntn = (N + BN - 1) / BN;
-    const int gid = get_group_id(0);
+    uint h = row * 0x9E3779B1u ^ item * 0x85EBCA77u;
+    h ^= h >> 15;
+    h *= 0x2C1B3C6Du;
+    h ^= h >> 12;
+    return (float)(int)h * 0x1p-31f;
+}
+
+#define TOPK_SCORE_ARGS                                                                      \
+    const int M, const int N, const int D, __global const float *restrict A, const ulong offA, \
+        const long lda, __global const float *restrict B, const ulong offB, const long ldb,  \
+        __global const float *restrict bias, const ulong offbias, const int has_bias,        \
+        const int c0, __global ulong *restrict cand, const long cap,                         \
+        __global uint *restrict cnt, __global const ulong *restrict thr,                     \
+        __global const float *restrict marg, const int perturb
+
+/* The scoring kernels' epilogue: the work-item's NR × NC scores acc[i][j] sit at tile row
+ * ROWF(i), column COLF(j). Keys that beat the row's threshold are appended to its buffer:
+ * positions reserved with local atomics per row, then one global atomic per row and group.
+ * perturb (testing the approximate path on devices without tensor cores): every score moves
+ * by up to 0.99 of half the row's margin, a stand-in for TF32 rounding. */
+#define TOPK_FILTER(NR, NC, ROWF, COLF)                                                      \
+    for (int r = lid; r < BM; r += GEMM_WG) lcnt[r] = 0;                                     \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                            \
+    uint pass[NR], off[NR];                                                                  \
+    for (int i = 0; i < NR; i++) {                                                           \
+        const int rl = ROWF(i), row = m0 + rl;                                               \
+        pass[i] = 0;                                                                         \
+        if (row < M) {                                                                       \
+            const ulong t = thr[row];                                                        \
+            const float hm = perturb ? 0.495f * marg[row] : 0.0f;                          \
+            for (int j = 0; j < NC; j++) {                                                   \
+                const int col = n0 + COLF(j);                                                \
+                if (col >= N) continue;                                                      \
+                float s = has_bias ? acc[i][j] + bias[offbias + col] : acc[i][j];            \
+                if (perturb) s += hm * topk_noise((uint)row, (uint)(c0 + col));            \
+                acc[i][j] = s;                                                               \
+                if (!isnan(s) && topk_key(s, (uint)(c0 + col)) < t) pass[i] |= 1u << j;      \
+            }                                                                                \
+        }                                                                                    \
+        const uint n = popcount(pass[i]);                                                    \
+        off[i] = n ? atomic_add(&lcnt[rl], n) : 0;                                           \
+    }                                                                                        \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                            \
+    for (int r = lid; r < BM; r += GEMM_WG)                                                  \
+        lbase[r] = lcnt[r] ? atomic_add(&cnt[m0 + r], lcnt[r]) : 0;                          \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                            \
+    for (int i = 0; i < NR; i++) {                                                           \
+        if (!pass[i]) continue;                                                              \
+        const int rl = ROWF(i);                                                              \
+        __global ulong *buf = cand + (long)(m0 + rl) * cap;                                  \
+        long pos = (long)lbase[rl] + off[i];                                                 \
+        for (int j = 0; j < NC; j++)                                                         \
+            if (pass[i] & (1u << j)) {                                                       \
+                /* the host keeps cnt + chunk <= cap; the guard only protects memory */      \
+                if (pos < cap) buf[pos] = topk_key(acc[i][j], (uint)(c0 + n0 + COLF(j)));    \
+                pos++;                                                                       \
+            }                                                                                \
+    }
+
+#define TOPK_TILE_SETUP                                                                      \
+    __local float4 As4[2 * GEMM_SA];                                                         \
+    __local float4 Bs4[2 * GEMM_SB];                                                         \
+    __local uint lcnt[BM], lbase[BM];                                                        \
+    const int lid = get_local_id(0);                                                         \
+    const int ntn = (N + BN - 1) / BN;                                                       \
+    const int gid = get_group_id(0);                                                         \
     const int m0 = (gid / ntn) * BM, n0 = (gid % ntn) * BN;
+
+#define TOPK_GEMM_ROW(i) GEMM_ROW(ty, i)
+#define TOPK_GEMM_COL(j) GEMM_COL(tx, j)
+
+/* Exact fp32 scores (gemm.cl's tile). */
+__kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_filter(
+    TOPK_SCORE_ARGS)
+{
+    TOPK_TILE_SETUP
+    const int tx = lid % GEMM_RN, ty = lid / GEMM_RN;
     float acc[TM][TN];
     gemm_tile(M, N, A + offA, lda, B + offB, ldb, 0, D, m0, n0, As4, Bs4, 0, 1,
               GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), acc);
-    for (int r = lid; r < BM; r += GEMM_WG) lcnt[r] = 0;
-    barrier(CLK_LOCAL_MEM_FENCE);
+    TOPK_FILTER(TM, TN, TOPK_GEMM_ROW, TOPK_GEMM_COL)
+}
 
-    uint pass[TM], off[TM];
-    for (int i = 0; i < TM; i++) {
-        const int rl = GEMM_ROW(ty, i), row = m0 + rl;
-        pass[i] = 0;
-        if (row < M) {
-            const ulong t = thr[row];
-            for (int j = 0; j < TN; j++) {
-                const int col = n0 + GEMM_COL(tx, j);
-                if (col >= N) continue;
-                const float s = has_bias ? acc[i][j] + bias[offbias + col] : acc[i][j];
-                acc[i][j] = s;
-                if (!isnan(s) && topk_key(s, (uint)(c0 + col)) < t) pass[i] |= 1u << j;
-            }
-        }
-        const uint n = popcount(pass[i]);
-        off[i] = n ? atomic_add(&lcnt[rl], n) : 0;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int r = lid; r < BM; r += GEMM_WG)
-        lbase[r] = lcnt[r] ? atomic_add(&cnt[m0 + r], lcnt[r]) : 0;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int i = 0; i < TM; i++) {
-        if (!pass[i]) continue;
-        const int rl = GEMM_ROW(ty, i);
-        __global ulong *buf = cand + (long)(m0 + rl) * cap;
-        long pos = (long)lbase[rl] + off[i];
-        for (int j = 0; j < TN; j++)
-            if (pass[i] & (1u << j)) {
-                /* the host keeps cnt + chunk <= cap; the guard only protects memory */
-                if (pos < cap) buf[pos] = topk_key(acc[i][j], (uint)(c0 + n0 + GEMM_COL(tx, j)));
-                pos++;
-            }
+#if defined(GEMM_MMA) && GEMM_MMA
+/* TF32 tensor-core scores (mma.cl), within the row's margin of the exact ones. */
+__kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_filter_mma(
+    TOPK_SCORE_ARGS)
+{
+    TOPK_TILE_SETUP
+    float acc[8][8];
+    gemm_tile_mma(M, N, A + offA, lda, B + offB, ldb, 0, D, m0, n0, As4, Bs4, 0, 1,
+                  GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), acc);
+    TOPK_FILTER(8, 8, MMA_ROW, MMA_COL)
+}
+#endif
+
+/* Approximate path, before the scan: rows' Euclidean norms. mode 0 (items): the largest norm
+ * goes to gmax[0] (atomic max on the bits: non-negative floats order as their bits, a NaN
+ * wins); mode 1 (bias, D = 1): the largest |b| to gmax[1]; mode 2 (queries): the row's
+ * margin, 2 × the bound on |approximate − exact score|:
+ *   marg = 2.02·((2^-10 + (D + 4)·2^-22)·‖u‖·max‖e‖ + 2^-22·max|b|)
+ * (TF32 rounding of both inputs: 2^-10 relative on the product; fp32 accumulation in both the
+ * approximate and the exact sum, at most 2 ulps per add on tensor cores; the bias add's
+ * rounding; 1 % for the norms' own rounding). Not finite: the row falls back to exact. */
+__kernel void topk_norms(const int rows, const int D, __global const float *X, const ulong offX,
+                         const long ldx, const int mode, __global uint *gmax,
+                         __global float *marg)
+{
+    const int r = get_global_id(0);
+    if (r >= rows) return;
+    __global const float *x = X + offX + (long)r * ldx;
+    float ss = 0.0f;
+    for (int t = 0; t < D; t++) ss = mad(x[t], x[t], ss);
+    const float nrm = sqrt(ss);
+    if (mode == 0) {
+        atomic_max(&gmax[0], as_uint(nrm));
+    } else if (mode == 1) {
+        atomic_max(&gmax[1], as_uint(fabs(x[0])));
+    } else {
+        const float emax = as_float(gmax[0]), bmax = as_float(gmax[1]);
+        const float c1 = 0x1p-10f + (float)(D + 4) * 0x1p-22f;
+        marg[r] = 2.02f * (c1 * nrm * emax + 0x1p-22f * bmax);
     }
 }
 
@@ -211,11 +283,11 @@ inline uint topk_purge(__global ulong *buf, const uint n, const long q, __global
     return m;
 }
 
-/* Keep exactly the k smallest of buf[0, n) (keys unique), in place, when n > k; returns the
- * largest kept key (the same value in every work-item; 0 when n <= k, nothing done). All
- * work-items of the group call it. */
-inline ulong topk_select_row(__global ulong *buf, const uint n, const uint k, __local uint *hist,
-                             __local ulong *red, __local uint *shared)
+/* The bound key B such that exactly k of buf[0, n) (keys unique) are <= B, when n > k; all
+ * ones when n <= k (every key stays). A radix select, 8-bit digits from the top, local
+ * histograms. All work-items of the group call it and get the same value. */
+inline ulong topk_kth_bound(__global const ulong *buf, const uint n, const uint k,
+                            __local uint *hist, __local uint *shared)
 {
     const int lid = get_local_id(0);
     ulong prefix = 0;
@@ -252,23 +324,28 @@ inline ulong topk_select_row(__global ulong *buf, const uint n, const uint k, __
         }
         barrier(CLK_LOCAL_MEM_FENCE); /* shared[] is rewritten by the next digit */
     }
-    /* keep key iff (key >> shift) <= prefix: exactly k keys */
+    /* exactly k keys have (key >> shift) <= prefix */
+    return shift == 64 ? TOPK_NONE : (prefix << shift) | ((1UL << shift) - 1UL);
+}
+
+/* Over the keys of buf[0, n) that are <= bound: their largest (0 if none) and, in *count,
+ * how many. All work-items call it and get the same values. */
+inline ulong topk_max_le(__global const ulong *buf, const uint n, const ulong bound,
+                         __local ulong *red, __local uint *shared, uint *count)
+{
+    const int lid = get_local_id(0);
     if (lid == 0) shared[3] = 0;
     barrier(CLK_LOCAL_MEM_FENCE);
     ulong mx = 0;
-    const uint nloop = n > k ? n : 0;
-    for (uint base = 0; base < nloop; base += SEL_WG) {
-        const uint i = base + lid;
-        const ulong key = i < n ? buf[i] : TOPK_NONE;
-        const int keep = i < n && (shift == 64 || (key >> shift) <= prefix);
-        /* every read of this block happens before any write of it; writes go below base + WG */
-        barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
-        if (keep) {
-            buf[atomic_inc(&shared[3])] = key;
+    uint c = 0;
+    for (uint i = lid; i < n; i += SEL_WG) {
+        const ulong key = buf[i];
+        if (key <= bound) {
+            c++;
             mx = key > mx ? key : mx;
         }
-        barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
     }
+    if (c) atomic_add(&shared[3], c);
     red[lid] = mx;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int s = SEL_WG / 2; s > 0; s >>= 1) {
@@ -276,8 +353,32 @@ inline ulong topk_select_row(__global ulong *buf, const uint n, const uint k, __
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     mx = red[0];
+    *count = shared[3];
     barrier(CLK_LOCAL_MEM_FENCE);
     return mx;
+}
+
+/* Keep the keys of buf[0, n) that are <= bound, in place (order not kept); returns how many.
+ * All work-items call it. */
+inline uint topk_keep_le(__global ulong *buf, const uint n, const ulong bound,
+                         __local uint *shared)
+{
+    const int lid = get_local_id(0);
+    if (lid == 0) shared[3] = 0;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const uint nloop = bound == TOPK_NONE ? 0 : n;
+    for (uint base = 0; base < nloop; base += SEL_WG) {
+        const uint i = base + lid;
+        const ulong key = i < n ? buf[i] : TOPK_NONE;
+        const int keep = i < n && key <= bound;
+        /* every read of this block happens before any write of it; writes go below base + WG */
+        barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+        if (keep) buf[atomic_inc(&shared[3])] = key;
+        barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+    }
+    const uint m = bound == TOPK_NONE ? n : shared[3];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return m;
 }
 
 #define TOPK_LIST_ARGS                                                                       \
@@ -285,10 +386,16 @@ inline ulong topk_select_row(__global ulong *buf, const uint n, const uint k, __
         __global const int *banned, const int nbanned
 
 /* Rows whose buffer holds more than `limit` keys: exclusions out, then the k best kept and the
- * threshold raised to the worst of them (only when k keys remain). */
+ * threshold raised to the worst of them (only when k keys remain).
+ * approx (the buffer holds approximate scores, each within marg[row] / 2 of its exact one):
+ * every key within marg[row] of the k-th best is kept as well, and that margin key becomes
+ * the threshold — an item whose exact score may reach the exact k-th best is never dropped.
+ * When that keeps more than keep_max keys (0: no cap), or the margin is not finite, the row
+ * is cut to exactly k and flagged in flags[row]: the host redoes it exactly. */
 __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     __global ulong *restrict cand, const long cap, __global uint *restrict cnt,
-    __global ulong *restrict thr, const uint k, const uint limit, TOPK_LIST_ARGS)
+    __global ulong *restrict thr, const uint k, const uint limit, const uint keep_max,
+    TOPK_LIST_ARGS, const int approx, __global const float *restrict marg, __global uint *restrict flags)
 {
     __local uint hist[256], shared[4];
     __local ulong red[SEL_WG];
@@ -305,13 +412,49 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     topk_lists_local(q0 + row, ex_off, ex, has_ex, banned, nbanned, lex, lcount);
     const uint n = topk_purge(buf, active ? n0 : 0, q0 + row, ex_off, ex, has_ex, banned,
                               nbanned, lex, lcount, shared);
-    ulong mx = topk_select_row(buf, n, k, hist, red, shared);
+    ulong bound = topk_kth_bound(buf, n, k, hist, shared);
+    uint c;
+    ulong kth = topk_max_le(buf, n >= k ? n : 0, bound, red, shared, &c); /* the k-th key */
+    ulong newthr = kth;
+    int flag = 0;
+    /* approx: the margin key (the largest key of a score marg[row] below the k-th's) and how
+     * many keys are within it; every work-item reaches the barriers (no call under a branch) */
+    const float m = approx ? marg[row] : 0.0f;
+    flag = approx && !(m < INFINITY); /* NaN / inf inputs: no bound holds */
+    const int widen = approx && n >= k;
+    const ulong mk = widen && !flag ? topk_key(topk_key_score(kth) - m, 0xFFFFFFFFu) : kth;
+    topk_max_le(buf, widen && !flag ? n : 0, mk, red, shared, &c);
+    flag = flag || (widen && keep_max > 0 && c > keep_max);
+    if (widen && !flag) bound = newthr = mk;
+    const uint kept = topk_keep_le(buf, n, bound, shared);
     if (active && get_local_id(0) == 0) {
-        if (n == k && limit > 0) { /* the threshold (not needed at the end, limit 0): rare */
-            for (uint i = 0; i < n; i++) mx = buf[i] > mx ? buf[i] : mx;
-        }
-        cnt[row] = n > k ? k : n;
-        if (n >= k) thr[row] = mx;
+        cnt[row] = kept;
+        if (n >= k) thr[row] = newthr;
+        if (flag) flags[row] = 1;
+    }
+}
+
+/* Approximate path, at the end (after topk_select with limit 0 left each row its margin set):
+ * every key's score recomputed exactly — the same sequential fp32 sum as gemm_tile's (mad over
+ * k from 0, then the bias), so the exact and approximate paths give the same scores. One
+ * group per row; U is offset to the block's first query. */
+__kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_rescore(
+    __global ulong *restrict cand, const long cap, __global const uint *restrict cnt,
+    const int D, __global const float *restrict U, const ulong offU, const long ldu,
+    __global const float *restrict E, const ulong offE, const long lde,
+    __global const float *restrict bias, const ulong offbias, const int has_bias)
+{
+    const int row = get_group_id(0);
+    __global ulong *buf = cand + (long)row * cap;
+    __global const float *u = U + offU + (long)row * ldu;
+    const uint n = cnt[row];
+    for (uint i = get_local_id(0); i < n; i += SEL_WG) {
+        const uint id = (uint)buf[i];
+        __global const float *e = E + offE + (long)id * lde;
+        float s = 0.0f;
+        for (int t = 0; t < D; t++) s = mad(u[t], e[t], s);
+        if (has_bias) s += bias[offbias + id];
+        buf[i] = topk_key(s, id);
     }
 }
 

@@ -223,15 +223,19 @@ static int64_t *run_case(xcat_context *ctx, const topk_case *tc, topk_data *t)
     return got;
 }
 
-/* CPU targets run every case on both scoring paths: OpenBLAS tiles + the level's select_above
- * (XCAT_CPU_FUSED=0) and the level's fused register tiles (=1; the scalar level has none). */
+/* Every case on both scoring paths of each target. CPU: OpenBLAS tiles + the level's
+ * select_above (XCAT_CPU_FUSED=0) and the level's fused register tiles (=1; the scalar level
+ * has none). OpenCL: exact fp32 scores (XCAT_CL_TOPK_APPROX=0) and approximate ones kept with
+ * a margin and rescored exactly (=1: TF32 tensor cores where the device has them, else
+ * scores perturbed by up to the margin — so a margin or rescoring slip shows on PoCL too). */
 START_TEST(test_reference_cases)
 {
-    xcat_context *ctx = test_target_context(_i, 0);
+    const int cpu = _i < test_first_opencl_target();
+    xcat_context *ctx = cpu ? test_target_context(_i, 0) : test_target_context_flags(_i, 0, 0);
     if (!ctx) return;
-    const int paths = _i < test_first_opencl_target() ? 2 : 1;
-    for (int path = 0; path < paths; ++path) {
-        if (paths == 2) setenv("XCAT_CPU_FUSED", path ? "1" : "0", 1);
+    const char *knob = cpu ? "XCAT_CPU_FUSED" : "XCAT_CL_TOPK_APPROX";
+    for (int path = 0; path < 2; ++path) {
+        setenv(knob, path ? "1" : "0", 1);
         for (int ci = 0; ci < NUM_CASES; ++ci) {
             test_rng_stream(CASES[ci].name, 0);
             topk_data t;
@@ -241,7 +245,7 @@ START_TEST(test_reference_cases)
             free_data(&t);
         }
     }
-    unsetenv("XCAT_CPU_FUSED");
+    unsetenv(knob);
     xcat_context_free(ctx);
 }
 END_TEST

@@ -28,6 +28,8 @@ typedef struct xcat_ocl_state {
     char cache_dir[1024];        /* "" = no on-disk cache */
     xcat_ocl_program_entry programs[XCAT_OCL_MAX_PROGRAMS];
     int nprograms;
+    int mma_state;               /* tensor-core (inline PTX mma) programs: 0 untried, 1 build,
+                                  * -1 not on this device (no NVIDIA compiler, or a build failed) */
 } xcat_ocl_state;
 
 /* The cl_mem of a tensor lives in tensor->handle; element offset 0 is at tensor->offset

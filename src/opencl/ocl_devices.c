@@ -71,7 +71,7 @@ static void get_string(cl_device_id d, cl_device_info what, char *out, size_t si
     out[size - 1] = '\0';
 }
 
-static bool has_extension(cl_device_id d, const char *ext)
+bool xcat_ocl_has_extension(cl_device_id d, const char *ext)
 {
     size_t n = 0;
     if (clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, 0, NULL, &n) != CL_SUCCESS || n == 0)
@@ -117,9 +117,9 @@ void xcat_ocl_describe(cl_platform_id platform, cl_device_id d, xcat_device_info
     i->max_alloc_bytes = (int64_t)amax;
     i->local_mem_bytes = (int64_t)lmem;
     i->max_work_group_size = (int64_t)wg;
-    i->has_fp16 = has_extension(d, "cl_khr_fp16");
-    i->has_subgroups = has_extension(d, "cl_khr_subgroups") ||
-                       has_extension(d, "cl_intel_subgroups");
+    i->has_fp16 = xcat_ocl_has_extension(d, "cl_khr_fp16");
+    i->has_subgroups = xcat_ocl_has_extension(d, "cl_khr_subgroups") ||
+                       xcat_ocl_has_extension(d, "cl_intel_subgroups");
 }
 
 /* Does a kernel with inline PTX compile here? A capability test, not a vendor check. */
@@ -154,8 +154,8 @@ xcat_status xcat_ocl_device_info(int32_t index, bool probe_ptx, xcat_device_info
     info->index = index;
     /* The PTX path needs NVIDIA's compiler, which advertises cl_nv_* extensions: only such
      * devices get the (slow) test compile, and other compilers are spared printing errors. */
-    if (probe_ptx && (has_extension(d, "cl_nv_compiler_options") ||
-                      has_extension(d, "cl_nv_device_attribute_query")))
+    if (probe_ptx && (xcat_ocl_has_extension(d, "cl_nv_compiler_options") ||
+                      xcat_ocl_has_extension(d, "cl_nv_device_attribute_query")))
         info->inline_ptx = probe_inline_ptx(d);
     return XCAT_OK;
 }

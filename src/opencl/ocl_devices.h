@@ -13,6 +13,8 @@ xcat_status xcat_ocl_device_count(int32_t *count);
 xcat_status xcat_ocl_device_at(int32_t index, cl_platform_id *platform, cl_device_id *device);
 /* Describe a device; `probe_ptx` compiles a tiny inline-PTX kernel to see if that path works. */
 xcat_status xcat_ocl_device_info(int32_t index, bool probe_ptx, xcat_device_info *info);
+/* Whether the device's extension string names `ext` (a whole word). */
+bool xcat_ocl_has_extension(cl_device_id device, const char *ext);
 void xcat_ocl_describe(cl_platform_id platform, cl_device_id device, xcat_device_info *info);
 /* Resolve a selector (index or case-insensitive name substring; NULL/"" = default) to an
  * index; `gpu_only` restricts the search to GPUs. DEVICE_NOT_FOUND if nothing matches. */

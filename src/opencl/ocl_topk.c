@@ -26,15 +26,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ocl_devices.h"
 #include "ocl_launch.h"
 
 #define WORKSPACE_MAX ((int64_t)512 << 20)
 
 typedef struct topk_layout {
-    gemm_cfg g;
+    gemm_cfg g, exact_g; /* the scoring tile; exact_g: the plain one (fallback) */
     int wg, vec_loads, sel_wg, sort_local;
+    int approx;          /* 0 exact scoring; 1 TF32 tensor cores (mma.cl); 2 emulated (tests) */
     int64_t cc, first, limit, cap, mb;
 } topk_layout;
+
+/* XCAT_CL_TOPK_APPROX: -1 unset, 0 off, 1 forced (emulated where there are no tensor cores). */
+static int approx_env(const xcat_context *ctx)
+{
+    const char *v = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_APPROX");
+    return v && (v[0] == '0' || v[0] == '1') && !v[1] ? v[0] - '0' : -1;
+}
+
+/* The approximate mode and its tile: tensor cores where the device's compiler takes inline
+ * PTX (a capability: NVIDIA's advertises cl_nv_compiler_options; whether mma.sync builds is
+ * found out by building, see build()) and the 128 × 128 tile fits its local memory. */
+static void choose_approx(xcat_context *ctx, topk_layout *L)
+{
+    xcat_ocl_state *s = xcat_ocl(ctx);
+    const int want = approx_env(ctx);
+    L->approx = 0;
+    if (want == 0) return;
+    if (s->mma_state == 0 && !xcat_ocl_has_extension(s->device, "cl_nv_compiler_options"))
+        s->mma_state = -1;
+    int bk = 16;
+    if (!ctx->ignore_env) { /* tuning: XCAT_CL_TOPK_MMA_BK=8|16 (k per local-memory step) */
+        const char *v = getenv("XCAT_CL_TOPK_MMA_BK");
+        if (v && (atoi(v) == 8 || atoi(v) == 16)) bk = atoi(v);
+    }
+    const size_t local = (size_t)2 * 4 * (size_t)bk * (128 + 8 + 128 + 8) + 2 * 128 * 4;
+    if (s->mma_state >= 0 && local <= (size_t)s->local_mem && s->max_wg_size >= 256 &&
+        s->max_wi_sizes[0] >= 256) {
+        L->approx = 1;
+        L->g = (gemm_cfg){128, 128, bk, 8, 8};
+    } else if (want == 1) {
+        L->approx = 2;
+    }
+}
 
 static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_layout *L)
 {
@@ -42,6 +77,8 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     memset(L, 0, sizeof *L);
     xcat_status st = xcat_ocl_gemm_choose(ctx, c->d <= 256, &L->g, &L->vec_loads);
     if (st) return st;
+    L->exact_g = L->g;
+    choose_approx(ctx, L);
     L->wg = xcat_ocl_gemm_wg(&L->g);
     const size_t wmax = s->max_wg_size < s->max_wi_sizes[0] ? s->max_wg_size : s->max_wi_sizes[0];
     L->sel_wg = pow2_at_most(wmax, s->info.is_gpu ? 256 : 64);
@@ -118,6 +155,7 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
 
 typedef struct topk_bufs {
     cl_mem cand, cnt, thr, ex_off, ex, banned, targets, dummy;
+    cl_mem marg, flags, gmax; /* approximate mode: per-row margins and fallback flags */
     bool borrowed_ex_off, borrowed_ex; /* the caller's own cl_mem: not released here */
     int ex_mode;                       /* has_ex of topk.cl: 1 int32 ids, 2 int64 ids */
 } topk_bufs;
@@ -126,8 +164,8 @@ static void bufs_release(topk_bufs *b)
 {
     if (b->borrowed_ex_off) b->ex_off = NULL;
     if (b->borrowed_ex) b->ex = NULL;
-    cl_mem *ms[] = {&b->cand, &b->cnt, &b->thr, &b->ex_off, &b->ex, &b->banned, &b->targets,
-                    &b->dummy};
+    cl_mem *ms[] = {&b->cand, &b->cnt,     &b->thr,   &b->ex_off, &b->ex,   &b->banned,
+                    &b->targets, &b->dummy, &b->marg, &b->flags, &b->gmax};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
         if (*ms[i]) clReleaseMemObject(*ms[i]);
 }
@@ -161,15 +199,34 @@ static xcat_status upload(xcat_context *ctx, const int64_t *v, int64_t n, bool a
     return err == CL_SUCCESS ? XCAT_OK : xcat_ocl_error(ctx, err, "uploading top-K lists");
 }
 
-static xcat_status build(xcat_context *ctx, const topk_layout *L, cl_program *prog)
+static xcat_status build_one(xcat_context *ctx, const topk_layout *L, cl_program *prog)
 {
-    char gp[256], prelude[512];
+    char gp[256], prelude[640];
     xcat_ocl_gemm_prelude(&L->g, L->vec_loads, gp, sizeof gp);
     snprintf(prelude, sizeof prelude,
-             "%s#define SEL_WG %d\n#define SORT_LOCAL %d\n#define TOPK_EARLY_EXIT %d\n", gp,
-             L->sel_wg, L->sort_local, xcat_ocl(ctx)->info.is_gpu ? 1 : 0);
-    static const char *const sources[] = {"rng.cl", "gemm.cl", "topk.cl", NULL};
+             "%s#define SEL_WG %d\n#define SORT_LOCAL %d\n#define TOPK_EARLY_EXIT %d\n%s", gp,
+             L->sel_wg, L->sort_local, xcat_ocl(ctx)->info.is_gpu ? 1 : 0,
+             L->approx == 1 ? "#define GEMM_MMA 1\n#define GEMM_PAD 8\n" : "");
+    static const char *const sources[] = {"rng.cl", "gemm.cl", "mma.cl", "topk.cl", NULL};
     return xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", prog);
+}
+
+/* The program; when the tensor-core build fails here (no sm_80, or a compiler that refuses
+ * the asm), the device is marked and the exact program is built instead. */
+static xcat_status build(xcat_context *ctx, topk_layout *L, cl_program *prog)
+{
+    xcat_ocl_state *s = xcat_ocl(ctx);
+    xcat_status st = build_one(ctx, L, prog);
+    if (st == XCAT_ERROR_BUILD_FAILED && L->approx == 1) {
+        s->mma_state = -1;
+        L->approx = approx_env(ctx) == 1 ? 2 : 0;
+        L->g = L->exact_g;
+        L->wg = xcat_ocl_gemm_wg(&L->g);
+        st = build_one(ctx, L, prog);
+    } else if (!st && L->approx == 1) {
+        s->mma_state = 1;
+    }
+    return st;
 }
 
 /* The exclusion CSR and banned list on the device (dummies when absent). */
@@ -207,22 +264,162 @@ banned:
         A_INT(a, (c)->num_banned);                                                           \
     } while (0)
 
-/* topk_select over the block's mb queries: those holding more than `limit` keys are cut to k. */
-static xcat_status launch_select(xcat_context *ctx, cl_kernel ks, const topk_layout *L,
+typedef struct topk_kernels {
+    cl_kernel score, select, sort, merge, norms, rescore;
+} topk_kernels;
+
+/* topk_select over the block's mb queries: those holding more than `limit` keys are cut to k
+ * (approx: to their margin set, at most keep_max keys, else flagged). */
+static xcat_status launch_select(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
                                  const xcat_topk_call *c, const topk_bufs *b, int64_t q0,
-                                 int64_t mb, cl_uint limit)
+                                 int64_t mb, cl_uint limit, cl_uint keep_max, int approx)
 {
-    args a = {.k = ks};
+    args a = {.k = kn->select};
     A_MEM(&a, b->cand);
     A_LONG(&a, L->cap);
     A_MEM(&a, b->cnt);
     A_MEM(&a, b->thr);
     A_UINT(&a, c->k);
     A_UINT(&a, limit);
+    A_UINT(&a, keep_max);
     A_LONG(&a, q0);
     LIST_ARGS(&a, c, b);
+    A_INT(&a, approx != 0);
+    A_MEM(&a, approx ? b->marg : b->dummy);
+    A_MEM(&a, approx ? b->flags : b->dummy);
     const size_t sl = (size_t)L->sel_wg, sg = (size_t)mb * sl;
     return launch(ctx, &a, 1, &sg, &sl, "enqueueing topk_select");
+}
+
+/* topk_norms over `rows` rows of a matrix (mode 0 items, 1 bias, 2 queries → margins). */
+static xcat_status launch_norms(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
+                                const topk_bufs *b, int64_t rows, int64_t d, mat X, int mode)
+{
+    args a = {.k = kn->norms};
+    A_INT(&a, rows);
+    A_INT(&a, d);
+    A_MEM(&a, X.mem);
+    A_ULONG(&a, X.off);
+    A_LONG(&a, X.ld);
+    A_INT(&a, mode);
+    A_MEM(&a, b->gmax);
+    A_MEM(&a, b->marg);
+    const size_t lw = (size_t)L->sel_wg, gw = (size_t)cdiv(rows, L->sel_wg) * lw;
+    return launch(ctx, &a, 1, &gw, &lw, "enqueueing topk_norms");
+}
+
+/* One block of mb queries from q0: the scan over the catalog, the final selection, the
+ * sorted rows written out. approx: scores from the approximate kernel, kept with each row's
+ * margin, recomputed exactly at the end; rows that could not keep their margin set are
+ * flagged in b->flags (the caller redoes the block exactly). */
+static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
+                             const xcat_topk_call *c, const topk_bufs *b, int64_t q0,
+                             int64_t mb, int approx, bool score_only, xcat_tensor *indices,
+                             xcat_tensor *scores)
+{
+    cl_command_queue q = xcat_ocl(ctx)->queue;
+    const mat U = tensor_mat(c->queries), E = tensor_mat(c->items);
+    const mat Ub = {U.mem, U.off + (uint64_t)q0 * (uint64_t)U.ld, U.ld};
+    const cl_uint zero = 0;
+    const cl_ulong none = score_only ? 0 : ~(cl_ulong)0;
+    cl_int err = clEnqueueFillBuffer(q, b->cnt, &zero, 4, 0, (size_t)mb * 4, 0, NULL, NULL);
+    if (err == CL_SUCCESS)
+        err = clEnqueueFillBuffer(q, b->thr, &none, 8, 0, (size_t)mb * 8, 0, NULL, NULL);
+    if (err == CL_SUCCESS && approx)
+        err = clEnqueueFillBuffer(q, b->flags, &zero, 4, 0, (size_t)mb * 4, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return xcat_ocl_error(ctx, err, "clearing top-K state");
+    xcat_status st = XCAT_OK;
+    if (approx) st = launch_norms(ctx, kn, L, b, mb, c->d, Ub, 2);
+    for (int64_t c0 = 0, step = L->first; !st && c0 < c->c; c0 += step, step = L->cc) {
+        const int64_t nc = c->c - c0 < step ? c->c - c0 : step;
+        args a = {.k = kn->score};
+        A_INT(&a, mb);
+        A_INT(&a, nc);
+        A_INT(&a, c->d);
+        A_MEM(&a, Ub.mem);
+        A_ULONG(&a, Ub.off);
+        A_LONG(&a, Ub.ld);
+        A_MEM(&a, E.mem);
+        A_ULONG(&a, E.off + (uint64_t)c0 * (uint64_t)E.ld);
+        A_LONG(&a, E.ld);
+        A_MEM(&a, c->bias ? xcat_ocl_mem(c->bias) : b->dummy);
+        A_ULONG(&a, c->bias ? elem_off(c->bias) + (uint64_t)c0 : 0);
+        A_INT(&a, c->bias != NULL);
+        A_INT(&a, c0);
+        A_MEM(&a, b->cand);
+        A_LONG(&a, L->cap);
+        A_MEM(&a, b->cnt);
+        A_MEM(&a, b->thr);
+        A_MEM(&a, approx ? b->marg : b->dummy);
+        A_INT(&a, approx == 2);
+        const size_t lw = (size_t)L->wg;
+        const size_t gw = (size_t)(cdiv(mb, L->g.bm) * cdiv(nc, L->g.bn)) * lw;
+        st = launch(ctx, &a, 1, &gw, &lw, "enqueueing a top-K scoring kernel");
+        if (st || score_only) continue;
+        /* A short first chunk is cut to K at once, so that its K-th key becomes the
+         * threshold of the second chunk (see `first` in make_layout). */
+        const bool cut_first = c0 == 0 && L->first < L->cc;
+        st = launch_select(ctx, kn, L, c, b, q0, mb, cut_first ? (cl_uint)c->k : (cl_uint)L->limit,
+                           (cl_uint)L->limit, approx);
+    }
+    /* the end: every row purged and cut (limit 0); approx: to its margin set, rescored
+     * exactly, cut to k; then sorted in blocks and merged */
+    if (!st) st = launch_select(ctx, kn, L, c, b, q0, mb, 0, 0, approx);
+    if (!st && approx) {
+        args a = {.k = kn->rescore};
+        A_MEM(&a, b->cand);
+        A_LONG(&a, L->cap);
+        A_MEM(&a, b->cnt);
+        A_INT(&a, c->d);
+        A_MEM(&a, Ub.mem);
+        A_ULONG(&a, Ub.off);
+        A_LONG(&a, Ub.ld);
+        A_MEM(&a, E.mem);
+        A_ULONG(&a, E.off);
+        A_LONG(&a, E.ld);
+        A_MEM(&a, c->bias ? xcat_ocl_mem(c->bias) : b->dummy);
+        A_ULONG(&a, c->bias ? elem_off(c->bias) : 0);
+        A_INT(&a, c->bias != NULL);
+        const size_t sl = (size_t)L->sel_wg, sg = (size_t)mb * sl;
+        st = launch(ctx, &a, 1, &sg, &sl, "enqueueing topk_rescore");
+        if (!st) st = launch_select(ctx, kn, L, c, b, q0, mb, 0, 0, 0);
+    }
+    const size_t sl = (size_t)L->sel_wg;
+    const int64_t nblk = cdiv(c->k, L->sort_local);
+    for (int pass = 0; pass < 2 && !st; ++pass) {
+        args a = {.k = pass ? kn->merge : kn->sort};
+        A_MEM(&a, b->cand);
+        A_LONG(&a, L->cap);
+        A_MEM(&a, b->cnt);
+        A_UINT(&a, c->k);
+        if (!pass) A_UINT(&a, nblk);
+        A_MEM(&a, xcat_ocl_mem(indices));
+        A_ULONG(&a, elem_off(indices));
+        A_LONG(&a, indices->stride);
+        A_INT(&a, indices->dtype == XCAT_DTYPE_I64);
+        A_MEM(&a, scores ? xcat_ocl_mem(scores) : b->dummy);
+        A_ULONG(&a, scores ? elem_off(scores) : 0);
+        A_LONG(&a, scores ? scores->stride : 0);
+        A_INT(&a, scores != NULL);
+        A_LONG(&a, q0);
+        const size_t g2 = (size_t)mb * (pass ? 1 : (size_t)nblk) * sl;
+        st = launch(ctx, &a, 1, &g2, &sl, pass ? "enqueueing topk_merge"
+                                               : "enqueueing topk_sort_blocks");
+    }
+    return st;
+}
+
+/* Whether any row of the block was flagged (approximate mode could not bound it). */
+static xcat_status any_flagged(xcat_context *ctx, const topk_bufs *b, int64_t mb, bool *any)
+{
+    *any = false;
+    uint32_t *f = xcat_host_alloc(ctx, (size_t)mb * 4, 64);
+    if (!f) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "top-K: reading row flags");
+    cl_int err = clEnqueueReadBuffer(xcat_ocl(ctx)->queue, b->flags, CL_TRUE, 0, (size_t)mb * 4,
+                                     f, 0, NULL, NULL);
+    for (int64_t i = 0; err == CL_SUCCESS && i < mb && !*any; ++i) *any = f[i] != 0;
+    xcat_host_free(ctx, f);
+    return err == CL_SUCCESS ? XCAT_OK : xcat_ocl_error(ctx, err, "reading top-K row flags");
 }
 
 xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tensor *indices,
@@ -232,95 +429,55 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
     xcat_status st = make_layout(ctx, c, &L);
     if (st) return st;
     cl_program prog;
-    cl_kernel kf = NULL, ks = NULL, kb = NULL, km = NULL;
+    topk_kernels kn = {0}, exact = {0};
     topk_bufs b = {0};
     st = build(ctx, &L, &prog);
-    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_score_filter", &kf);
-    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_select", &ks);
-    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_sort_blocks", &kb);
-    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_merge", &km);
-    if (!st) st = xcat_ocl_check_wg(ctx, &kf, 1, L.wg);
+    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_score_filter", &exact.score);
+    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_select", &kn.select);
+    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_sort_blocks", &kn.sort);
+    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_merge", &kn.merge);
+    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_norms", &kn.norms);
+    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_rescore", &kn.rescore);
+    if (!st && L.approx == 1) st = xcat_ocl_kernel(ctx, prog, "topk_score_filter_mma", &kn.score);
+    if (!st) st = xcat_ocl_check_wg(ctx, &exact.score, 1, L.wg);
+    if (!st && kn.score) st = xcat_ocl_check_wg(ctx, &kn.score, 1, L.wg);
+    if (!st) {
+        exact.select = kn.select, exact.sort = kn.sort, exact.merge = kn.merge;
+        if (!kn.score) kn.score = exact.score;
+    }
     if (!st) st = upload_lists(ctx, c, &b);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)(L.mb * L.cap * 8), false, &b.cand);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)L.mb * 4, false, &b.cnt);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)L.mb * 8, false, &b.thr);
-    cl_command_queue q = xcat_ocl(ctx)->queue;
-    const mat U = tensor_mat(c->queries), E = tensor_mat(c->items);
-    const cl_uint zero = 0;
     const char *so = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SCORE_ONLY");
     const bool score_only = so && so[0] == '1';
-    const cl_ulong none = score_only ? 0 : ~(cl_ulong)0;
+    const int approx = score_only && L.approx == 2 ? 0 : L.approx;
+    if (!st && approx) {
+        st = xcat_ocl_buffer(ctx, (size_t)L.mb * 4, false, &b.marg);
+        if (!st) st = xcat_ocl_buffer(ctx, (size_t)L.mb * 4, false, &b.flags);
+        if (!st) st = xcat_ocl_buffer(ctx, 8, true, &b.gmax);
+        /* the catalog's largest norm and |bias|, once per call */
+        if (!st) st = launch_norms(ctx, &kn, &L, &b, c->c, c->d, tensor_mat(c->items), 0);
+        if (!st && c->bias) {
+            const mat bv = {xcat_ocl_mem(c->bias), elem_off(c->bias), 1}; /* contiguous */
+            st = launch_norms(ctx, &kn, &L, &b, c->c, 1, bv, 1);
+        }
+    }
     for (int64_t q0 = 0; !st && q0 < c->m; q0 += L.mb) {
         const int64_t mb = c->m - q0 < L.mb ? c->m - q0 : L.mb;
-        cl_int err = clEnqueueFillBuffer(q, b.cnt, &zero, 4, 0, (size_t)mb * 4, 0, NULL, NULL);
-        if (err == CL_SUCCESS)
-            err = clEnqueueFillBuffer(q, b.thr, &none, 8, 0, (size_t)mb * 8, 0, NULL, NULL);
-        if (err != CL_SUCCESS) {
-            st = xcat_ocl_error(ctx, err, "clearing top-K state");
-            break;
-        }
-        for (int64_t c0 = 0, step = L.first; !st && c0 < c->c; c0 += step, step = L.cc) {
-            const int64_t nc = c->c - c0 < step ? c->c - c0 : step;
-            args a = {.k = kf};
-            A_INT(&a, mb);
-            A_INT(&a, nc);
-            A_INT(&a, c->d);
-            A_MEM(&a, U.mem);
-            A_ULONG(&a, U.off + (uint64_t)q0 * (uint64_t)U.ld);
-            A_LONG(&a, U.ld);
-            A_MEM(&a, E.mem);
-            A_ULONG(&a, E.off + (uint64_t)c0 * (uint64_t)E.ld);
-            A_LONG(&a, E.ld);
-            A_MEM(&a, c->bias ? xcat_ocl_mem(c->bias) : b.dummy);
-            A_ULONG(&a, c->bias ? elem_off(c->bias) + (uint64_t)c0 : 0);
-            A_INT(&a, c->bias != NULL);
-            A_INT(&a, c0);
-            A_MEM(&a, b.cand);
-            A_LONG(&a, L.cap);
-            A_MEM(&a, b.cnt);
-            A_MEM(&a, b.thr);
-            const size_t lw = (size_t)L.wg;
-            const size_t gw = (size_t)(cdiv(mb, L.g.bm) * cdiv(nc, L.g.bn)) * lw;
-            st = launch(ctx, &a, 1, &gw, &lw, "enqueueing topk_score_filter");
-            if (st || score_only) continue;
-            /* A short first chunk is cut to K at once, so that its K-th key becomes the
-             * threshold of the second chunk (see `first` in make_layout). */
-            const bool cut_first = c0 == 0 && L.first < L.cc;
-            st = launch_select(ctx, ks, &L, c, &b, q0, mb, cut_first ? (cl_uint)c->k
-                                                                     : (cl_uint)L.limit);
-        }
-        if (st) break;
-        /* the end: every row purged and cut to k (limit 0), sorted in blocks, merged */
-        st = launch_select(ctx, ks, &L, c, &b, q0, mb, 0);
-        const size_t sl = (size_t)L.sel_wg;
-        const int64_t nblk = cdiv(c->k, L.sort_local);
-        for (int pass = 0; pass < 2 && !st; ++pass) {
-            args a = {.k = pass ? km : kb};
-            A_MEM(&a, b.cand);
-            A_LONG(&a, L.cap);
-            A_MEM(&a, b.cnt);
-            A_UINT(&a, c->k);
-            if (!pass) A_UINT(&a, nblk);
-            A_MEM(&a, xcat_ocl_mem(indices));
-            A_ULONG(&a, elem_off(indices));
-            A_LONG(&a, indices->stride);
-            A_INT(&a, indices->dtype == XCAT_DTYPE_I64);
-            A_MEM(&a, scores ? xcat_ocl_mem(scores) : b.dummy);
-            A_ULONG(&a, scores ? elem_off(scores) : 0);
-            A_LONG(&a, scores ? scores->stride : 0);
-            A_INT(&a, scores != NULL);
-            A_LONG(&a, q0);
-            const size_t g2 = (size_t)mb * (pass ? 1 : (size_t)nblk) * sl;
-            st = launch(ctx, &a, 1, &g2, &sl, pass ? "enqueueing topk_merge"
-                                                   : "enqueueing topk_sort_blocks");
-        }
+        st = run_block(ctx, &kn, &L, c, &b, q0, mb, approx, score_only, indices, scores);
+        bool redo = false;
+        if (!st && approx && !score_only) st = any_flagged(ctx, &b, mb, &redo);
+        /* a row the approximate scores could not bound (NaN / inf inputs, or more than the
+         * buffer's keys within its margin, e.g. masses of ties): the block again, exactly */
+        if (!st && redo) st = run_block(ctx, &exact, &L, c, &b, q0, mb, 0, false, indices, scores);
         /* the next block reuses the buffers: the queue is in order */
     }
     st = finish(ctx, st);
-    if (kf) clReleaseKernel(kf);
-    if (ks) clReleaseKernel(ks);
-    if (kb) clReleaseKernel(kb);
-    if (km) clReleaseKernel(km);
+    cl_kernel all[] = {exact.score, kn.score != exact.score ? kn.score : NULL, kn.select, kn.sort,
+                       kn.merge, kn.norms, kn.rescore};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i]) clReleaseKernel(all[i]);
     bufs_release(&b);
     return st;
 }
