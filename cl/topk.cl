@@ -109,13 +109,18 @@ inline float topk_noise(const uint row, const uint item)
         __global const float *restrict bias, const ulong offbias, const int has_bias,        \
         const int c0, __global ulong *restrict cand, const long cap,                         \
         __global uint *restrict cnt, __global const ulong *restrict thr,                     \
-        __global const float *restrict marg, const int perturb
+        __global const float *restrict marg
 
 /* The scoring kernels' epilogue: the work-item's NR × NC scores acc[i][j] sit at tile row
  * ROWF(i), column COLF(j). Keys that beat the row's threshold are appended to its buffer:
  * positions reserved with local atomics per row, then one global atomic per row and group.
- * perturb (testing the approximate path on devices without tensor cores): every score moves
- * by up to 0.99 of half the row's margin, a stand-in for TF32 rounding. */
+ * TOPK_PERTURB (a program of its own, for testing the approximate path on devices without
+ * tensor cores): every score moves by up to 0.99 of half the row's margin, a stand-in for
+ * TF32 rounding. Compiled out otherwise (a runtime flag cost registers: 50 vs 33 ms on the
+ * H200's scoring pass). */
+#ifndef TOPK_PERTURB
+#define TOPK_PERTURB 0
+#endif
 #define TOPK_FILTER(NR, NC, ROWF, COLF)                                                      \
     for (int r = lid; r < BM; r += GEMM_WG) lcnt[r] = 0;                                     \
     barrier(CLK_LOCAL_MEM_FENCE);                                                            \
@@ -125,12 +130,12 @@ inline float topk_noise(const uint row, const uint item)
         pass[i] = 0;                                                                         \
         if (row < M) {                                                                       \
             const ulong t = thr[row];                                                        \
-            const float hm = perturb ? 0.495f * marg[row] : 0.0f;                          \
+            const float hm = TOPK_PERTURB ? 0.495f * marg[row] : 0.0f;                     \
             for (int j = 0; j < NC; j++) {                                                   \
                 const int col = n0 + COLF(j);                                                \
                 if (col >= N) continue;                                                      \
                 float s = has_bias ? acc[i][j] + bias[offbias + col] : acc[i][j];            \
-                if (perturb) s += hm * topk_noise((uint)row, (uint)(c0 + col));            \
+                if (TOPK_PERTURB) s += hm * topk_noise((uint)row, (uint)(c0 + col));       \
                 acc[i][j] = s;                                                               \
                 if (!isnan(s) && topk_key(s, (uint)(c0 + col)) < t) pass[i] |= 1u << j;      \
             }                                                                                \

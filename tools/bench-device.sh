@@ -47,9 +47,14 @@ fi
 if has gputopk; then
     log "xcat-bench topk (GPU through OpenCL) and the PyTorch peer, same call"
     build-dev/tools/xcat-bench topk --backend opencl --m 4096 --c 1000000 --d "${TOPK_D:-64,128}" \
-        --k "${TOPK_K:-10,100,1000,10000,16384}" --excl 0,50 --repeats 5 --no-naive \
+        --k "${TOPK_K:-10,100,1000,10000,16384}" --excl 0,50 --repeats 5 --no-naive --check-exact \
         --json "$out/topk_gpu.jsonl" >"$out/topk_gpu.txt" 2>"$out/topk_gpu.err"
     cat "$out/topk_gpu.txt" >>"$out/summary.txt"; tail -3 "$out/topk_gpu.err" >>"$out/summary.txt"
+    log "the same on the exact fp32 path (XCAT_CL_TOPK_APPROX=0), same call"
+    XCAT_CL_TOPK_APPROX=0 build-dev/tools/xcat-bench topk --backend opencl --m 4096 --c 1000000 \
+        --d "${TOPK_D:-64,128}" --k "${TOPK_EXACT_K:-10,1000}" --excl 0,50 --repeats 5 --no-naive \
+        >"$out/topk_gpu_exact.txt" 2>/dev/null
+    cat "$out/topk_gpu_exact.txt" >>"$out/summary.txt"
     python3 tools/peer_torch_topk.py --shapes 4096,1000000,128 --ks 10 100 1000 10000 \
         --excl 50 --repeats 5 >"$out/topk_torch.jsonl" 2>&1
     cat "$out/topk_torch.jsonl" >>"$out/summary.txt"

@@ -17,7 +17,7 @@
 
 typedef struct topk_opts {
     int64_t m, c, d[4], k[8], excl[4];
-    int nd, nk, nexcl, repeats, no_naive;
+    int nd, nk, nexcl, repeats, no_naive, check_exact;
     const char *backend, *json;
 } topk_opts;
 
@@ -29,6 +29,7 @@ static int parse(int argc, char **argv, topk_opts *o)
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-naive")) { o->no_naive = 1; continue; }
+        if (!strcmp(a, "--check-exact")) { o->check_exact = 1; continue; }
         if (!strcmp(a, "--quick")) {
             o->m = 512; o->c = 100000; o->d[0] = 64; o->nd = 1; o->k[0] = 10; o->k[1] = 100;
             o->nk = 2; o->repeats = 2;
@@ -47,7 +48,7 @@ static int parse(int argc, char **argv, topk_opts *o)
         else {
             fprintf(stderr, "usage: xcat-bench topk [--m M] [--c C] [--d d,..] [--k K,..] "
                     "[--excl n,..] [--repeats R] [--backend cpu|opencl|auto] [--json PATH] "
-                    "[--no-naive] [--quick]\n");
+                    "[--no-naive] [--check-exact] [--quick]\n");
             return -1;
         }
     }
@@ -129,6 +130,32 @@ static double device_score_ms(xcat_context *ctx, xcat_tensor *tu, xcat_tensor *t
     xcat_tensor_free(ti);
     if (st) fprintf(stderr, "xcat-bench topk: %s\n", xcat_context_last_error(ctx));
     return st ? -1.0 : t;
+}
+
+/* --check-exact (OpenCL): the same call on the exact fp32 path (XCAT_CL_TOPK_APPROX=0) must
+ * return the same indices and scores as the default path just timed. */
+static void check_exact(xcat_context *ctx, const xcat_topk_args *a, int64_t k, xcat_tensor *ti,
+                        xcat_tensor *ts, int64_t m)
+{
+    const size_t n = (size_t)(m * k);
+    int32_t *i0 = malloc(n * 4), *i1 = malloc(n * 4);
+    float *s0 = malloc(n * 4), *s1 = malloc(n * 4);
+    xcat_status st = !i0 || !i1 || !s0 || !s1 ? XCAT_ERROR_OUT_OF_MEMORY : XCAT_OK;
+    if (!st) st = xcat_tensor_read(ti, i0, 0);
+    if (!st) st = xcat_tensor_read(ts, s0, 0);
+    setenv("XCAT_CL_TOPK_APPROX", "0", 1);
+    if (!st) st = xcat_topk(ctx, a, k, ti, ts);
+    unsetenv("XCAT_CL_TOPK_APPROX");
+    if (!st) st = xcat_tensor_read(ti, i1, 0);
+    if (!st) st = xcat_tensor_read(ts, s1, 0);
+    int64_t rows = 0;
+    for (int64_t q = 0; !st && q < m; ++q)
+        rows += memcmp(i0 + q * k, i1 + q * k, (size_t)k * 4) != 0 ||
+                memcmp(s0 + q * k, s1 + q * k, (size_t)k * 4) != 0;
+    if (st) printf("# check-exact: %s\n", xcat_context_last_error(ctx));
+    else printf("# check-exact K=%lld: %lld of %lld rows differ from the exact path\n",
+                (long long)k, (long long)rows, (long long)m);
+    free(i0), free(i1), free(s0), free(s1);
 }
 
 int xcat_bench_topk_main(int argc, char **argv)
@@ -240,6 +267,7 @@ int xcat_bench_topk_main(int argc, char **argv)
                             "\"xcat_ms\": %.3f, \"sgemm_ms\": %.3f, \"naive_ms\": %.3f}\n",
                             info.backend_name, info.device_name, (long long)m, (long long)c,
                             (long long)d, (long long)k, (long long)ne, xt, sgemm, nv);
+                if (o.check_exact && dev) check_exact(ctx, &a, k, ti, ts, m);
                 xcat_tensor_free(ti);
                 xcat_tensor_free(ts);
             }

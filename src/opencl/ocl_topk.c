@@ -206,7 +206,9 @@ static xcat_status build_one(xcat_context *ctx, const topk_layout *L, cl_program
     snprintf(prelude, sizeof prelude,
              "%s#define SEL_WG %d\n#define SORT_LOCAL %d\n#define TOPK_EARLY_EXIT %d\n%s", gp,
              L->sel_wg, L->sort_local, xcat_ocl(ctx)->info.is_gpu ? 1 : 0,
-             L->approx == 1 ? "#define GEMM_MMA 1\n#define GEMM_PAD 8\n" : "");
+             L->approx == 1   ? "#define GEMM_MMA 1\n#define GEMM_PAD 8\n"
+             : L->approx == 2 ? "#define TOPK_PERTURB 1\n"
+                              : "");
     static const char *const sources[] = {"rng.cl", "gemm.cl", "mma.cl", "topk.cl", NULL};
     return xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", prog);
 }
@@ -351,7 +353,6 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
         A_MEM(&a, b->cnt);
         A_MEM(&a, b->thr);
         A_MEM(&a, approx ? b->marg : b->dummy);
-        A_INT(&a, approx == 2);
         const size_t lw = (size_t)L->wg;
         const size_t gw = (size_t)(cdiv(mb, L->g.bm) * cdiv(nc, L->g.bn)) * lw;
         st = launch(ctx, &a, 1, &gw, &lw, "enqueueing a top-K scoring kernel");
@@ -432,7 +433,16 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
     topk_kernels kn = {0}, exact = {0};
     topk_bufs b = {0};
     st = build(ctx, &L, &prog);
-    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_score_filter", &exact.score);
+    /* emulated approximate scores (approx 2) are a program of their own; the exact scoring
+     * kernel (the fallback) then comes from the plain one */
+    cl_program plain = prog;
+    if (!st && L.approx == 2) {
+        topk_layout Lp = L;
+        Lp.approx = 0;
+        st = build_one(ctx, &Lp, &plain);
+        if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_score_filter", &kn.score);
+    }
+    if (!st) st = xcat_ocl_kernel(ctx, plain, "topk_score_filter", &exact.score);
     if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_select", &kn.select);
     if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_sort_blocks", &kn.sort);
     if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_merge", &kn.merge);
@@ -452,6 +462,7 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
     const char *so = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SCORE_ONLY");
     const bool score_only = so && so[0] == '1';
     const int approx = score_only && L.approx == 2 ? 0 : L.approx;
+    const topk_kernels *scan = score_only && L.approx == 2 ? &exact : &kn;
     if (!st && approx) {
         st = xcat_ocl_buffer(ctx, (size_t)L.mb * 4, false, &b.marg);
         if (!st) st = xcat_ocl_buffer(ctx, (size_t)L.mb * 4, false, &b.flags);
@@ -465,7 +476,7 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
     }
     for (int64_t q0 = 0; !st && q0 < c->m; q0 += L.mb) {
         const int64_t mb = c->m - q0 < L.mb ? c->m - q0 : L.mb;
-        st = run_block(ctx, &kn, &L, c, &b, q0, mb, approx, score_only, indices, scores);
+        st = run_block(ctx, scan, &L, c, &b, q0, mb, approx, score_only, indices, scores);
         bool redo = false;
         if (!st && approx && !score_only) st = any_flagged(ctx, &b, mb, &redo);
         /* a row the approximate scores could not bound (NaN / inf inputs, or more than the
