@@ -11,8 +11,7 @@
  * The A and B tiles go through local memory, double-buffered: while the work-group multiplies
  * tile t, each work-item has already issued its global loads of tile t+1 into registers and
  * stores them to the other buffer afterwards (one barrier per step). Tiles are stored k-major
- * (As[k][m], Bs[k][n]) with a padding of GEMM_PAD floats per row (4 unless the prelude says
- * otherwise: mma.cl wants 8), so the k-loop reads float4s.
+ * (As[k][m], Bs[k][n]) with a padding of 4 floats per row, so the k-loop reads float4s.
  * A work-item owns the rows  g·4·(BM/TM) + ty·4 + {0..3}  (g < TM/4) and the columns
  * g·4·(BN/TN) + tx·4 + {0..3}: neighbouring work-items read neighbouring float4s of a B row
  * (no local-memory bank conflicts) and most of a sub-group reads the same A float4
@@ -53,11 +52,8 @@
 #define GEMM_RM (BM / TM)          /* work-items along M */
 #define GEMM_RN (BN / TN)          /* work-items along N */
 #define GEMM_WG (GEMM_RM * GEMM_RN)
-#ifndef GEMM_PAD
-#define GEMM_PAD 4                 /* local row padding (floats), a multiple of 4 */
-#endif
-#define GEMM_LDA (BM + GEMM_PAD)   /* padded local row (floats) */
-#define GEMM_LDB (BN + GEMM_PAD)
+#define GEMM_LDA (BM + 4)          /* padded local row (floats), a multiple of 4 */
+#define GEMM_LDB (BN + 4)
 #define GEMM_SA (BK * GEMM_LDA / 4) /* one A buffer, in float4 */
 #define GEMM_SB (BK * GEMM_LDB / 4)
 #define GEMM_LA (BM * BK / GEMM_WG) /* A elements each work-item loads per step */

@@ -1,5 +1,6 @@
-/* mma.cl — a gemm.cl tile on NVIDIA tensor cores: TF32 inputs, fp32 accumulation, through
- * inline PTX `mma.sync.aligned.m16n8k8` (sm_80 and later). Needs gemm.cl before it.
+/* mma.cl — a GEMM tile on NVIDIA tensor cores: TF32 inputs, fp32 accumulation, through
+ * inline PTX `mma.sync.aligned.m16n8k8` (sm_80 and later). Needs gemm.cl's tile defines (BM,
+ * BN, BK, GEMM_WG) before it.
  *
  * Only compiled when the prelude sets GEMM_MMA (the host tries it on devices whose compiler
  * takes inline PTX and falls back to the plain tile if the build fails). The tile is
@@ -7,10 +8,9 @@
  * stored to local memory, so |s̃ − s| ≤ (2^-10 + O(d·2^-22))·‖u‖·‖e‖ for one score; callers that
  * need fp32 results keep a margin of that size and recompute the survivors exactly (topk.cl).
  *
- * Layout: gemm.cl's loads and k-major local tiles (As[k][m], Bs[k][n]) with GEMM_PAD 8, so
- * that a fragment load — lane (g = lane/4, t = lane%4) reads As[k0 + t][m0 + g] — falls on
- * bank 8t + g: the 32 lanes hit 32 banks. Fixed shape: BM = BN = 128, 256 work-items = 8
- * warps in a 2 × 4 grid, each warp 64 × 32 outputs = 4 × 4 mma tiles of 16 × 8.
+ * Shape: both operands row-major with k contiguous (queries and items: C = A·Bᵀ), BM = BN =
+ * 128, BK = 16, 256 work-items = 8 warps in a 2 × 4 grid, each warp 64 × 32 outputs = 4 × 4
+ * mma tiles of 16 × 8.
  * A work-item's accumulators acc[i][j] (i, j < 8) hold the outputs at
  *   row MMA_ROW(i) = wm·64 + (i/2)·16 + (i%2)·8 + g,  col MMA_COL(j) = wn·32 + (j/2)·8 + 2t + j%2
  * (wm = warp / 4, wn = warp % 4): the PTX ISA's m16n8k8 fragment layout (c0, c1 at row g,
@@ -25,9 +25,12 @@ inline float mma_tf32_round(const float x)
 
 #if defined(GEMM_MMA) && GEMM_MMA
 
-#if BM != 128 || BN != 128 || GEMM_WG != 256 || (BK % 8) || (GEMM_PAD % 32) != 8
-#error "mma.cl: the tensor-core tile needs BM = BN = 128, 256 work-items, BK % 8 == 0, pad 8"
+#if BM != 128 || BN != 128 || GEMM_WG != 256 || BK != 16
+#error "mma.cl: the tensor-core tile needs BM = BN = 128, BK = 16 and 256 work-items"
 #endif
+
+#define MMA_LDK (BK + 4)             /* local row: BK values of k, padded */
+#define MMA_S (BM * MMA_LDK / 4)     /* one operand buffer, in float4 */
 
 #define MMA_LANE (get_local_id(0) & 31)
 #define MMA_WARP (get_local_id(0) >> 5)
@@ -41,33 +44,71 @@ inline float mma_tf32_round(const float x)
         : "+f"(c0), "+f"(c1), "+f"(c2), "+f"(c3)                                            \
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
 
-/* gemm_tile's contract (op(A) · op(B) over [kbeg, kend), tile (m0, n0)), TF32-approximate,
- * outputs in the MMA_ROW / MMA_COL layout above. Ends after a barrier. */
+/* One operand's 128 rows × BK values of k from k0 (rows o0 + lid/4 and + 64, k from
+ * k0 + 4·(lid % 4)): two float4 per work-item, zero outside [0, olim) × [k0, kend). vec: the
+ * operand's offset and row stride allow aligned float4 loads. */
+inline void mma_load(float4 r[2], __global const float *P, const long ld, const int o0,
+                     const int olim, const int k0, const int kend, const int vec)
+{
+    const int lid = get_local_id(0), gk = k0 + 4 * (lid & 3), n = kend - gk;
+    for (int h = 0; h < 2; h++) {
+        const int o = o0 + (lid >> 2) + 64 * h;
+        float4 v = (float4)(0.0f);
+        if (o < olim && n > 0) {
+            __global const float *p = P + (long)o * ld + gk;
+            if (vec && n >= 4) {
+                v = *(__global const float4 *)p;
+            } else {
+                v.x = p[0];
+                v.y = n > 1 ? p[1] : 0.0f;
+                v.z = n > 2 ? p[2] : 0.0f;
+                v.w = n > 3 ? p[3] : 0.0f;
+            }
+        }
+        r[h] = v;
+    }
+}
+
+/* The two float4 to local memory, rounded to TF32: rows are k-contiguous (S[o][k], row
+ * MMA_LDK), so one 16-byte store each. */
+inline void mma_store(const float4 r[2], __local float4 *S)
+{
+    const int lid = get_local_id(0);
+    for (int h = 0; h < 2; h++) {
+        const float4 v = r[h];
+        S[((lid >> 2) + 64 * h) * (MMA_LDK / 4) + (lid & 3)] =
+            (float4)(mma_tf32_round(v.x), mma_tf32_round(v.y), mma_tf32_round(v.z),
+                     mma_tf32_round(v.w));
+    }
+}
+
+/* acc = A[m0 : m0+128, kbeg : kend] · B[n0 : n0+128, kbeg : kend]ᵀ (both operands row-major
+ * with k contiguous: queries and items), TF32-approximate, outputs in the MMA_ROW / MMA_COL
+ * layout above. Local tiles S[o][k] (row MMA_LDK = 20 floats): a fragment load — lane
+ * (g, t) reads row g, column t — falls on bank (20g + t) mod 32, 32 distinct banks. Global
+ * loads are staged in registers one step ahead; one barrier per BK = 16. Ends after a
+ * barrier. */
 inline void gemm_tile_mma(const int M, const int N, __global const float *restrict A,
                           const long lda, __global const float *restrict B, const long ldb,
                           const int kbeg, const int kend, const int m0, const int n0,
-                          __local float4 *As4, __local float4 *Bs4, const int ta, const int tb,
-                          const int va, const int vb, float acc[8][8])
+                          __local float4 *As4, __local float4 *Bs4, const int va, const int vb,
+                          float acc[8][8])
 {
     const int lid = get_local_id(0);
     const int lane = lid & 31, warp = lid >> 5;
     const int g = lane >> 2, t = lane & 3;
     const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
-    const int a_kcont = !ta, b_kcont = tb;
 
     for (int i = 0; i < 8; i++)
         for (int j = 0; j < 8; j++) acc[i][j] = 0.0f;
 
-    float ra[GEMM_LA], rb[GEMM_LB];
+    float4 ra[2], rb[2];
     const int nt = kend > kbeg ? (kend - kbeg + BK - 1) / BK : 0;
     if (nt > 0) {
-        GEMM_LOAD(ra, GEMM_LA, A, lda, a_kcont, m0, M, kbeg, kend, BM, va)
-        GEMM_LOAD(rb, GEMM_LB, B, ldb, b_kcont, n0, N, kbeg, kend, BN, vb)
-        for (int r = 0; r < GEMM_LA; r++) ra[r] = mma_tf32_round(ra[r]);
-        for (int r = 0; r < GEMM_LB; r++) rb[r] = mma_tf32_round(rb[r]);
-        __local float *as = (__local float *)As4, *bs = (__local float *)Bs4;
-        GEMM_STORE(ra, GEMM_LA, as, GEMM_LDA, a_kcont, BM, va)
-        GEMM_STORE(rb, GEMM_LB, bs, GEMM_LDB, b_kcont, BN, vb)
+        mma_load(ra, A, lda, m0, M, kbeg, kend, va);
+        mma_load(rb, B, ldb, n0, N, kbeg, kend, vb);
+        mma_store(ra, As4);
+        mma_store(rb, Bs4);
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     for (int s = 0; s < nt; s++) {
@@ -75,27 +116,27 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
         const int more = s + 1 < nt;
         if (more) {
             const int k0 = kbeg + (s + 1) * BK;
-            GEMM_LOAD(ra, GEMM_LA, A, lda, a_kcont, m0, M, k0, kend, BM, va)
-            GEMM_LOAD(rb, GEMM_LB, B, ldb, b_kcont, n0, N, k0, kend, BN, vb)
+            mma_load(ra, A, lda, m0, M, k0, kend, va);
+            mma_load(rb, B, ldb, n0, N, k0, kend, vb);
         }
-        __local const uint *as = (__local const uint *)(As4 + cur * GEMM_SA) + wm + g;
-        __local const uint *bs = (__local const uint *)(Bs4 + cur * GEMM_SB) + wn + g;
+        __local const uint *as = (__local const uint *)(As4 + cur * MMA_S) + (wm + g) * MMA_LDK + t;
+        __local const uint *bs = (__local const uint *)(Bs4 + cur * MMA_S) + (wn + g) * MMA_LDK + t;
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 8) {
             uint a[4][4], b[4][2];
-            const int r0 = (kk + t) * GEMM_LDA, r1 = (kk + t + 4) * GEMM_LDA;
-            const int q0 = (kk + t) * GEMM_LDB, q1 = (kk + t + 4) * GEMM_LDB;
 #pragma unroll
             for (int mt = 0; mt < 4; mt++) {
-                a[mt][0] = as[r0 + mt * 16];
-                a[mt][1] = as[r0 + mt * 16 + 8];
-                a[mt][2] = as[r1 + mt * 16];
-                a[mt][3] = as[r1 + mt * 16 + 8];
+                __local const uint *p = as + mt * 16 * MMA_LDK + kk;
+                a[mt][0] = p[0];
+                a[mt][1] = p[8 * MMA_LDK];
+                a[mt][2] = p[4];
+                a[mt][3] = p[8 * MMA_LDK + 4];
             }
 #pragma unroll
             for (int n8 = 0; n8 < 4; n8++) {
-                b[n8][0] = bs[q0 + n8 * 8];
-                b[n8][1] = bs[q1 + n8 * 8];
+                __local const uint *p = bs + n8 * 8 * MMA_LDK + kk;
+                b[n8][0] = p[0];
+                b[n8][1] = p[4];
             }
 #pragma unroll
             for (int mt = 0; mt < 4; mt++)
@@ -106,12 +147,8 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
                              a[mt][1], a[mt][2], a[mt][3], b[n8][0], b[n8][1]);
         }
         if (more) {
-            for (int r = 0; r < GEMM_LA; r++) ra[r] = mma_tf32_round(ra[r]);
-            for (int r = 0; r < GEMM_LB; r++) rb[r] = mma_tf32_round(rb[r]);
-            __local float *as = (__local float *)(As4 + (1 - cur) * GEMM_SA);
-            __local float *bs = (__local float *)(Bs4 + (1 - cur) * GEMM_SB);
-            GEMM_STORE(ra, GEMM_LA, as, GEMM_LDA, a_kcont, BM, va)
-            GEMM_STORE(rb, GEMM_LB, bs, GEMM_LDB, b_kcont, BN, vb)
+            mma_store(ra, As4 + (1 - cur) * MMA_S);
+            mma_store(rb, Bs4 + (1 - cur) * MMA_S);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }

@@ -129,7 +129,11 @@ inline float topk_noise(const uint row, const uint item)
         const int rl = ROWF(i), row = m0 + rl;                                               \
         pass[i] = 0;                                                                         \
         if (row < M) {                                                                       \
+            /* key < t, decided on the float first: s > ts is enough (both non-NaN; NaN  \
+             * never passes), s == ts (±0 too) goes to the keys; t of "none" → −inf, t of \
+             * score-only (0: nothing passes) → NaN */                                     \
             const ulong t = thr[row];                                                        \
+            const float ts = t == TOPK_NONE ? -INFINITY : topk_key_score(t);                 \
             const float hm = TOPK_PERTURB ? 0.495f * marg[row] : 0.0f;                     \
             for (int j = 0; j < NC; j++) {                                                   \
                 const int col = n0 + COLF(j);                                                \
@@ -137,7 +141,8 @@ inline float topk_noise(const uint row, const uint item)
                 float s = has_bias ? acc[i][j] + bias[offbias + col] : acc[i][j];            \
                 if (TOPK_PERTURB) s += hm * topk_noise((uint)row, (uint)(c0 + col));       \
                 acc[i][j] = s;                                                               \
-                if (!isnan(s) && topk_key(s, (uint)(c0 + col)) < t) pass[i] |= 1u << j;      \
+                if (s > ts || (s == ts && topk_key(s, (uint)(c0 + col)) < t))             \
+                    pass[i] |= 1u << j;                                                      \
             }                                                                                \
         }                                                                                    \
         const uint n = popcount(pass[i]);                                                    \
@@ -160,9 +165,9 @@ inline float topk_noise(const uint row, const uint item)
             }                                                                                \
     }
 
-#define TOPK_TILE_SETUP                                                                      \
-    __local float4 As4[2 * GEMM_SA];                                                         \
-    __local float4 Bs4[2 * GEMM_SB];                                                         \
+#define TOPK_TILE_SETUP(SA, SB)                                                              \
+    __local float4 As4[2 * (SA)];                                                            \
+    __local float4 Bs4[2 * (SB)];                                                            \
     __local uint lcnt[BM], lbase[BM];                                                        \
     const int lid = get_local_id(0);                                                         \
     const int ntn = (N + BN - 1) / BN;                                                       \
@@ -176,7 +181,7 @@ inline float topk_noise(const uint row, const uint item)
 __kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_filter(
     TOPK_SCORE_ARGS)
 {
-    TOPK_TILE_SETUP
+    TOPK_TILE_SETUP(GEMM_SA, GEMM_SB)
     const int tx = lid % GEMM_RN, ty = lid / GEMM_RN;
     float acc[TM][TN];
     gemm_tile(M, N, A + offA, lda, B + offB, ldb, 0, D, m0, n0, As4, Bs4, 0, 1,
@@ -189,9 +194,9 @@ __kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_fi
 __kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_filter_mma(
     TOPK_SCORE_ARGS)
 {
-    TOPK_TILE_SETUP
+    TOPK_TILE_SETUP(MMA_S, MMA_S)
     float acc[8][8];
-    gemm_tile_mma(M, N, A + offA, lda, B + offB, ldb, 0, D, m0, n0, As4, Bs4, 0, 1,
+    gemm_tile_mma(M, N, A + offA, lda, B + offB, ldb, 0, D, m0, n0, As4, Bs4,
                   GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), acc);
     TOPK_FILTER(8, 8, MMA_ROW, MMA_COL)
 }

@@ -56,16 +56,12 @@ static void choose_approx(xcat_context *ctx, topk_layout *L)
     if (want == 0) return;
     if (s->mma_state == 0 && !xcat_ocl_has_extension(s->device, "cl_nv_compiler_options"))
         s->mma_state = -1;
-    int bk = 16;
-    if (!ctx->ignore_env) { /* tuning: XCAT_CL_TOPK_MMA_BK=8|16 (k per local-memory step) */
-        const char *v = getenv("XCAT_CL_TOPK_MMA_BK");
-        if (v && (atoi(v) == 8 || atoi(v) == 16)) bk = atoi(v);
-    }
-    const size_t local = (size_t)2 * 4 * (size_t)bk * (128 + 8 + 128 + 8) + 2 * 128 * 4;
+    /* mma.cl's local tiles: 2 operands × 2 buffers × 128 rows × 20 floats, + 2 × 128 counts */
+    const size_t local = (size_t)2 * 2 * 128 * 20 * 4 + 2 * 128 * 4;
     if (s->mma_state >= 0 && local <= (size_t)s->local_mem && s->max_wg_size >= 256 &&
         s->max_wi_sizes[0] >= 256) {
         L->approx = 1;
-        L->g = (gemm_cfg){128, 128, bk, 8, 8};
+        L->g = (gemm_cfg){128, 128, 16, 8, 8};
     } else if (want == 1) {
         L->approx = 2;
     }
@@ -206,7 +202,7 @@ static xcat_status build_one(xcat_context *ctx, const topk_layout *L, cl_program
     snprintf(prelude, sizeof prelude,
              "%s#define SEL_WG %d\n#define SORT_LOCAL %d\n#define TOPK_EARLY_EXIT %d\n%s", gp,
              L->sel_wg, L->sort_local, xcat_ocl(ctx)->info.is_gpu ? 1 : 0,
-             L->approx == 1   ? "#define GEMM_MMA 1\n#define GEMM_PAD 8\n"
+             L->approx == 1   ? "#define GEMM_MMA 1\n"
              : L->approx == 2 ? "#define TOPK_PERTURB 1\n"
                               : "");
     static const char *const sources[] = {"rng.cl", "gemm.cl", "mma.cl", "topk.cl", NULL};
