@@ -202,32 +202,46 @@ __kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_fi
 }
 #endif
 
-/* Approximate path, before the scan: rows' Euclidean norms. mode 0 (items): the largest norm
- * goes to gmax[0] (atomic max on the bits: non-negative floats order as their bits, a NaN
- * wins); mode 1 (bias, D = 1): the largest |b| to gmax[1]; mode 2 (queries): the row's
- * margin, 2 × the bound on |approximate − exact score|:
+/* Approximate path, before the scan: rows' Euclidean norms, NORM_LANES work-items per row
+ * (neighbouring lanes read neighbouring floats of a row). mode 0 (items): the largest norm
+ * goes to gmax[0] (one atomic max per group, on the bits: non-negative floats order as their
+ * bits, a NaN wins); mode 1 (bias, D = 1): the largest |b| to gmax[1]; mode 2 (queries): the
+ * row's margin, 2 × the bound on |approximate − exact score|:
  *   marg = 2.02·((2^-10 + (D + 4)·2^-22)·‖u‖·max‖e‖ + 2^-22·max|b|)
  * (TF32 rounding of both inputs: 2^-10 relative on the product; fp32 accumulation in both the
  * approximate and the exact sum, at most 2 ulps per add on tensor cores; the bias add's
  * rounding; 1 % for the norms' own rounding). Not finite: the row falls back to exact. */
-__kernel void topk_norms(const int rows, const int D, __global const float *X, const ulong offX,
-                         const long ldx, const int mode, __global uint *gmax,
-                         __global float *marg)
+#define NORM_LANES (SEL_WG < 8 ? SEL_WG : 8)
+__kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_norms(
+    const int rows, const int D, __global const float *X, const ulong offX, const long ldx,
+    const int mode, __global uint *gmax, __global float *marg)
 {
-    const int r = get_global_id(0);
-    if (r >= rows) return;
+    __local float part[SEL_WG];
+    const int lid = get_local_id(0), lane = lid % NORM_LANES;
+    const int r = get_group_id(0) * (SEL_WG / NORM_LANES) + lid / NORM_LANES;
     __global const float *x = X + offX + (long)r * ldx;
     float ss = 0.0f;
-    for (int t = 0; t < D; t++) ss = mad(x[t], x[t], ss);
-    const float nrm = sqrt(ss);
-    if (mode == 0) {
-        atomic_max(&gmax[0], as_uint(nrm));
-    } else if (mode == 1) {
-        atomic_max(&gmax[1], as_uint(fabs(x[0])));
-    } else {
-        const float emax = as_float(gmax[0]), bmax = as_float(gmax[1]);
-        const float c1 = 0x1p-10f + (float)(D + 4) * 0x1p-22f;
-        marg[r] = 2.02f * (c1 * nrm * emax + 0x1p-22f * bmax);
+    for (int t = lane; r < rows && t < D; t += NORM_LANES) ss = mad(x[t], x[t], ss);
+    part[lid] = ss;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float v = 0.0f;
+    if (lane == 0 && r < rows) {
+        for (int l = 1; l < NORM_LANES; l++) ss += part[lid + l];
+        const float nrm = sqrt(ss);
+        if (mode == 2) {
+            const float emax = as_float(gmax[0]), bmax = as_float(gmax[1]);
+            const float c1 = 0x1p-10f + (float)(D + 4) * 0x1p-22f;
+            marg[r] = 2.02f * (c1 * nrm * emax + 0x1p-22f * bmax);
+        }
+        v = mode == 1 ? fabs(x[0]) : nrm;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    part[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid == 0 && mode != 2) {
+        uint mx = 0;
+        for (int l = 0; l < SEL_WG; l += NORM_LANES) mx = max(mx, as_uint(part[l]));
+        atomic_max(&gmax[mode], mx);
     }
 }
 
@@ -447,24 +461,43 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
 /* Approximate path, at the end (after topk_select with limit 0 left each row its margin set):
  * every key's score recomputed exactly — the same sequential fp32 sum as gemm_tile's (mad over
  * k from 0, then the bias), so the exact and approximate paths give the same scores. One
- * group per row; U is offset to the block's first query. */
+ * group per row; U is offset to the block's first query. The group's SEL_WG candidate rows
+ * are staged through local memory RS_K values of k at a time, each row read whole and in
+ * order (a work-item reading its own row alone touched a new cache line every few floats). */
+#define RS_K 32
 __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_rescore(
     __global ulong *restrict cand, const long cap, __global const uint *restrict cnt,
     const int D, __global const float *restrict U, const ulong offU, const long ldu,
     __global const float *restrict E, const ulong offE, const long lde,
     __global const float *restrict bias, const ulong offbias, const int has_bias)
 {
-    const int row = get_group_id(0);
+    __local float tile[SEL_WG][RS_K + 1];
+    __local uint ids[SEL_WG];
+    const int lid = get_local_id(0), row = get_group_id(0);
     __global ulong *buf = cand + (long)row * cap;
     __global const float *u = U + offU + (long)row * ldu;
     const uint n = cnt[row];
-    for (uint i = get_local_id(0); i < n; i += SEL_WG) {
-        const uint id = (uint)buf[i];
-        __global const float *e = E + offE + (long)id * lde;
+    for (uint base = 0; base < n; base += SEL_WG) {
+        const uint i = base + lid;
+        ids[lid] = i < n ? (uint)buf[i] : 0u;
         float s = 0.0f;
-        for (int t = 0; t < D; t++) s = mad(u[t], e[t], s);
-        if (has_bias) s += bias[offbias + id];
-        buf[i] = topk_key(s, id);
+        for (int k0 = 0; k0 < D; k0 += RS_K) {
+            const int nk = D - k0 < RS_K ? D - k0 : RS_K;
+            barrier(CLK_LOCAL_MEM_FENCE); /* ids written; the previous tile consumed */
+            for (int e = lid; e < SEL_WG * RS_K; e += SEL_WG) {
+                const int rr = e / RS_K, kk = e % RS_K;
+                if (kk < nk && base + rr < n)
+                    tile[rr][kk] = E[offE + (long)ids[rr] * lde + k0 + kk];
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int kk = 0; kk < nk; kk++) s = mad(u[k0 + kk], tile[lid][kk], s);
+        }
+        if (i < n) {
+            const uint id = ids[lid];
+            if (has_bias) s += bias[offbias + id];
+            buf[i] = topk_key(s, id);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE); /* ids[] is rewritten by the next block */
     }
 }
 

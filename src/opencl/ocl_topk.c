@@ -302,7 +302,8 @@ static xcat_status launch_norms(xcat_context *ctx, const topk_kernels *kn, const
     A_INT(&a, mode);
     A_MEM(&a, b->gmax);
     A_MEM(&a, b->marg);
-    const size_t lw = (size_t)L->sel_wg, gw = (size_t)cdiv(rows, L->sel_wg) * lw;
+    const int per_group = L->sel_wg < 8 ? 1 : L->sel_wg / 8; /* topk.cl's NORM_LANES */
+    const size_t lw = (size_t)L->sel_wg, gw = (size_t)cdiv(rows, per_group) * lw;
     return launch(ctx, &a, 1, &gw, &lw, "enqueueing topk_norms");
 }
 
