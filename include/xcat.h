@@ -632,8 +632,8 @@ XCAT_API void xcat_topk_args_init(xcat_topk_args *args);
 /**
  * The `k` best items per query. `indices`: M×k I32 or I64 (required); `scores`: M×k F32 or
  * NULL. k from 1 up to C (k = 16384 and beyond are supported). Workspace, never M×C: on the
- * CPU, per worker, a block of queries' score tile (or, with the fused scoring of AVX2 /
- * XCAT_CPU_FUSED=1, ~128 KiB of packed items) and candidate buffers (k >= 4096: plus up to
+ * CPU, per worker, a block of queries' score tile (or, with the fused scoring of AVX2 and
+ * AVX-512 / XCAT_CPU_FUSED=1, ~128 KiB of packed items) and candidate buffers (k >= 4096: plus up to
  * 65,536 sampled item ids and their scores, for each query's starting threshold); on OpenCL,
  * candidate buffers of (k + clamp(4k, 2048, 16384) + 8192) 8-byte keys per query, at most 512 MiB
  * (queries go in blocks), allocated per call. OpenCL needs M, C, d < 2^31 (else UNSUPPORTED).
