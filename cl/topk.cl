@@ -352,82 +352,6 @@ inline ulong topk_kth_bound(__global const ulong *buf, const uint n, const uint 
     return shift == 64 ? TOPK_NONE : (prefix << shift) | ((1UL << shift) - 1UL);
 }
 
-/* The largest v over the group (all work-items call it and get it). */
-inline ulong topk_group_max(__local ulong *red, const ulong v)
-{
-    const int lid = get_local_id(0);
-    red[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = SEL_WG / 2; s > 0; s >>= 1) {
-        if (lid < s && red[lid + s] > red[lid]) red[lid] = red[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const ulong r = red[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
-
-/* The k-th smallest of buf[0, n) (keys unique, n > k) in four passes instead of the radix
- * select's ten: the range of the keys' score words, a histogram of SEL_BUCKETS equal slices of
- * that range, then the keys of the slice holding the k-th gathered into local memory and
- * ranked there. Scores in a buffer sit close together (one exponent, a few mantissa bits), so
- * the radix select's first digits split nothing while one linear slice of the actual range
- * holds a handful of keys. *ok = 0 (and all ones returned) when n <= k or that slice holds more
- * than SEL_GATHER keys (masses of equal scores): the caller runs the radix select. */
-#define SEL_BUCKETS 1024
-#define SEL_GATHER 256
-inline ulong topk_kth_fast(__global const ulong *buf, const uint n, const uint k,
-                           __local uint *hist, __local ulong *red, __local uint *shared,
-                           __local ulong *gat, int *ok)
-{
-    const int lid = get_local_id(0);
-    const uint nl = n > k ? n : 0;
-    uint lo = 0xFFFFFFFFu, hi = 0;
-    for (uint i = lid; i < nl; i += SEL_WG) {
-        const uint h = (uint)(buf[i] >> 32);
-        lo = min(lo, h);
-        hi = max(hi, h);
-    }
-    const uint glo = ~(uint)topk_group_max(red, (ulong)(~lo));
-    const uint ghi = (uint)topk_group_max(red, (ulong)hi);
-    const ulong span = nl ? (ulong)(ghi - glo) + 1UL : 1UL;
-    for (int b = lid; b < SEL_BUCKETS; b += SEL_WG) hist[b] = 0;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint i = lid; i < nl; i += SEL_WG) {
-        const uint h = (uint)(buf[i] >> 32);
-        atomic_inc(&hist[(uint)(((ulong)(h - glo) * SEL_BUCKETS) / span)]);
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (lid == 0) {
-        uint cum = 0, b = 0;
-        while (b < SEL_BUCKETS - 1 && cum + hist[b] < k) cum += hist[b++];
-        shared[0] = b;
-        shared[1] = k - cum; /* rank of the k-th inside its slice, from 1 */
-        shared[2] = hist[b];
-        shared[3] = 0;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const uint sb = shared[0], rank = shared[1], nb = shared[2];
-    const int fits = nl > 0 && nb <= SEL_GATHER;
-    for (uint i = lid; i < (fits ? nl : 0); i += SEL_WG) {
-        const ulong key = buf[i];
-        const uint h = (uint)(key >> 32);
-        if ((uint)(((ulong)(h - glo) * SEL_BUCKETS) / span) == sb) gat[atomic_inc(&shared[3])] = key;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint t = lid; t < (fits ? nb : 0); t += SEL_WG) {
-        const ulong x = gat[t];
-        uint smaller = 0;
-        for (uint j = 0; j < nb; j++) smaller += gat[j] < x;
-        if (smaller == rank - 1) red[0] = x;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const ulong kth = red[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    *ok = fits;
-    return fits ? kth : TOPK_NONE;
-}
-
 /* Over the keys of buf[0, n) that are <= bound: their largest (0 if none) and, in *count,
  * how many. All work-items call it and get the same values. */
 inline ulong topk_max_le(__global const ulong *buf, const uint n, const ulong bound,
@@ -497,8 +421,8 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     __global ulong *restrict thr, const uint k, const uint limit, const uint keep_max,
     TOPK_LIST_ARGS, const int approx, __global const float *restrict marg, __global uint *restrict flags)
 {
-    __local uint hist[SEL_BUCKETS], shared[4];
-    __local ulong red[SEL_WG], gat[SEL_GATHER];
+    __local uint hist[256], shared[4];
+    __local ulong red[SEL_WG];
     __local int lex[EX_LOCAL], lcount[2];
     const int row = get_group_id(0);
     const uint n0 = cnt[row];
@@ -512,14 +436,9 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     topk_lists_local(q0 + row, ex_off, ex, has_ex, banned, nbanned, lex, lcount);
     const uint n = topk_purge(buf, active ? n0 : 0, q0 + row, ex_off, ex, has_ex, banned,
                               nbanned, lex, lcount, shared);
-    /* the k-th key: the four-pass slice select, else the radix select (zero-trip when the
-     * first found it) and a pass for the largest key within its bound */
-    int ok;
-    const ulong fast = topk_kth_fast(buf, n, k, hist, red, shared, gat, &ok);
-    ulong bound = topk_kth_bound(buf, ok ? 0 : n, k, hist, shared);
+    ulong bound = topk_kth_bound(buf, n, k, hist, shared);
     uint c;
-    ulong kth = topk_max_le(buf, n >= k && !ok ? n : 0, bound, red, shared, &c);
-    if (ok) bound = kth = fast;
+    ulong kth = topk_max_le(buf, n >= k ? n : 0, bound, red, shared, &c); /* the k-th key */
     ulong newthr = kth;
     int flag = 0;
     /* approx: the margin key (the largest key of a score marg[row] below the k-th's) and how
