@@ -419,48 +419,42 @@ inline uint topk_keep_le(__global ulong *buf, const uint n, const ulong bound,
 __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     __global ulong *restrict cand, const long cap, __global uint *restrict cnt,
     __global ulong *restrict thr, const uint k, const uint limit, const uint keep_max,
-    TOPK_LIST_ARGS, const int approx, __global const float *restrict marg,
-    __global uint *restrict flags, const int nrows)
+    TOPK_LIST_ARGS, const int approx, __global const float *restrict marg, __global uint *restrict flags)
 {
     __local uint hist[256], shared[4];
     __local ulong red[SEL_WG];
     __local int lex[EX_LOCAL], lcount[2];
-    /* Groups walk the rows (row += number of groups): on a GPU the host launches a few groups
-     * per compute unit, not one per row — most rows are inactive in most launches, and
-     * dispatching 4,096 groups that only read a count, once per chunk, was a fixed cost. */
-    for (int row = get_group_id(0); row < nrows; row += get_num_groups(0)) {
-        const uint n0 = cnt[row];
-        const int active = n0 > limit; /* uniform in the group; inactive rows loop zero times */
+    const int row = get_group_id(0);
+    const uint n0 = cnt[row];
+    const int active = n0 > limit; /* uniform in the group; inactive rows loop zero times */
 #if TOPK_EARLY_EXIT
-        /* GPUs: skip the list loads and the eight digit levels' barriers at once (PoCL keeps
-         * the straight-line form) */
-        if (!active) continue;
+    /* GPUs: most rows are inactive in most launches; leaving at once saves the list loads and
+     * the eight digit levels' barriers (PoCL keeps the straight-line form). */
+    if (!active) return;
 #endif
-        __global ulong *buf = cand + (long)row * cap;
-        topk_lists_local(q0 + row, ex_off, ex, has_ex, banned, nbanned, lex, lcount);
-        const uint n = topk_purge(buf, active ? n0 : 0, q0 + row, ex_off, ex, has_ex, banned,
-                                  nbanned, lex, lcount, shared);
-        ulong bound = topk_kth_bound(buf, n, k, hist, shared);
-        uint c;
-        ulong kth = topk_max_le(buf, n >= k ? n : 0, bound, red, shared, &c); /* the k-th key */
-        ulong newthr = kth;
-        /* approx: the margin key (the largest key of a score marg[row] below the k-th's) and
-         * how many keys are within it; every work-item reaches the barriers (no call under a
-         * branch) */
-        const float m = approx ? marg[row] : 0.0f;
-        int flag = approx && !(m < INFINITY); /* NaN / inf inputs: no bound holds */
-        const int widen = approx && n >= k;
-        const ulong mk = widen && !flag ? topk_key(topk_key_score(kth) - m, 0xFFFFFFFFu) : kth;
-        topk_max_le(buf, widen && !flag ? n : 0, mk, red, shared, &c);
-        flag = flag || (widen && keep_max > 0 && c > keep_max);
-        if (widen && !flag) bound = newthr = mk;
-        const uint kept = topk_keep_le(buf, n, bound, shared);
-        if (active && get_local_id(0) == 0) {
-            cnt[row] = kept;
-            if (n >= k) thr[row] = newthr;
-            if (flag) flags[row] = 1;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE); /* the next row rewrites the local lists */
+    __global ulong *buf = cand + (long)row * cap;
+    topk_lists_local(q0 + row, ex_off, ex, has_ex, banned, nbanned, lex, lcount);
+    const uint n = topk_purge(buf, active ? n0 : 0, q0 + row, ex_off, ex, has_ex, banned,
+                              nbanned, lex, lcount, shared);
+    ulong bound = topk_kth_bound(buf, n, k, hist, shared);
+    uint c;
+    ulong kth = topk_max_le(buf, n >= k ? n : 0, bound, red, shared, &c); /* the k-th key */
+    ulong newthr = kth;
+    int flag = 0;
+    /* approx: the margin key (the largest key of a score marg[row] below the k-th's) and how
+     * many keys are within it; every work-item reaches the barriers (no call under a branch) */
+    const float m = approx ? marg[row] : 0.0f;
+    flag = approx && !(m < INFINITY); /* NaN / inf inputs: no bound holds */
+    const int widen = approx && n >= k;
+    const ulong mk = widen && !flag ? topk_key(topk_key_score(kth) - m, 0xFFFFFFFFu) : kth;
+    topk_max_le(buf, widen && !flag ? n : 0, mk, red, shared, &c);
+    flag = flag || (widen && keep_max > 0 && c > keep_max);
+    if (widen && !flag) bound = newthr = mk;
+    const uint kept = topk_keep_le(buf, n, bound, shared);
+    if (active && get_local_id(0) == 0) {
+        cnt[row] = kept;
+        if (n >= k) thr[row] = newthr;
+        if (flag) flags[row] = 1;
     }
 }
 

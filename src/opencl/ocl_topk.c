@@ -285,13 +285,7 @@ static xcat_status launch_select(xcat_context *ctx, const topk_kernels *kn, cons
     A_INT(&a, approx != 0);
     A_MEM(&a, approx ? b->marg : b->dummy);
     A_MEM(&a, approx ? b->flags : b->dummy);
-    A_INT(&a, mb);
-    /* GPUs: a few groups per compute unit walk the rows (see topk_select) */
-    int64_t groups = mb;
-    const xcat_ocl_state *s = xcat_ocl(ctx);
-    if (s->info.is_gpu && s->info.compute_units > 0 && groups > 4 * (int64_t)s->info.compute_units)
-        groups = 4 * (int64_t)s->info.compute_units;
-    const size_t sl = (size_t)L->sel_wg, sg = (size_t)groups * sl;
+    const size_t sl = (size_t)L->sel_wg, sg = (size_t)mb * sl;
     return launch(ctx, &a, 1, &sg, &sl, "enqueueing topk_select");
 }
 
