@@ -29,7 +29,7 @@
 #include "ocl_devices.h"
 #include "ocl_launch.h"
 
-#define WORKSPACE_MAX ((int64_t)512 << 20)
+#define WORKSPACE_MAX ((int64_t)960 << 20) /* the bound: under 1 GB */
 
 typedef struct topk_layout {
     gemm_cfg g, exact_g; /* the scoring tile; exact_g: the plain one (fallback) */
@@ -88,11 +88,15 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
      * about as many tiles per launch as 4,096 queries × 8,192 items give (the tuned case), up
      * to 32,768 items for fewer queries: H200, M = 1,280, C = 10^6, K = 256 (SCE's item
      * selection at N = 409,600), chunks of 16,384 instead of 8,192 took a whole SCE step from
-     * 92.8 to 81.4 ms at d = 256 and from 49.3 to 44.6 ms at d = 64. */
+     * 92.8 to 81.4 ms at d = 256 and from 49.3 to 44.6 ms at d = 64. The tensor-core tiles
+     * score a chunk twice as fast, so per-chunk costs weigh more: twice the items per chunk
+     * (H200, M = 4,096, C = 10^6, 50 exclusions, chunks of 8,192 / 16,384 / 32,768 items:
+     * d = 128, K = 10: 21.1 / 19.9 / 22.4 ms, K = 1,000: 26.4 / 24.7 / 28.3 ms). */
     int64_t cc = 4096;
     if (s->info.is_gpu) {
+        const int64_t tiles = (int64_t)4096 * 8192 * (L->approx == 1 ? 2 : 1);
         cc = 8192;
-        while (cc < 32768 && c->m * 2 * cc <= (int64_t)4096 * 8192) cc *= 2;
+        while (cc < 32768 && c->m * 2 * cc <= tiles) cc *= 2;
     }
     if (!ctx->ignore_env) { /* tuning: XCAT_CL_TOPK_CHUNK=items per chunk */
         const char *v = getenv("XCAT_CL_TOPK_CHUNK");
