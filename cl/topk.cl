@@ -1,5 +1,5 @@
-/* topk.cl — fused scoring + top-K selection, and sampled-evaluation ranks (needs rng.cl and
- * gemm.cl before it in the program).
+/* topk.cl — fused scoring + top-K selection, and sampled-evaluation ranks (needs rng.cl,
+ * gemm.cl and mma.cl before it in the program).
  *
  * Keys. A candidate (score s, item id) is one 64-bit key: the high word maps s to an unsigned
  * integer that DEcreases as s increases (a total order on non-NaN floats, −0 < +0), the low
@@ -24,6 +24,10 @@
  *                     here the lanes of a group check a row's keys side by side. An excluded
  *                     key only occupies buffer room until the next selection, and thresholds
  *                     come from valid keys only, so the result is the same.
+ *  approximate path  topk_score_filter_mma (TF32 tensor cores, mma.cl) instead of
+ *                     topk_score_filter; topk_norms gives each row an error margin, topk_select
+ *                     keeps every key within it of the K-th, topk_rescore recomputes the
+ *                     survivors in fp32 before the final exact selection (ocl_topk.c).
  *  at the end        topk_select with limit 0 (purge and selection for every row), then
  *                     topk_sort_blocks (blocks of SORT_LOCAL keys bitonic-sorted in local
  *                     memory; one block goes straight to the output) and topk_merge (the tail

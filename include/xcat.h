@@ -633,10 +633,18 @@ XCAT_API void xcat_topk_args_init(xcat_topk_args *args);
  * The `k` best items per query. `indices`: M×k I32 or I64 (required); `scores`: M×k F32 or
  * NULL. k from 1 up to C (k = 16384 and beyond are supported). Workspace, never M×C: on the
  * CPU, per worker, a block of queries' score tile (or, with the fused scoring of AVX2 and
- * AVX-512 / XCAT_CPU_FUSED=1, ~128 KiB of packed items) and candidate buffers (k >= 4096: plus up to
- * 65,536 sampled item ids and their scores, for each query's starting threshold); on OpenCL,
- * candidate buffers of (k + clamp(4k, 2048, 16384) + 8192) 8-byte keys per query, at most 512 MiB
- * (queries go in blocks), allocated per call. OpenCL needs M, C, d < 2^31 (else UNSUPPORTED).
+ * AVX-512 / XCAT_CPU_FUSED=1, ~128 KiB of packed items) and candidate buffers (k >= 4096: plus
+ * up to 65,536 sampled item ids and their scores, for each query's starting threshold); on
+ * OpenCL, candidate buffers of (k + clamp(4k, 2048, 16384) + chunk) 8-byte keys per query (chunk
+ * 8192 items, 16384 with tensor cores; 4096 on CPU devices), at most 960 MiB (queries go in
+ * blocks), allocated per call. OpenCL needs M, C, d < 2^31 (else UNSUPPORTED).
+ * Precision: scores are fp32 dot products (+ bias) on every backend. On OpenCL devices whose
+ * compiler takes inline PTX mma.sync (NVIDIA sm_80+), candidates are first found with TF32
+ * tensor-core scores and a per-query error margin (2·((2^-10 + (d+4)·2^-22)·‖u‖·max‖e‖ +
+ * 2^-22·max|b|)), then rescored in fp32 in the same order as the fp32 path: indices and scores
+ * equal that path's. Queries the margin cannot serve (NaN / inf inputs; more ties within the
+ * margin than the candidate buffer holds) are redone in fp32. XCAT_CL_TOPK_APPROX=0 scores in
+ * fp32 only.
  * Errors: INVALID_ARGUMENT (NULL, k <= 0, k > C, malformed CSR: offsets not starting at 0, not
  * non-decreasing, ending past the items vector; ids not ascending within a query),
  * OUT_OF_RANGE (an excluded or banned id outside [0, C); the message names it),

@@ -7,6 +7,14 @@
  * threshold). At the end topk_select with limit 0, topk_sort_blocks and topk_merge write each
  * query's row. Nothing of size M×C exists.
  *
+ * Approximate scoring (L->approx 1: TF32 tensor cores, topk_score_filter_mma): before the scan
+ * topk_norms finds the catalog's largest norm (and |bias|) and each query's error margin; the
+ * selections keep every key within the margin of the K-th; at the end topk_rescore recomputes
+ * the survivors in fp32 and an exact topk_select cuts them to K. A flagged query (no finite
+ * margin, or a margin set larger than its buffer) sends its block through the exact path again.
+ * L->approx 2 (XCAT_CL_TOPK_APPROX=1 without tensor cores): the same with exact scores perturbed
+ * within the margin — a program of its own, for the tests.
+ *
  * Invariant that keeps appends in bounds: before a chunk, a buffer holds at most
  * limit = K + slack keys, and a chunk adds at most cc: cap = limit + cc. The slack
  * (clamp(4K, 2,048, 16,384)) makes selections rare once the threshold is good: after c items
@@ -14,8 +22,8 @@
  *
  * Knobs (ignored under IGNORE_ENV): XCAT_CL_TOPK_CHUNK=items per chunk, XCAT_CL_TOPK_FIRST=items
  * in the first chunk, XCAT_CL_TOPK_SLACK=keys a buffer may hold beyond K before a selection
- * (tuning);
- * XCAT_CL_TOPK_SCORE_ONLY=1 runs the same scoring
+ * (tuning); XCAT_CL_TOPK_APPROX=0 (exact fp32 scoring only) / 1 (approximate scoring, emulated
+ * where there are no tensor cores: testing); XCAT_CL_TOPK_SCORE_ONLY=1 runs the same scoring
  * launches with a threshold nothing passes and no selection: the scoring pass alone, the
  * reference the selection overhead is measured against (results are then all −1 / −inf).
  *
