@@ -107,11 +107,13 @@ inline float topk_noise(const uint row, const uint item)
     return (float)(int)h * 0x1p-31f;
 }
 
+/* stride: the chunk's item j is catalog item c0 + j·stride (B's rows and the bias are passed
+ * with that stride): 1 in the scan, more for the strided sample of the starting thresholds. */
 #define TOPK_SCORE_ARGS                                                                      \
     const int M, const int N, const int D, __global const float *restrict A, const ulong offA, \
         const long lda, __global const float *restrict B, const ulong offB, const long ldb,  \
         __global const float *restrict bias, const ulong offbias, const int has_bias,        \
-        const int c0, __global ulong *restrict cand, const long cap,                         \
+        const int c0, const int stride, __global ulong *restrict cand, const long cap,       \
         __global uint *restrict cnt, __global const ulong *restrict thr,                     \
         __global const float *restrict marg
 
@@ -142,10 +144,12 @@ inline float topk_noise(const uint row, const uint item)
             for (int j = 0; j < NC; j++) {                                                   \
                 const int col = n0 + COLF(j);                                                \
                 if (col >= N) continue;                                                      \
-                float s = has_bias ? acc[i][j] + bias[offbias + col] : acc[i][j];            \
-                if (TOPK_PERTURB) s += hm * topk_noise((uint)row, (uint)(c0 + col));       \
+                const uint id = (uint)(c0 + col * stride);                                   \
+                float s = acc[i][j];                                                         \
+                if (has_bias) s += bias[offbias + (long)col * stride];                       \
+                if (TOPK_PERTURB) s += hm * topk_noise((uint)row, id);                       \
                 acc[i][j] = s;                                                               \
-                if (s > ts || (s == ts && topk_key(s, (uint)(c0 + col)) < t))             \
+                if (s > ts || (s == ts && topk_key(s, id) < t))                              \
                     pass[i] |= 1u << j;                                                      \
             }                                                                                \
         }                                                                                    \
@@ -164,7 +168,8 @@ inline float topk_noise(const uint row, const uint item)
         for (int j = 0; j < NC; j++)                                                         \
             if (pass[i] & (1u << j)) {                                                       \
                 /* the host keeps cnt + chunk <= cap; the guard only protects memory */      \
-                if (pos < cap) buf[pos] = topk_key(acc[i][j], (uint)(c0 + n0 + COLF(j)));    \
+                if (pos < cap)                                                               \
+                    buf[pos] = topk_key(acc[i][j], (uint)(c0 + (n0 + COLF(j)) * stride));    \
                 pos++;                                                                       \
             }                                                                                \
     }
@@ -419,11 +424,16 @@ inline uint topk_keep_le(__global ulong *buf, const uint n, const ulong bound,
  * every key within marg[row] of the k-th best is kept as well, and that margin key becomes
  * the threshold — an item whose exact score may reach the exact k-th best is never dropped.
  * When that keeps more than keep_max keys (0: no cap), or the margin is not finite, the row
- * is cut to exactly k and flagged in flags[row]: the host redoes it exactly. */
+ * is cut to exactly k and flagged in flags[row]: the host redoes it exactly.
+ * sthr (the final selection after a scan that started from sampled thresholds, else NULL-like
+ * with must_fill 0): the row's sampled threshold. Every key <= the final bound (the k-th key;
+ * approx: the margin key) must have been < it, else an item of the top k (or of the margin set)
+ * may have been kept out: such a row — or one left with fewer than k keys — is flagged. */
 __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     __global ulong *restrict cand, const long cap, __global uint *restrict cnt,
     __global ulong *restrict thr, const uint k, const uint limit, const uint keep_max,
-    TOPK_LIST_ARGS, const int approx, __global const float *restrict marg, __global uint *restrict flags)
+    TOPK_LIST_ARGS, const int approx, __global const float *restrict marg,
+    __global uint *restrict flags, const int must_fill, __global const ulong *restrict sthr)
 {
     __local uint hist[256], shared[4];
     __local ulong red[SEL_WG];
@@ -431,6 +441,7 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     const int row = get_group_id(0);
     const uint n0 = cnt[row];
     const int active = n0 > limit; /* uniform in the group; inactive rows loop zero times */
+    if (must_fill && n0 < k && get_local_id(0) == 0) flags[row] = 1; /* inactive rows too */
 #if TOPK_EARLY_EXIT
     /* GPUs: most rows are inactive in most launches; leaving at once saves the list loads and
      * the eight digit levels' barriers (PoCL keeps the straight-line form). */
@@ -444,15 +455,16 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     uint c;
     ulong kth = topk_max_le(buf, n >= k ? n : 0, bound, red, shared, &c); /* the k-th key */
     ulong newthr = kth;
-    int flag = 0;
     /* approx: the margin key (the largest key of a score marg[row] below the k-th's) and how
      * many keys are within it; every work-item reaches the barriers (no call under a branch) */
     const float m = approx ? marg[row] : 0.0f;
-    flag = approx && !(m < INFINITY); /* NaN / inf inputs: no bound holds */
+    int flag = (approx && !(m < INFINITY)) /* NaN / inf inputs: no bound holds */
+               || (must_fill && n < k);
     const int widen = approx && n >= k;
     const ulong mk = widen && !flag ? topk_key(topk_key_score(kth) - m, 0xFFFFFFFFu) : kth;
     topk_max_le(buf, widen && !flag ? n : 0, mk, red, shared, &c);
-    flag = flag || (widen && keep_max > 0 && c > keep_max);
+    flag = flag || (widen && keep_max > 0 && c > keep_max) ||
+           (must_fill && n >= k && (widen ? mk : kth) >= sthr[row]);
     if (widen && !flag) bound = newthr = mk;
     const uint kept = topk_keep_le(buf, n, bound, shared);
     if (active && get_local_id(0) == 0) {

@@ -322,6 +322,47 @@ START_TEST(test_nan_scores_never_selected)
 }
 END_TEST
 
+/* A catalog whose strided sample is unrepresentative: every 47th item (the sample's stride on
+ * PoCL at C = 20,000, K = 3,000: max(C / chunk, K / 64) rounded up) outscores all others, so
+ * the sampled starting threshold lets in fewer than K items. The query must be redone without
+ * it (OpenCL) — the result is still the reference's, on both scoring paths. */
+START_TEST(test_unrepresentative_sample)
+{
+    const int cpu = _i < test_first_opencl_target();
+    xcat_context *ctx = cpu ? test_target_context(_i, 0) : test_target_context_flags(_i, 0, 0);
+    if (!ctx) return;
+    const int64_t m = 3, c = 20000, d = 1, k = 3000;
+    float *U = test_alloc_floats(m), *E = test_alloc_floats(c);
+    for (int64_t q = 0; q < m; ++q) U[q] = (float)(q + 1);
+    for (int64_t j = 0; j < c; ++j) E[j] = j % 47 == 0 ? 10.0f : (float)(j % 5);
+    int64_t *ri = test_alloc((size_t)(m * k) * sizeof *ri);
+    double *rs = test_alloc_doubles(m * k);
+    topk_ref(U, d, E, d, NULL, m, c, d, NULL, NULL, NULL, 0, k, ri, rs);
+    xcat_tensor *tu = test_tensor(ctx, XCAT_DTYPE_F32, m, d, U);
+    xcat_tensor *te = test_tensor(ctx, XCAT_DTYPE_F32, c, d, E);
+    xcat_tensor *ti = test_tensor(ctx, XCAT_DTYPE_I64, m, k, NULL);
+    const char *knob = cpu ? "XCAT_CPU_FUSED" : "XCAT_CL_TOPK_APPROX";
+    for (int path = 0; path < 2; ++path) {
+        setenv(knob, path ? "1" : "0", 1);
+        xcat_topk_args a;
+        xcat_topk_args_init(&a);
+        a.queries = tu;
+        a.items = te;
+        test_expect_ok(ctx, xcat_topk(ctx, &a, k, ti, NULL), "unrepresentative sample");
+        int64_t *got = read_indices(ti, m, k);
+        for (int64_t i = 0; i < m * k; ++i)
+            ck_assert_msg(got[i] == ri[i], "unrepresentative sample, path %d: position %lld: "
+                          "item %lld, reference %lld", path, (long long)i, (long long)got[i],
+                          (long long)ri[i]);
+        free(got);
+    }
+    unsetenv(knob);
+    TEST_FREE_TENSORS(tu, te, ti);
+    free(U), free(E), free(ri), free(rs);
+    xcat_context_free(ctx);
+}
+END_TEST
+
 /* Sampled evaluation against a recomputation of the same draws (cl/rng.cl) in double. */
 START_TEST(test_rank_sampled)
 {
@@ -481,6 +522,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_reference_cases, 0, nt);
     tcase_add_loop_test(tc, test_nan_scores_never_selected, 0, nt);
+    tcase_add_loop_test(tc, test_unrepresentative_sample, 0, nt);
     tcase_add_loop_test(tc, test_rank_sampled, 0, nt);
     tcase_add_test(tc, test_deterministic_across_threads_and_backends);
     suite_add_tcase(s, tc);

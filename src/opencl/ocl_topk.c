@@ -30,6 +30,7 @@
  * Workspace (device, per call): queries are processed in blocks of `mb` rows so that
  * mb·(8·cap + 12) bytes stay within WORKSPACE_MAX; plus the exclusion CSR and banned list as
  * int32 ids. Released before the call returns. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ typedef struct topk_layout {
     int wg, vec_loads, sel_wg, sort_local;
     int approx;          /* 0 exact scoring; 1 TF32 tensor cores (mma.cl); 2 emulated (tests) */
     int64_t cc, first, limit, cap, mb;
+    int64_t sample_stride, sample_n, sample_rank; /* sampled starting thresholds (0: none) */
 } topk_layout;
 
 /* XCAT_CL_TOPK_APPROX: -1 unset, 0 off, 1 forced (emulated where there are no tensor cores). */
@@ -142,6 +144,28 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     }
     L->limit = c->k + slack;
     L->cap = L->limit + cc;
+    /* Sampled starting thresholds (as on the CPU, src/cpu/cpu_topk.c): a query that starts with
+     * no threshold takes in a whole first chunk and then about K·ln(C/chunk) more keys, cut
+     * every few chunks. Instead every stride-th item (ns = C/stride <= one chunk and <= 64·C/K
+     * items) is scored first, with the scan's own kernel, and the key at sampled rank
+     * e + 4·sqrt(e) + 8 (e = ns·K/C, the sample's expected share of the top K) becomes the
+     * starting threshold: about 1.6·K keys enter. Exact: a query left with fewer than K keys,
+     * or whose final bound is not inside its sampled threshold, is redone without one
+     * (topk_select, must_fill). Catalogs of at least 4 chunks; XCAT_CL_TOPK_SAMPLE=0 turns it
+     * off (tuning). */
+    const char *sv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SAMPLE");
+    if (!(sv && sv[0] == '0') && c->c >= 4 * cc) {
+        int64_t stride = cdiv(c->c, cc);
+        if (cdiv(c->k, 64) > stride) stride = cdiv(c->k, 64);
+        const int64_t ns = c->c / stride;
+        const double e = (double)ns * (double)c->k / (double)c->c;
+        const int64_t rank = (int64_t)ceil(e + 4.0 * sqrt(e) + 8.0);
+        if (rank < ns / 2) {
+            L->sample_stride = stride;
+            L->sample_n = ns;
+            L->sample_rank = rank;
+        }
+    }
     int64_t budget = WORKSPACE_MAX;
     if (s->info.max_alloc_bytes > 0 && s->info.max_alloc_bytes < budget)
         budget = s->info.max_alloc_bytes;
@@ -163,7 +187,8 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
 
 typedef struct topk_bufs {
     cl_mem cand, cnt, thr, ex_off, ex, banned, targets, dummy;
-    cl_mem marg, flags, gmax; /* approximate mode: per-row margins and fallback flags */
+    cl_mem marg, gmax;        /* approximate mode: per-row margins, the catalog's maxima */
+    cl_mem flags, sthr;       /* rows to redo exactly; sampled starting thresholds */
     bool borrowed_ex_off, borrowed_ex; /* the caller's own cl_mem: not released here */
     int ex_mode;                       /* has_ex of topk.cl: 1 int32 ids, 2 int64 ids */
 } topk_bufs;
@@ -173,7 +198,7 @@ static void bufs_release(topk_bufs *b)
     if (b->borrowed_ex_off) b->ex_off = NULL;
     if (b->borrowed_ex) b->ex = NULL;
     cl_mem *ms[] = {&b->cand, &b->cnt,     &b->thr,   &b->ex_off, &b->ex,   &b->banned,
-                    &b->targets, &b->dummy, &b->marg, &b->flags, &b->gmax};
+                    &b->targets, &b->dummy, &b->marg, &b->flags, &b->gmax, &b->sthr};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
         if (*ms[i]) clReleaseMemObject(*ms[i]);
 }
@@ -282,21 +307,24 @@ typedef struct topk_kernels {
  * (approx: to their margin set, at most keep_max keys, else flagged). */
 static xcat_status launch_select(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
                                  const xcat_topk_call *c, const topk_bufs *b, int64_t q0,
-                                 int64_t mb, cl_uint limit, cl_uint keep_max, int approx)
+                                 int64_t mb, cl_uint k, cl_uint limit, cl_uint keep_max,
+                                 int approx, bool must_fill)
 {
     args a = {.k = kn->select};
     A_MEM(&a, b->cand);
     A_LONG(&a, L->cap);
     A_MEM(&a, b->cnt);
     A_MEM(&a, b->thr);
-    A_UINT(&a, c->k);
+    A_UINT(&a, k);
     A_UINT(&a, limit);
     A_UINT(&a, keep_max);
     A_LONG(&a, q0);
     LIST_ARGS(&a, c, b);
     A_INT(&a, approx != 0);
     A_MEM(&a, approx ? b->marg : b->dummy);
-    A_MEM(&a, approx ? b->flags : b->dummy);
+    A_MEM(&a, b->flags);
+    A_INT(&a, must_fill);
+    A_MEM(&a, b->sthr);
     const size_t sl = (size_t)L->sel_wg, sg = (size_t)mb * sl;
     return launch(ctx, &a, 1, &sg, &sl, "enqueueing topk_select");
 }
@@ -323,10 +351,41 @@ static xcat_status launch_norms(xcat_context *ctx, const topk_kernels *kn, const
  * sorted rows written out. approx: scores from the approximate kernel, kept with each row's
  * margin, recomputed exactly at the end; rows that could not keep their margin set are
  * flagged in b->flags (the caller redoes the block exactly). */
+/* One launch of the scoring kernel: queries of the block × nc items, every stride-th from c0. */
+static xcat_status launch_score(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
+                                const xcat_topk_call *c, const topk_bufs *b, mat Ub, int64_t mb,
+                                int64_t c0, int64_t nc, int64_t stride, int approx)
+{
+    const mat E = tensor_mat(c->items);
+    args a = {.k = kn->score};
+    A_INT(&a, mb);
+    A_INT(&a, nc);
+    A_INT(&a, c->d);
+    A_MEM(&a, Ub.mem);
+    A_ULONG(&a, Ub.off);
+    A_LONG(&a, Ub.ld);
+    A_MEM(&a, E.mem);
+    A_ULONG(&a, E.off + (uint64_t)c0 * (uint64_t)E.ld);
+    A_LONG(&a, E.ld * stride);
+    A_MEM(&a, c->bias ? xcat_ocl_mem(c->bias) : b->dummy);
+    A_ULONG(&a, c->bias ? elem_off(c->bias) + (uint64_t)c0 : 0);
+    A_INT(&a, c->bias != NULL);
+    A_INT(&a, c0);
+    A_INT(&a, stride);
+    A_MEM(&a, b->cand);
+    A_LONG(&a, L->cap);
+    A_MEM(&a, b->cnt);
+    A_MEM(&a, b->thr);
+    A_MEM(&a, approx ? b->marg : b->dummy);
+    const size_t lw = (size_t)L->wg;
+    const size_t gw = (size_t)(cdiv(mb, L->g.bm) * cdiv(nc, L->g.bn)) * lw;
+    return launch(ctx, &a, 1, &gw, &lw, "enqueueing a top-K scoring kernel");
+}
+
 static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
                              const xcat_topk_call *c, const topk_bufs *b, int64_t q0,
-                             int64_t mb, int approx, bool score_only, xcat_tensor *indices,
-                             xcat_tensor *scores)
+                             int64_t mb, int approx, bool sample, bool score_only,
+                             xcat_tensor *indices, xcat_tensor *scores)
 {
     cl_command_queue q = xcat_ocl(ctx)->queue;
     const mat U = tensor_mat(c->queries), E = tensor_mat(c->items);
@@ -336,45 +395,40 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
     cl_int err = clEnqueueFillBuffer(q, b->cnt, &zero, 4, 0, (size_t)mb * 4, 0, NULL, NULL);
     if (err == CL_SUCCESS)
         err = clEnqueueFillBuffer(q, b->thr, &none, 8, 0, (size_t)mb * 8, 0, NULL, NULL);
-    if (err == CL_SUCCESS && approx)
+    if (err == CL_SUCCESS)
         err = clEnqueueFillBuffer(q, b->flags, &zero, 4, 0, (size_t)mb * 4, 0, NULL, NULL);
     if (err != CL_SUCCESS) return xcat_ocl_error(ctx, err, "clearing top-K state");
     xcat_status st = XCAT_OK;
     if (approx) st = launch_norms(ctx, kn, L, b, mb, c->d, Ub, 2);
+    /* Sampled starting thresholds: a strided sample of the catalog scored and cut to its
+     * sample_rank-th key, which becomes each query's threshold before the scan (the sample's
+     * keys are dropped: the scan meets those items again). */
+    if (!st && sample) {
+        st = launch_score(ctx, kn, L, c, b, Ub, mb, 0, L->sample_n, L->sample_stride, approx);
+        if (!st)
+            st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)L->sample_rank,
+                               (cl_uint)L->sample_rank, (cl_uint)L->limit, approx, false);
+        if (!st) {
+            err = clEnqueueCopyBuffer(q, b->thr, b->sthr, 0, 0, (size_t)mb * 8, 0, NULL, NULL);
+            if (err == CL_SUCCESS)
+                err = clEnqueueFillBuffer(q, b->cnt, &zero, 4, 0, (size_t)mb * 4, 0, NULL, NULL);
+            if (err != CL_SUCCESS) st = xcat_ocl_error(ctx, err, "top-K sampled thresholds");
+        }
+    }
     for (int64_t c0 = 0, step = L->first; !st && c0 < c->c; c0 += step, step = L->cc) {
         const int64_t nc = c->c - c0 < step ? c->c - c0 : step;
-        args a = {.k = kn->score};
-        A_INT(&a, mb);
-        A_INT(&a, nc);
-        A_INT(&a, c->d);
-        A_MEM(&a, Ub.mem);
-        A_ULONG(&a, Ub.off);
-        A_LONG(&a, Ub.ld);
-        A_MEM(&a, E.mem);
-        A_ULONG(&a, E.off + (uint64_t)c0 * (uint64_t)E.ld);
-        A_LONG(&a, E.ld);
-        A_MEM(&a, c->bias ? xcat_ocl_mem(c->bias) : b->dummy);
-        A_ULONG(&a, c->bias ? elem_off(c->bias) + (uint64_t)c0 : 0);
-        A_INT(&a, c->bias != NULL);
-        A_INT(&a, c0);
-        A_MEM(&a, b->cand);
-        A_LONG(&a, L->cap);
-        A_MEM(&a, b->cnt);
-        A_MEM(&a, b->thr);
-        A_MEM(&a, approx ? b->marg : b->dummy);
-        const size_t lw = (size_t)L->wg;
-        const size_t gw = (size_t)(cdiv(mb, L->g.bm) * cdiv(nc, L->g.bn)) * lw;
-        st = launch(ctx, &a, 1, &gw, &lw, "enqueueing a top-K scoring kernel");
+        st = launch_score(ctx, kn, L, c, b, Ub, mb, c0, nc, 1, approx);
         if (st || score_only) continue;
         /* A short first chunk is cut to K at once, so that its K-th key becomes the
          * threshold of the second chunk (see `first` in make_layout). */
         const bool cut_first = c0 == 0 && L->first < L->cc;
-        st = launch_select(ctx, kn, L, c, b, q0, mb, cut_first ? (cl_uint)c->k : (cl_uint)L->limit,
-                           (cl_uint)L->limit, approx);
+        st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k,
+                           cut_first ? (cl_uint)c->k : (cl_uint)L->limit, (cl_uint)L->limit,
+                           approx, false);
     }
     /* the end: every row purged and cut (limit 0); approx: to its margin set, rescored
      * exactly, cut to k; then sorted in blocks and merged */
-    if (!st) st = launch_select(ctx, kn, L, c, b, q0, mb, 0, 0, approx);
+    if (!st) st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k, 0, 0, approx, sample);
     if (!st && approx) {
         args a = {.k = kn->rescore};
         A_MEM(&a, b->cand);
@@ -392,7 +446,7 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
         A_INT(&a, c->bias != NULL);
         const size_t sl = (size_t)L->sel_wg, sg = (size_t)mb * sl;
         st = launch(ctx, &a, 1, &sg, &sl, "enqueueing topk_rescore");
-        if (!st) st = launch_select(ctx, kn, L, c, b, q0, mb, 0, 0, 0);
+        if (!st) st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k, 0, 0, 0, false);
     }
     const size_t sl = (size_t)L->sel_wg;
     const int64_t nblk = cdiv(c->k, L->sort_local);
@@ -468,13 +522,14 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)(L.mb * L.cap * 8), false, &b.cand);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)L.mb * 4, false, &b.cnt);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)L.mb * 8, false, &b.thr);
+    if (!st) st = xcat_ocl_buffer(ctx, (size_t)L.mb * 4, false, &b.flags);
+    if (!st) st = xcat_ocl_buffer(ctx, (size_t)L.mb * 8, false, &b.sthr);
     const char *so = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SCORE_ONLY");
     const bool score_only = so && so[0] == '1';
     const int approx = score_only && L.approx == 2 ? 0 : L.approx;
     const topk_kernels *scan = score_only && L.approx == 2 ? &exact : &kn;
     if (!st && approx) {
         st = xcat_ocl_buffer(ctx, (size_t)L.mb * 4, false, &b.marg);
-        if (!st) st = xcat_ocl_buffer(ctx, (size_t)L.mb * 4, false, &b.flags);
         if (!st) st = xcat_ocl_buffer(ctx, 8, true, &b.gmax);
         /* the catalog's largest norm and |bias|, once per call */
         if (!st) st = launch_norms(ctx, &kn, &L, &b, c->c, c->d, tensor_mat(c->items), 0);
@@ -485,12 +540,15 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
     }
     for (int64_t q0 = 0; !st && q0 < c->m; q0 += L.mb) {
         const int64_t mb = c->m - q0 < L.mb ? c->m - q0 : L.mb;
-        st = run_block(ctx, scan, &L, c, &b, q0, mb, approx, score_only, indices, scores);
+        const bool sample = L.sample_n > 0 && !score_only;
+        st = run_block(ctx, scan, &L, c, &b, q0, mb, approx, sample, score_only, indices, scores);
         bool redo = false;
-        if (!st && approx && !score_only) st = any_flagged(ctx, &b, mb, &redo);
+        if (!st && (approx || sample) && !score_only) st = any_flagged(ctx, &b, mb, &redo);
         /* a row the approximate scores could not bound (NaN / inf inputs, or more than the
-         * buffer's keys within its margin, e.g. masses of ties): the block again, exactly */
-        if (!st && redo) st = run_block(ctx, &exact, &L, c, &b, q0, mb, 0, false, indices, scores);
+         * buffer's keys within its margin, e.g. masses of ties), or whose sampled threshold
+         * kept out too much: the block again, exact and without a sampled start */
+        if (!st && redo)
+            st = run_block(ctx, &exact, &L, c, &b, q0, mb, 0, false, false, indices, scores);
         /* the next block reuses the buffers: the queue is in order */
     }
     st = finish(ctx, st);
