@@ -148,18 +148,22 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
      * no threshold takes in a whole first chunk and then about K·ln(C/chunk) more keys, cut
      * every few chunks. Instead every stride-th item (ns = C/stride <= one chunk and <= 64·C/K
      * items) is scored first, with the scan's own kernel, and the key at sampled rank
-     * e + 4·sqrt(e) + 8 (e = ns·K/C, the sample's expected share of the top K) becomes the
-     * starting threshold: about 1.6·K keys enter. Exact: a query left with fewer than K keys,
+     * e + 5·sqrt(e) + 16 (e = ns·K/C, the sample's expected share of the top K) becomes the
+     * starting threshold: about 1.6–2·K keys enter. Exact: a query left with fewer than K keys,
      * or whose final bound is not inside its sampled threshold, is redone without one
-     * (topk_select, must_fill). Catalogs of at least 4 chunks; XCAT_CL_TOPK_SAMPLE=0 turns it
-     * off (tuning). */
+     * (topk_select, must_fill) — with its whole block, so the rank is chosen for that to be
+     * rare: the number of sampled items above a query's true K-th is about Poisson(e), and
+     * P(Poisson(e) >= rank) < 4e-9 for every e (Chernoff). With the CPU's e + 4·sqrt(e) + 8
+     * (~3e-5 at e = 64) one query of 4,096 on the H200 (d = 128, K = 4,096) fell short, and its
+     * block's redo doubled the call (73.5 vs 28.5 ms at K = 3,968). Catalogs of at least 4
+     * chunks; XCAT_CL_TOPK_SAMPLE=0 turns it off (tuning). */
     const char *sv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SAMPLE");
     if (!(sv && sv[0] == '0') && c->c >= 4 * cc) {
         int64_t stride = cdiv(c->c, cc);
         if (cdiv(c->k, 64) > stride) stride = cdiv(c->k, 64);
         const int64_t ns = c->c / stride;
         const double e = (double)ns * (double)c->k / (double)c->c;
-        const int64_t rank = (int64_t)ceil(e + 4.0 * sqrt(e) + 8.0);
+        const int64_t rank = (int64_t)ceil(e + 5.0 * sqrt(e) + 16.0);
         if (rank < ns / 2) {
             L->sample_stride = stride;
             L->sample_n = ns;
