@@ -5,7 +5,9 @@
  * threshold to the query's candidate buffer) and one of topk_select (queries whose buffer holds
  * more than `limit` keys drop their excluded items, keep their K best and raise their
  * threshold). At the end topk_select with limit 0, topk_sort_blocks and topk_merge write each
- * query's row. Nothing of size M×C exists.
+ * query's row. Nothing of size M×C exists. Before the scan (catalogs of at least 4 chunks) a
+ * strided sample of the catalog, scored by the same kernel, gives each query its starting
+ * threshold (make_layout: sample_*); a query it served badly is redone without it.
  *
  * Approximate scoring (L->approx 1: TF32 tensor cores, topk_score_filter_mma): before the scan
  * topk_norms finds the catalog's largest norm (and |bias|) and each query's error margin; the
@@ -22,8 +24,9 @@
  *
  * Knobs (ignored under IGNORE_ENV): XCAT_CL_TOPK_CHUNK=items per chunk, XCAT_CL_TOPK_FIRST=items
  * in the first chunk, XCAT_CL_TOPK_SLACK=keys a buffer may hold beyond K before a selection
- * (tuning); XCAT_CL_TOPK_APPROX=0 (exact fp32 scoring only) / 1 (approximate scoring, emulated
- * where there are no tensor cores: testing); XCAT_CL_TOPK_SCORE_ONLY=1 runs the same scoring
+ * (tuning); XCAT_CL_TOPK_SAMPLE=0 (no sampled starting thresholds); XCAT_CL_TOPK_APPROX=0
+ * (exact fp32 scoring only) / 1 (approximate scoring, emulated where there are no tensor
+ * cores: testing); XCAT_CL_TOPK_SCORE_ONLY=1 runs the same scoring
  * launches with a threshold nothing passes and no selection: the scoring pass alone, the
  * reference the selection overhead is measured against (results are then all −1 / −inf).
  *
