@@ -13,7 +13,7 @@
  * topk_norms finds the catalog's largest norm (and |bias|) and each query's error margin; the
  * selections keep every key within the margin of the K-th; at the end topk_rescore recomputes
  * the survivors in fp32 and an exact topk_select cuts them to K. A flagged query (no finite
- * margin, or a margin set larger than its buffer) sends its block through the exact path again.
+ * margin, or a margin set larger than its buffer) is redone on the exact path (redo_flagged).
  * L->approx 2 (XCAT_CL_TOPK_APPROX=1 without tensor cores): the same with exact scores perturbed
  * within the margin — a program of its own, for the tests.
  *
@@ -154,12 +154,13 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
      * e + 5·sqrt(e) + 16 (e = ns·K/C, the sample's expected share of the top K) becomes the
      * starting threshold: about 1.6–2·K keys enter. Exact: a query left with fewer than K keys,
      * or whose final bound is not inside its sampled threshold, is redone without one
-     * (topk_select, must_fill) — with its whole block, so the rank is chosen for that to be
-     * rare: the number of sampled items above a query's true K-th is about Poisson(e), and
-     * P(Poisson(e) >= rank) < 4e-9 for every e (Chernoff). With the CPU's e + 4·sqrt(e) + 8
-     * (~3e-5 at e = 64) one query of 4,096 on the H200 (d = 128, K = 4,096) fell short, and its
-     * block's redo doubled the call (73.5 vs 28.5 ms at K = 3,968). Catalogs of at least 4
-     * chunks; XCAT_CL_TOPK_SAMPLE=0 turns it off (tuning). */
+     * (topk_select, must_fill; redo_flagged) — a scan of its own, as dear as a GEMM row tile
+     * of queries, so the rank is chosen for that to be rare: the number of sampled items above
+     * a query's true K-th is about Poisson(e), and P(Poisson(e) >= rank) < 4e-9 for every e
+     * (Chernoff). With the CPU's e + 4·sqrt(e) + 8 (~3e-5 at e = 64) one query of 4,096 on the
+     * H200 (d = 128, K = 4,096) fell short, and the redo of its block (whole blocks then)
+     * doubled the call (73.5 vs 28.5 ms at K = 3,968). Catalogs of at least 4 chunks;
+     * XCAT_CL_TOPK_SAMPLE=0 turns it off (tuning). */
     const char *sv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SAMPLE");
     if (!(sv && sv[0] == '0') && c->c >= 4 * cc) {
         int64_t stride = cdiv(c->c, cc);
@@ -357,7 +358,7 @@ static xcat_status launch_norms(xcat_context *ctx, const topk_kernels *kn, const
 /* One block of mb queries from q0: the scan over the catalog, the final selection, the
  * sorted rows written out. approx: scores from the approximate kernel, kept with each row's
  * margin, recomputed exactly at the end; rows that could not keep their margin set are
- * flagged in b->flags (the caller redoes the block exactly). */
+ * flagged in b->flags (the caller redoes them exactly). */
 /* One launch of the scoring kernel: queries of the block × nc items, every stride-th from c0. */
 static xcat_status launch_score(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
                                 const xcat_topk_call *c, const topk_bufs *b, mat Ub, int64_t mb,
@@ -480,17 +481,43 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
     return st;
 }
 
-/* Whether any row of the block was flagged (approximate mode could not bound it). */
-static xcat_status any_flagged(xcat_context *ctx, const topk_bufs *b, int64_t mb, bool *any)
+/* The block's flagged rows (approximate scores that could not be bounded: NaN / inf inputs, or
+ * more keys within the margin than a buffer holds, e.g. masses of ties; or a sampled threshold
+ * that kept out too much) again, exact and without a sampled start. Rows are independent, so
+ * each run of consecutive flagged rows is a block of its own — unless those runs would cost
+ * more GEMM row tiles than the whole block, which is then redone at once. */
+static xcat_status redo_flagged(xcat_context *ctx, const topk_kernels *exact, const topk_layout *L,
+                                const xcat_topk_call *c, const topk_bufs *b, int64_t q0,
+                                int64_t mb, xcat_tensor *indices, xcat_tensor *scores)
 {
-    *any = false;
     uint32_t *f = xcat_host_alloc(ctx, (size_t)mb * 4, 64);
     if (!f) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "top-K: reading row flags");
     cl_int err = clEnqueueReadBuffer(xcat_ocl(ctx)->queue, b->flags, CL_TRUE, 0, (size_t)mb * 4,
                                      f, 0, NULL, NULL);
-    for (int64_t i = 0; err == CL_SUCCESS && i < mb && !*any; ++i) *any = f[i] != 0;
+    xcat_status st = err == CL_SUCCESS ? XCAT_OK
+                                       : xcat_ocl_error(ctx, err, "reading top-K row flags");
+    int64_t tiles = 0, any = 0;
+    for (int64_t i = 0; !st && i < mb;) {
+        if (!f[i]) { ++i; continue; }
+        int64_t j = i;
+        while (j < mb && f[j]) ++j;
+        tiles += cdiv(j - i, L->g.bm);
+        any = 1;
+        i = j;
+    }
+    if (!st && any && tiles >= cdiv(mb, L->g.bm)) {
+        st = run_block(ctx, exact, L, c, b, q0, mb, 0, false, false, indices, scores);
+    } else {
+        for (int64_t i = 0; !st && any && i < mb;) {
+            if (!f[i]) { ++i; continue; }
+            int64_t j = i;
+            while (j < mb && f[j]) ++j;
+            st = run_block(ctx, exact, L, c, b, q0 + i, j - i, 0, false, false, indices, scores);
+            i = j;
+        }
+    }
     xcat_host_free(ctx, f);
-    return err == CL_SUCCESS ? XCAT_OK : xcat_ocl_error(ctx, err, "reading top-K row flags");
+    return st;
 }
 
 xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tensor *indices,
@@ -549,13 +576,8 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
         const int64_t mb = c->m - q0 < L.mb ? c->m - q0 : L.mb;
         const bool sample = L.sample_n > 0 && !score_only;
         st = run_block(ctx, scan, &L, c, &b, q0, mb, approx, sample, score_only, indices, scores);
-        bool redo = false;
-        if (!st && (approx || sample) && !score_only) st = any_flagged(ctx, &b, mb, &redo);
-        /* a row the approximate scores could not bound (NaN / inf inputs, or more than the
-         * buffer's keys within its margin, e.g. masses of ties), or whose sampled threshold
-         * kept out too much: the block again, exact and without a sampled start */
-        if (!st && redo)
-            st = run_block(ctx, &exact, &L, c, &b, q0, mb, 0, false, false, indices, scores);
+        if (!st && (approx || sample) && !score_only)
+            st = redo_flagged(ctx, &exact, &L, c, &b, q0, mb, indices, scores);
         /* the next block reuses the buffers: the queue is in order */
     }
     st = finish(ctx, st);
