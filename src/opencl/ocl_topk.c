@@ -355,10 +355,6 @@ static xcat_status launch_norms(xcat_context *ctx, const topk_kernels *kn, const
     return launch(ctx, &a, 1, &gw, &lw, "enqueueing topk_norms");
 }
 
-/* One block of mb queries from q0: the scan over the catalog, the final selection, the
- * sorted rows written out. approx: scores from the approximate kernel, kept with each row's
- * margin, recomputed exactly at the end; rows that could not keep their margin set are
- * flagged in b->flags (the caller redoes them exactly). */
 /* One launch of the scoring kernel: queries of the block × nc items, every stride-th from c0. */
 static xcat_status launch_score(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
                                 const xcat_topk_call *c, const topk_bufs *b, mat Ub, int64_t mb,
@@ -390,6 +386,11 @@ static xcat_status launch_score(xcat_context *ctx, const topk_kernels *kn, const
     return launch(ctx, &a, 1, &gw, &lw, "enqueueing a top-K scoring kernel");
 }
 
+/* One block of mb queries from q0: the scan over the catalog, the final selection, the
+ * sorted rows written out. approx: scores from the approximate kernel, kept with each row's
+ * margin, recomputed exactly at the end; rows that could not keep their margin set are
+ * flagged in b->flags (the caller redoes them exactly).
+ * sample: the scan starts from sampled thresholds; rows they served badly are flagged too. */
 static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
                              const xcat_topk_call *c, const topk_bufs *b, int64_t q0,
                              int64_t mb, int approx, bool sample, bool score_only,
