@@ -135,6 +135,12 @@ typedef struct xcat_context xcat_context;
  *  "none" disables it; default $XDG_CACHE_HOME/xcat or ~/.cache/xcat) and XCAT_CL_DIR (load
  *  the OpenCL kernels from that directory instead of the embedded copies, for development). */
 #define XCAT_CONTEXT_IGNORE_ENV 0x1u
+/** Record every OpenCL kernel's device time (per kernel name: calls, total, mean), read with
+ *  xcat_context_profile(). Each launch then waits for its kernel: for finding where the time
+ *  goes, not for production runs. Also set by XCAT_PROFILE=1 (unless IGNORE_ENV). On a
+ *  caller's command queue (xcat_context_create_opencl) it needs CL_QUEUE_PROFILING_ENABLE on
+ *  that queue, else nothing is recorded. The CPU backend records nothing. */
+#define XCAT_CONTEXT_PROFILE 0x2u
 
 typedef struct xcat_context_options {
     uint32_t struct_size;
@@ -203,6 +209,14 @@ XCAT_API xcat_status xcat_context_get_info(const xcat_context *ctx, xcat_context
 
 /** Wait until all work submitted on the context has finished (no-op on the CPU backend). */
 XCAT_API xcat_status xcat_context_synchronize(xcat_context *ctx);
+
+/** The kernel profile of a context created with XCAT_CONTEXT_PROFILE (or XCAT_PROFILE=1), as
+ *  text in `buf` (always NUL-terminated, cut to `size`): a header line, then one line per
+ *  kernel name — "name calls total_ms mean_us" — in decreasing total time; device time from
+ *  the OpenCL profiling clock, since the context was made or last reset. Without profiling,
+ *  or on the CPU backend, one line that says so. `reset` != 0: clear the counts after reading.
+ *  INVALID_ARGUMENT for NULL ctx / buf or size 0. */
+XCAT_API xcat_status xcat_context_profile(xcat_context *ctx, char *buf, size_t size, int reset);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Devices                                                                                    */

@@ -57,6 +57,8 @@ typedef struct xcat_backend_ops {
     void (*context_release)(xcat_context *ctx);
     bool (*supports)(const xcat_context *ctx, xcat_op op, xcat_dtype dtype);
     xcat_status (*synchronize)(xcat_context *ctx);
+    /* Optional: the kernel profile as text (xcat_context_profile); NULL: nothing recorded. */
+    void (*profile_report)(xcat_context *ctx, char *buf, size_t size, bool reset);
 
     /* Tensors: allocate t->rows×t->stride elements (zeroed), release, copy. */
     xcat_status (*tensor_alloc)(xcat_context *ctx, xcat_tensor *t);

@@ -237,3 +237,13 @@ xcat_status xcat_context_synchronize(xcat_context *ctx)
     if (!ctx) return XCAT_ERROR_INVALID_ARGUMENT;
     return ctx->ops->synchronize ? ctx->ops->synchronize(ctx) : XCAT_OK;
 }
+
+xcat_status xcat_context_profile(xcat_context *ctx, char *buf, size_t size, int reset)
+{
+    if (!ctx || !buf || !size) return XCAT_ERROR_INVALID_ARGUMENT;
+    if (ctx->ops->profile_report)
+        ctx->ops->profile_report(ctx, buf, size, reset != 0);
+    else
+        snprintf(buf, size, "# no kernel profile: the %s backend records none\n", ctx->ops->name);
+    return XCAT_OK;
+}

@@ -4,7 +4,7 @@
 # into /), run the whole suite on every target there (CPU levels incl. AVX-512, the GPU through
 # NVIDIA's OpenCL, PoCL on the Xeon), the CPU benchmarks of top-K and the sampled kinds on the
 # Xeon, and xcat-train with the same seed on the CPU and on the GPU.
-# usage: tools/bench-device.sh OUTDIR     (STAGES="tests topk gputopk sampled sce scecpu train vgtrain" to choose)
+# usage: tools/bench-device.sh OUTDIR     (STAGES="tests topk gputopk gpuprofile sampled sce scecpu train vgtrain" to choose)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out="${1:?usage: tools/bench-device.sh OUTDIR}"
@@ -58,6 +58,13 @@ if has gputopk; then
     python3 tools/peer_torch_topk.py --shapes 4096,1000000,128 --ks 10 100 1000 10000 \
         --excl 50 --repeats 5 >"$out/topk_torch.jsonl" 2>&1
     cat "$out/topk_torch.jsonl" >>"$out/summary.txt"
+fi
+if has gpuprofile; then
+    log "top-K kernel profile on the GPU (XCAT_PROFILE=1: device time per kernel)"
+    XCAT_PROFILE=1 build-dev/tools/xcat-bench topk --backend opencl --m 4096 --c 1000000 \
+        --d "${TOPK_D:-128}" --k "${TOPK_K:-10,1000}" --excl "${TOPK_EXCL:-50}" --repeats 2 \
+        --no-naive >"$out/topk_profile.txt" 2>/dev/null
+    cat "$out/topk_profile.txt" >>"$out/summary.txt"
 fi
 if has tilesweep; then
     log "top-K GEMM tile / chunk sweep on the GPU (K=100, no exclusions)"

@@ -237,6 +237,7 @@ int xcat_bench_topk_main(int argc, char **argv)
                 a.exclude_offsets = toff;
                 a.exclude_items = tex;
                 double t[16];
+                bench_reset_profile(ctx);
                 for (int r = 0; r <= o.repeats && !failed; ++r) { /* r = 0: warm-up */
                     progress("xcat topk", r ? "repeat" : "warm-up", r, o.repeats);
                     const double t0 = now_ms();
@@ -261,6 +262,10 @@ int xcat_bench_topk_main(int argc, char **argv)
                        (long long)k, (long long)ne, xt, sgemm, 100.0 * (xt / sgemm - 1.0), nv,
                        nv > 0 ? nv / xt : 0.0);
                 fflush(stdout);
+                char title[96];
+                snprintf(title, sizeof title, "d = %lld, K = %lld, %lld exclusions: %d calls",
+                         (long long)d, (long long)k, (long long)ne, o.repeats + 1);
+                bench_print_profile(ctx, title);
                 if (json)
                     fprintf(json, "{\"op\": \"topk\", \"backend\": \"%s\", \"device\": \"%s\", "
                             "\"m\": %lld, \"c\": %lld, \"d\": %lld, \"k\": %lld, \"excl\": %lld, "

@@ -109,3 +109,21 @@ int bench_open_context(const char *backend, const char *tool, xcat_context **ctx
     xcat_context_get_info(*ctx, info);
     return 0;
 }
+
+void bench_print_profile(xcat_context *ctx, const char *title)
+{
+    const char *v = getenv("XCAT_PROFILE");
+    if (!v || strcmp(v, "1") != 0) return;
+    static char text[8192];
+    if (xcat_context_profile(ctx, text, sizeof text, 1)) return;
+    printf("# profile: %s\n", title);
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        printf("%s%s\n", line[0] == '#' ? "" : "#   ", line);
+    fflush(stdout);
+}
+
+void bench_reset_profile(xcat_context *ctx)
+{
+    char text[64];
+    xcat_context_profile(ctx, text, sizeof text, 1);
+}

@@ -32,6 +32,12 @@ struct xcat_context_info;
 int bench_open_context(const char *backend, const char *tool, struct xcat_context **ctx,
                        struct xcat_context_info *info);
 
+/* With XCAT_PROFILE=1 (the context then records its kernels' device times): print the kernel
+ * profile since the last call, under `title`, as comment lines, and reset it; else nothing. */
+void bench_print_profile(struct xcat_context *ctx, const char *title);
+/* Clear the kernel profile (before the runs bench_print_profile should show). */
+void bench_reset_profile(struct xcat_context *ctx);
+
 /* Sub-commands of xcat-bench (argv[0] is the sub-command's name). */
 int xcat_bench_topk_main(int argc, char **argv);
 int xcat_bench_sampled_main(int argc, char **argv);

@@ -15,6 +15,14 @@ typedef struct xcat_ocl_program_entry {
     cl_program program;
 } xcat_ocl_program_entry;
 
+#define XCAT_OCL_MAX_PROFILED 48
+
+/* One kernel name's recorded device time (XCAT_CONTEXT_PROFILE). */
+typedef struct xcat_ocl_profiled {
+    char name[48];
+    uint64_t calls, ns;
+} xcat_ocl_profiled;
+
 typedef struct xcat_ocl_state {
     cl_platform_id platform;
     cl_device_id device;
@@ -28,6 +36,9 @@ typedef struct xcat_ocl_state {
     char cache_dir[1024];        /* "" = no on-disk cache */
     xcat_ocl_program_entry programs[XCAT_OCL_MAX_PROGRAMS];
     int nprograms;
+    bool profile;                /* record kernel times (the queue has profiling enabled) */
+    xcat_ocl_profiled profiled[XCAT_OCL_MAX_PROFILED];
+    int nprofiled;
     int mma_state;               /* tensor-core (inline PTX mma) programs: 0 untried, 1 build,
                                   * -1 not on this device (no NVIDIA compiler, or a build failed) */
 } xcat_ocl_state;
@@ -66,6 +77,9 @@ void xcat_ocl_cache_dir_init(xcat_context *ctx);
 /* Create a kernel of a program (the caller releases it with clReleaseKernel). */
 xcat_status xcat_ocl_kernel(xcat_context *ctx, cl_program program, const char *name,
                             cl_kernel *out);
+
+/* XCAT_CONTEXT_PROFILE: wait for the launch's event and add its device time to its kernel. */
+void xcat_ocl_profile_record(xcat_context *ctx, cl_kernel k, cl_event ev);
 
 /* Allocate / release a device buffer (zero-initialised when zero != 0). */
 xcat_status xcat_ocl_buffer(xcat_context *ctx, size_t bytes, bool zero, cl_mem *out);

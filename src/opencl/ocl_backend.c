@@ -126,7 +126,8 @@ static xcat_status open_selected(xcat_context *ctx, xcat_ocl_state *s,
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)s->platform, 0};
     s->context = clCreateContext(props, 1, &s->device, NULL, NULL, &err);
     if (err != CL_SUCCESS) return xcat_ocl_error(ctx, err, "clCreateContext");
-    s->queue = clCreateCommandQueue(s->context, s->device, 0, &err);
+    s->queue = clCreateCommandQueue(s->context, s->device,
+                                    s->profile ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     if (err != CL_SUCCESS) return xcat_ocl_error(ctx, err, "clCreateCommandQueue");
     return XCAT_OK;
 }
@@ -150,9 +151,11 @@ static xcat_status adopt_interop(xcat_context *ctx, xcat_ocl_state *s, const ocl
                               "queue is out-of-order: xcat needs an in-order queue");
         s->queue = io->queue;
         clRetainCommandQueue(s->queue);
+        s->profile = s->profile && (qp & CL_QUEUE_PROFILING_ENABLE); /* the caller's choice */
         return XCAT_OK;
     }
-    s->queue = clCreateCommandQueue(s->context, s->device, 0, &err);
+    s->queue = clCreateCommandQueue(s->context, s->device,
+                                    s->profile ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     if (err != CL_SUCCESS) return xcat_ocl_error(ctx, err, "clCreateCommandQueue");
     return XCAT_OK;
 }
@@ -174,6 +177,8 @@ static xcat_status ocl_context_init(xcat_context *ctx, const xcat_context_option
     xcat_ocl_state *s = xcat_host_calloc(ctx, sizeof *s, 64);
     if (!s) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "allocating OpenCL state");
     ctx->backend_state = s;
+    const char *pe = ctx->ignore_env ? NULL : getenv("XCAT_PROFILE");
+    s->profile = (o->flags & XCAT_CONTEXT_PROFILE) || (pe && pe[0] == '1' && !pe[1]);
     xcat_status st = interop ? adopt_interop(ctx, s, interop) : open_selected(ctx, s, o);
     if (st) {
         ocl_context_release(ctx);
@@ -198,6 +203,64 @@ static xcat_status ocl_synchronize(xcat_context *ctx)
 {
     cl_int err = clFinish(xcat_ocl(ctx)->queue);
     return err == CL_SUCCESS ? XCAT_OK : xcat_ocl_error(ctx, err, "clFinish");
+}
+
+/* ---- kernel profile (XCAT_CONTEXT_PROFILE) ------------------------------------------------- */
+
+void xcat_ocl_profile_record(xcat_context *ctx, cl_kernel k, cl_event ev)
+{
+    xcat_ocl_state *s = xcat_ocl(ctx);
+    cl_ulong t0 = 0, t1 = 0;
+    char name[sizeof s->profiled[0].name] = "";
+    /* a failure here only loses the sample: profiling never fails a call */
+    if (clWaitForEvents(1, &ev) == CL_SUCCESS &&
+        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL) ==
+            CL_SUCCESS &&
+        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL) ==
+            CL_SUCCESS &&
+        clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL) == CL_SUCCESS) {
+        name[sizeof name - 1] = '\0';
+        int i = 0;
+        while (i < s->nprofiled && strcmp(s->profiled[i].name, name) != 0) i++;
+        if (i == s->nprofiled && i < XCAT_OCL_MAX_PROFILED) {
+            snprintf(s->profiled[i].name, sizeof s->profiled[i].name, "%s", name);
+            s->profiled[i].calls = s->profiled[i].ns = 0; /* a slot reused after a reset */
+            s->nprofiled++;
+        }
+        if (i < s->nprofiled) {
+            s->profiled[i].calls++;
+            s->profiled[i].ns += t1 > t0 ? t1 - t0 : 0;
+        }
+    }
+    clReleaseEvent(ev);
+}
+
+static void ocl_profile_report(xcat_context *ctx, char *buf, size_t size, bool reset)
+{
+    xcat_ocl_state *s = xcat_ocl(ctx);
+    if (!s->profile) {
+        snprintf(buf, size, "# no kernel profile: the context was made without "
+                            "XCAT_CONTEXT_PROFILE / XCAT_PROFILE=1 (or its queue lacks "
+                            "CL_QUEUE_PROFILING_ENABLE)\n");
+        return;
+    }
+    int order[XCAT_OCL_MAX_PROFILED];
+    for (int i = 0; i < s->nprofiled; i++) order[i] = i;
+    for (int i = 1; i < s->nprofiled; i++) /* by decreasing total time; a handful of names */
+        for (int j = i; j > 0 && s->profiled[order[j]].ns > s->profiled[order[j - 1]].ns; j--) {
+            const int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    size_t n = (size_t)snprintf(buf, size, "%-32s %8s %12s %12s\n", "# kernel", "calls",
+                                "total ms", "mean us");
+    for (int i = 0; i < s->nprofiled && n < size; i++) {
+        const xcat_ocl_profiled *p = &s->profiled[order[i]];
+        n += (size_t)snprintf(buf + n, size - n, "%-32s %8llu %12.3f %12.2f\n", p->name,
+                              (unsigned long long)p->calls, (double)p->ns * 1e-6,
+                              p->calls ? (double)p->ns * 1e-3 / (double)p->calls : 0.0);
+    }
+    if (reset) s->nprofiled = 0;
 }
 
 /* ---- tensors ------------------------------------------------------------------------------- */
@@ -324,6 +387,7 @@ const xcat_backend_ops xcat_ocl_backend = {
     .context_release = ocl_context_release,
     .supports = ocl_supports,
     .synchronize = ocl_synchronize,
+    .profile_report = ocl_profile_report,
     .tensor_alloc = ocl_tensor_alloc,
     .tensor_release = ocl_tensor_release,
     .tensor_write = ocl_tensor_write,

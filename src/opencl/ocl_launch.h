@@ -43,8 +43,11 @@ static inline xcat_status launch(xcat_context *ctx, const args *a, cl_uint dims,
                                  const size_t *global, const size_t *local, const char *what)
 {
     if (a->err != CL_SUCCESS) return xcat_ocl_error(ctx, a->err, what);
+    const bool prof = xcat_ocl(ctx)->profile;
+    cl_event ev = NULL;
     cl_int err = clEnqueueNDRangeKernel(xcat_ocl(ctx)->queue, a->k, dims, NULL, global, local,
-                                        0, NULL, NULL);
+                                        0, NULL, prof ? &ev : NULL);
+    if (err == CL_SUCCESS && ev) xcat_ocl_profile_record(ctx, a->k, ev);
     return err == CL_SUCCESS ? XCAT_OK : xcat_ocl_error(ctx, err, what);
 }
 
