@@ -61,13 +61,45 @@ may() {
 }
 
 # Each Check suite's own summary line ("100%: Checks: N, Failures: 0, Errors: 0"), taken from
-# the log ctest keeps of every test's output, so a passing run shows them too.
+# the log ctest keeps of every test's output, so a passing run shows them too (after a retry,
+# the first run's lines come first).
 check_summaries() {
     local log="$1/Testing/Temporary/LastTest.log"
     [[ -f "$log" ]] || return 0
+    if [[ -f "$1/Testing/Temporary/FirstTry.log" ]]; then
+        cat "$1/Testing/Temporary/FirstTry.log" "$log" >"$1/Testing/Temporary/Both.log"
+        log="$1/Testing/Temporary/Both.log"
+    fi
     echo "----- Check summaries ($1)"
     awk '/^[0-9]+\/[0-9]+ Test: / { name = $3 }
          /^[0-9]+%: Checks: / { printf "  %-20s %s\n", name, $0 }' "$log"
+}
+
+# ctest under the sanitizers, with one narrow retry. LeakSanitizer's own tracer sometimes
+# segfaults while it stops a test child's threads at exit, after the test body has passed
+# ("Tracer caught signal 11 ... LeakSanitizer has encountered a fatal error": a sanitizer
+# runtime bug, google/sanitizers#1353; seen once in this suite, in an OpenCL test child). When
+# that is the only thing wrong — no Check failure, no sanitizer report, every Check error the
+# child's early exit — the failed tests run once more; any other failure stands.
+asan_ctest() {
+    local dir=build-asan tmp=build-asan/Testing/Temporary
+    rm -f "$tmp/FirstTry.log"
+    local out rc=0
+    out=$(ctest --test-dir "$dir" --output-on-failure --no-tests=error -E install_consumer 2>&1) ||
+        rc=$?
+    printf '%s\n' "$out"
+    [[ $rc -eq 0 ]] && return 0
+    if grep -q "LeakSanitizer has encountered a fatal error" <<<"$out" &&
+        ! grep -qE ":F:|ERROR: AddressSanitizer|runtime error:" <<<"$out" &&
+        ! grep ":E:" <<<"$out" | grep -qv "Early exit with return value 1"; then
+        echo "run-tests: LeakSanitizer's tracer crashed at a test's exit (a runtime bug, not a" \
+             "test failure): the failed tests once more"
+        cp "$tmp/LastTest.log" "$tmp/FirstTry.log"
+        ctest --test-dir "$dir" --output-on-failure --no-tests=error -E install_consumer \
+            --rerun-failed
+        return $?
+    fi
+    return "$rc"
 }
 
 total_start=$(date +%s)
@@ -87,7 +119,7 @@ if [[ "${XCAT_SKIP_ASAN:-0}" != "1" ]]; then
         -DXCAT_SANITIZE=address,undefined -DXCAT_BUILD_TOOLS=OFF -DXCAT_BUILD_TESTS=ON \
         "${extra_cmake_args[@]}"
     must build-asan cmake --build build-asan -j "$jobs"
-    may test-asan ctest --test-dir build-asan --output-on-failure --no-tests=error -E install_consumer
+    may test-asan asan_ctest
     check_summaries build-asan
 fi
 
