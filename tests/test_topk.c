@@ -374,6 +374,76 @@ START_TEST(test_unrepresentative_sample)
 }
 END_TEST
 
+/* XCAT_CONTEXT_PROFILE: a top-K call's kernels appear with their calls; reset clears them; a
+ * context without the flag and a CPU context say they record nothing. */
+static void run_small_topk(xcat_context *ctx) /* 2 queries × 40 items, K = 5 */
+{
+    float U[2 * 3] = {1, 2, 3, -1, 0, 1}, E[40 * 3];
+    for (int i = 0; i < 40 * 3; i++) E[i] = (float)(i % 7) - 3.0f;
+    xcat_tensor *tu = test_tensor(ctx, XCAT_DTYPE_F32, 2, 3, U);
+    xcat_tensor *te = test_tensor(ctx, XCAT_DTYPE_F32, 40, 3, E);
+    xcat_tensor *ti = test_tensor(ctx, XCAT_DTYPE_I64, 2, 5, NULL);
+    xcat_topk_args a;
+    xcat_topk_args_init(&a);
+    a.queries = tu;
+    a.items = te;
+    test_expect_ok(ctx, xcat_topk(ctx, &a, 5, ti, NULL), "topk");
+    test_expect_ok(ctx, xcat_context_synchronize(ctx), "synchronize");
+    TEST_FREE_TENSORS(tu, te, ti);
+}
+
+START_TEST(test_opencl_profile)
+{
+    xcat_context *ctx =
+        test_target_context_flags(_i, 0, XCAT_CONTEXT_IGNORE_ENV | XCAT_CONTEXT_PROFILE);
+    if (!ctx)
+        return;
+    char text[4096];
+    ck_assert_int_eq(xcat_context_profile(NULL, text, sizeof text, 0), XCAT_ERROR_INVALID_ARGUMENT);
+    ck_assert_int_eq(xcat_context_profile(ctx, NULL, 1, 0), XCAT_ERROR_INVALID_ARGUMENT);
+    ck_assert_int_eq(xcat_context_profile(ctx, text, 0, 0), XCAT_ERROR_INVALID_ARGUMENT);
+    test_expect_ok(ctx, xcat_context_profile(ctx, text, sizeof text, 0), "empty profile");
+    ck_assert_msg(strstr(text, "# kernel") && !strstr(text, "topk_"), "%s", text);
+    /* each of the call's kernels once at least: scoring, selection, sort, merge; the same
+     * counts again after a reset (the same call launches the same kernels) */
+    const char *names[] = {"topk_score_filter", "topk_select", "topk_sort_blocks", "topk_merge"};
+    unsigned long long first[4] = {0};
+    for (int round = 0; round < 2; ++round) {
+        run_small_topk(ctx);
+        test_expect_ok(ctx, xcat_context_profile(ctx, text, sizeof text, 1), "profile");
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            const char *line = strstr(text, names[i]);
+            ck_assert_msg(line != NULL, "%s missing from:\n%s", names[i], text);
+            unsigned long long calls = 0;
+            double total = -1.0;
+            ck_assert_int_eq(sscanf(line + strcspn(line, " "), "%llu %lf", &calls, &total), 2);
+            ck_assert_msg(calls >= 1 && total >= 0.0, "%s: %llu calls, %g ms", names[i], calls,
+                          total);
+            if (round == 0) first[i] = calls;
+            else ck_assert_msg(calls == first[i], "%s: %llu calls after a reset, %llu before",
+                               names[i], calls, first[i]);
+        }
+        test_expect_ok(ctx, xcat_context_profile(ctx, text, sizeof text, 0), "after reset");
+        ck_assert_msg(!strstr(text, "topk_"), "reset left:\n%s", text);
+    }
+    char small[16];
+    run_small_topk(ctx);
+    test_expect_ok(ctx, xcat_context_profile(ctx, small, sizeof small, 0), "cut profile");
+    ck_assert_uint_eq(strlen(small), sizeof small - 1); /* cut, NUL-terminated */
+    xcat_context_free(ctx);
+
+    ctx = test_target_context_flags(_i, 0, XCAT_CONTEXT_IGNORE_ENV);
+    run_small_topk(ctx);
+    test_expect_ok(ctx, xcat_context_profile(ctx, text, sizeof text, 0), "profile off");
+    ck_assert_msg(strstr(text, "no kernel profile") && !strstr(text, "topk_"), "%s", text);
+    xcat_context_free(ctx);
+    xcat_context *cpu = test_context(-1, 1);
+    test_expect_ok(cpu, xcat_context_profile(cpu, text, sizeof text, 0), "cpu profile");
+    ck_assert_msg(strstr(text, "no kernel profile"), "%s", text);
+    xcat_context_free(cpu);
+}
+END_TEST
+
 /* Sampled evaluation against a recomputation of the same draws (cl/rng.cl) in double. */
 START_TEST(test_rank_sampled)
 {
@@ -534,6 +604,7 @@ int main(void)
     tcase_add_loop_test(tc, test_reference_cases, 0, nt);
     tcase_add_loop_test(tc, test_nan_scores_never_selected, 0, nt);
     tcase_add_loop_test(tc, test_unrepresentative_sample, 0, nt);
+    tcase_add_loop_test(tc, test_opencl_profile, test_first_opencl_target(), nt);
     tcase_add_loop_test(tc, test_rank_sampled, 0, nt);
     tcase_add_test(tc, test_deterministic_across_threads_and_backends);
     suite_add_tcase(s, tc);
