@@ -79,9 +79,9 @@ check_summaries() {
 # segfaults while it stops a test child's threads at exit, after the test body has passed
 # ("Tracer caught signal 11 ... LeakSanitizer has encountered a fatal error": a sanitizer
 # runtime bug, google/sanitizers#1353; seen here every time one api-suite child compiled the
-# top-K program from a cold cache — that test now lives in the topk suite, where it does not). When
-# that is the only thing wrong — no Check failure, no sanitizer report, every Check error the
-# child's early exit — the failed tests run once more; any other failure stands.
+# top-K program from a cold cache — that test now lives in the topk suite, where it does
+# not). When that is the only thing wrong — no Check failure, no sanitizer report, every Check
+# error the child's early exit — the failed tests run once more; any other failure stands.
 asan_ctest() {
     local dir=build-asan tmp=build-asan/Testing/Temporary
     rm -f "$tmp/FirstTry.log"
