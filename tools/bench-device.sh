@@ -65,6 +65,9 @@ if has gpuprofile; then
         --d "${TOPK_D:-128}" --k "${TOPK_K:-10,1000}" --excl "${TOPK_EXCL:-50}" --repeats 2 \
         --no-naive >"$out/topk_profile.txt" 2>/dev/null
     cat "$out/topk_profile.txt" >>"$out/summary.txt"
+    XCAT_PROFILE=1 build-dev/tools/xcat-bench sce --backend opencl --n 409600 --c 1000000 \
+        --d 64 --ky 256 --repeats 2 >"$out/sce_profile.txt" 2>/dev/null
+    cat "$out/sce_profile.txt" >>"$out/summary.txt"
 fi
 if has tilesweep; then
     log "top-K GEMM tile / chunk sweep on the GPU (K=100, no exclusions)"

@@ -189,6 +189,7 @@ int xcat_bench_sce_main(int argc, char **argv)
             desc.seed = 1;
             double f = 0.0, fb = 0.0, sf = 0.0, sfb = 0.0;
             size_t ws = 0, sws = 0;
+            bench_reset_profile(ctx);
             if (time_loss(&io, &desc, "xcat sce", o.repeats, &f, &fb, &ws)) {
                 failed = 1;
                 break;
@@ -196,6 +197,10 @@ int xcat_bench_sce_main(int argc, char **argv)
             const double ref = reference_gib(n, c, d, nb, kx, ky);
             printf("%5lld %6lld %-12s %10.1f %12.1f %8.1f MiB %8.2f GiB\n", (long long)d,
                    (long long)ky, "sce", f, fb, ws / 1048576.0, ref);
+            char title[96];
+            snprintf(title, sizeof title, "sce, d = %lld, k_y = %lld (every timed and warm-up step)",
+                     (long long)d, (long long)ky);
+            bench_print_profile(ctx, title);
             if (o.compare) {
                 xcat_loss_desc sd;
                 xcat_loss_desc_init(&sd, XCAT_LOSS_SAMPLED_CE);
