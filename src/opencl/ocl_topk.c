@@ -488,6 +488,14 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
  * that kept out too much) again, exact and without a sampled start. Rows are independent, so
  * each run of consecutive flagged rows is a block of its own — unless those runs would cost
  * more GEMM row tiles than the whole block, which is then redone at once. */
+/* The next run [*i, *j) of consecutive flagged rows at or after *i; false when none is left. */
+static bool next_flagged_run(const uint32_t *f, int64_t n, int64_t *i, int64_t *j)
+{
+    while (*i < n && !f[*i]) ++*i;
+    for (*j = *i; *j < n && f[*j]; ++*j) {}
+    return *i < n;
+}
+
 static xcat_status redo_flagged(xcat_context *ctx, const topk_kernels *exact, const topk_layout *L,
                                 const xcat_topk_call *c, const topk_bufs *b, int64_t q0,
                                 int64_t mb, xcat_tensor *indices, xcat_tensor *scores)
@@ -498,25 +506,13 @@ static xcat_status redo_flagged(xcat_context *ctx, const topk_kernels *exact, co
                                      f, 0, NULL, NULL);
     xcat_status st = err == CL_SUCCESS ? XCAT_OK
                                        : xcat_ocl_error(ctx, err, "reading top-K row flags");
-    int64_t tiles = 0, any = 0;
-    for (int64_t i = 0; !st && i < mb;) {
-        if (!f[i]) { ++i; continue; }
-        int64_t j = i;
-        while (j < mb && f[j]) ++j;
-        tiles += cdiv(j - i, L->g.bm);
-        any = 1;
-        i = j;
-    }
-    if (!st && any && tiles >= cdiv(mb, L->g.bm)) {
+    int64_t tiles = 0, i = 0, j = 0;
+    while (!st && next_flagged_run(f, mb, &i, &j)) tiles += cdiv(j - i, L->g.bm), i = j;
+    if (!st && tiles >= cdiv(mb, L->g.bm)) {
         st = run_block(ctx, exact, L, c, b, q0, mb, 0, false, false, indices, scores);
     } else {
-        for (int64_t i = 0; !st && any && i < mb;) {
-            if (!f[i]) { ++i; continue; }
-            int64_t j = i;
-            while (j < mb && f[j]) ++j;
+        for (i = 0; !st && next_flagged_run(f, mb, &i, &j); i = j)
             st = run_block(ctx, exact, L, c, b, q0 + i, j - i, 0, false, false, indices, scores);
-            i = j;
-        }
     }
     xcat_host_free(ctx, f);
     return st;
