@@ -167,7 +167,7 @@ inline float topk_noise(const uint row, const uint item)
         long pos = (long)lbase[rl] + off[i];                                                 \
         for (int j = 0; j < NC; j++)                                                         \
             if (pass[i] & (1u << j)) {                                                       \
-                /* the host keeps cnt + chunk <= cap; the guard only protects memory */      \
+                /* cnt + chunk <= cap, or topk_select flags the row (spaced selections) */   \
                 if (pos < cap)                                                               \
                     buf[pos] = topk_key(acc[i][j], (uint)(c0 + (n0 + COLF(j)) * stride));    \
                 pos++;                                                                       \
@@ -439,7 +439,11 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     __local ulong red[SEL_WG];
     __local int lex[EX_LOCAL], lcount[2];
     const int row = get_group_id(0);
-    const uint n0 = cnt[row];
+    /* more keys than the buffer holds (only when selections are spaced out, sel_every of
+     * ocl_topk.c): the appends beyond cap were dropped, the row is flagged for a redo */
+    const uint n_in = cnt[row];
+    const int lost = (long)n_in > cap;
+    const uint n0 = lost ? (uint)cap : n_in;
     const int active = n0 > limit; /* uniform in the group; inactive rows loop zero times */
     if (must_fill && n0 < k && get_local_id(0) == 0) flags[row] = 1; /* inactive rows too */
 #if TOPK_EARLY_EXIT
@@ -470,7 +474,7 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     if (active && get_local_id(0) == 0) {
         cnt[row] = kept;
         if (n >= k) thr[row] = newthr;
-        if (flag) flags[row] = 1;
+        if (flag || lost) flags[row] = 1;
     }
 }
 

@@ -322,8 +322,8 @@ START_TEST(test_nan_scores_never_selected)
 }
 END_TEST
 
-/* A catalog whose strided sample is unrepresentative: every 47th item (the sample's stride on
- * PoCL at C = 20,000, K = 3,000: max(C / chunk, K / 64) rounded up) outscores all others, so
+/* A catalog whose strided sample is unrepresentative: every 47th item (the sample's stride at
+ * C = 20,000 when XCAT_CL_TOPK_SAMPLE asks for 426 items) outscores all others, so
  * for the queries that like high values (u > 0) the sampled starting threshold lets in fewer
  * than K items, while for the others (u < 0) it is harmless. OpenCL redoes the flagged
  * queries without it: rows 0, 150 and 151 of 300 as two blocks of their own, rows 0, 2 and 3
@@ -336,7 +336,8 @@ static void check_unrepresentative(xcat_context *ctx, int cpu, int64_t m)
     for (int64_t q = 0; q < m; ++q) U[q] = -1.0f - (float)(q % 3);
     if (m == 5) U[0] = 1.0f, U[2] = 2.0f, U[3] = 3.0f;
     else U[0] = 1.0f, U[150] = 2.0f, U[151] = 3.0f;
-    for (int64_t j = 0; j < c; ++j) E[j] = j % 47 == 0 ? 10.0f : (float)(j % 5);
+    /* the rest descend along the catalog: the u < 0 rows' best items come last */
+    for (int64_t j = 0; j < c; ++j) E[j] = j % 47 == 0 ? 10.0f : 5.0f - 5.0f * (float)j / (float)c;
     int64_t *ri = test_alloc((size_t)(m * k) * sizeof *ri);
     double *rs = test_alloc_doubles(m * k);
     topk_ref(U, d, E, d, NULL, m, c, d, NULL, NULL, NULL, 0, k, ri, rs);
@@ -344,8 +345,13 @@ static void check_unrepresentative(xcat_context *ctx, int cpu, int64_t m)
     xcat_tensor *te = test_tensor(ctx, XCAT_DTYPE_F32, c, d, E);
     xcat_tensor *ti = test_tensor(ctx, XCAT_DTYPE_I64, m, k, NULL);
     const char *knob = cpu ? "XCAT_CPU_FUSED" : "XCAT_CL_TOPK_APPROX";
-    for (int path = 0; path < 2; ++path) {
-        setenv(knob, path ? "1" : "0", 1);
+    /* spaced: no selection during the scan (XCAT_CL_TOPK_SELECT_EVERY): the u < 0 rows take in
+     * all 20,000 items, more than their buffers hold (K + slack + chunk = 19,096 on PoCL);
+     * the keys lost are the last ones, their best — the loss must flag them for the redo */
+    setenv("XCAT_CL_TOPK_SAMPLE", "426", 1);
+    for (int path = 0; path < 4; ++path) {
+        setenv(knob, path % 2 ? "1" : "0", 1);
+        if (path >= 2) setenv("XCAT_CL_TOPK_SELECT_EVERY", "1000", 1);
         xcat_topk_args a;
         xcat_topk_args_init(&a);
         a.queries = tu;
@@ -359,6 +365,8 @@ static void check_unrepresentative(xcat_context *ctx, int cpu, int64_t m)
         free(got);
     }
     unsetenv(knob);
+    unsetenv("XCAT_CL_TOPK_SELECT_EVERY");
+    unsetenv("XCAT_CL_TOPK_SAMPLE");
     TEST_FREE_TENSORS(tu, te, ti);
     free(U), free(E), free(ri), free(rs);
 }
@@ -404,9 +412,11 @@ START_TEST(test_opencl_profile)
     ck_assert_int_eq(xcat_context_profile(ctx, text, 0, 0), XCAT_ERROR_INVALID_ARGUMENT);
     test_expect_ok(ctx, xcat_context_profile(ctx, text, sizeof text, 0), "empty profile");
     ck_assert_msg(strstr(text, "# kernel") && !strstr(text, "topk_"), "%s", text);
-    /* each of the call's kernels once at least: scoring, selection, sort, merge; the same
-     * counts again after a reset (the same call launches the same kernels) */
-    const char *names[] = {"topk_score_filter", "topk_select", "topk_sort_blocks", "topk_merge"};
+    /* each of the call's kernels once at least: scoring, selection (its final launch under
+     * its role's label), sort, merge; the same counts again after a reset (the same call
+     * launches the same kernels) */
+    const char *names[] = {"topk_score_filter", "topk_select/final", "topk_sort_blocks",
+                           "topk_merge"};
     unsigned long long first[4] = {0};
     for (int round = 0; round < 2; ++round) {
         run_small_topk(ctx);

@@ -195,12 +195,19 @@ int xcat_bench_topk_main(int argc, char **argv)
          * a device, xcat's own scoring pass without selection (XCAT_CL_TOPK_SCORE_ONLY). */
         const bool dev = info.backend == XCAT_BACKEND_OPENCL;
         double sg[16];
+        if (dev) bench_reset_profile(ctx);
         for (int r = 0; r < o.repeats; ++r) {
             progress(dev ? "scoring pass" : "sgemm ceiling", "repeat", r + 1, o.repeats);
             sg[r] = dev ? device_score_ms(ctx, tu, te, m) : sgemm_ms(U, E, m, c, d, buf, chunk);
             if (sg[r] < 0) return 1;
         }
         progress_done();
+        if (dev) {
+            char title[128];
+            snprintf(title, sizeof title, "d = %lld, the scoring pass alone: %d calls (+ as "
+                     "many warm-ups)", (long long)d, o.repeats);
+            bench_print_profile(ctx, title);
+        }
         const double sgemm = median_of(sg, o.repeats);
         for (int ei = 0; ei < o.nexcl; ++ei) {
             const int64_t ne = o.excl[ei];

@@ -78,8 +78,9 @@ void xcat_ocl_cache_dir_init(xcat_context *ctx);
 xcat_status xcat_ocl_kernel(xcat_context *ctx, cl_program program, const char *name,
                             cl_kernel *out);
 
-/* XCAT_CONTEXT_PROFILE: wait for the launch's event and add its device time to its kernel. */
-void xcat_ocl_profile_record(xcat_context *ctx, cl_kernel k, cl_event ev);
+/* XCAT_CONTEXT_PROFILE: wait for the launch's event and add its device time to its kernel's
+ * entry (or to `label`'s, when not NULL: one kernel in several roles). */
+void xcat_ocl_profile_record(xcat_context *ctx, cl_kernel k, const char *label, cl_event ev);
 
 /* Allocate / release a device buffer (zero-initialised when zero != 0). */
 xcat_status xcat_ocl_buffer(xcat_context *ctx, size_t bytes, bool zero, cl_mem *out);

@@ -207,7 +207,7 @@ static xcat_status ocl_synchronize(xcat_context *ctx)
 
 /* ---- kernel profile (XCAT_CONTEXT_PROFILE) ------------------------------------------------- */
 
-void xcat_ocl_profile_record(xcat_context *ctx, cl_kernel k, cl_event ev)
+void xcat_ocl_profile_record(xcat_context *ctx, cl_kernel k, const char *label, cl_event ev)
 {
     xcat_ocl_state *s = xcat_ocl(ctx);
     cl_ulong t0 = 0, t1 = 0;
@@ -218,7 +218,9 @@ void xcat_ocl_profile_record(xcat_context *ctx, cl_kernel k, cl_event ev)
             CL_SUCCESS &&
         clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL) ==
             CL_SUCCESS &&
-        clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL) == CL_SUCCESS) {
+        (label ? (snprintf(name, sizeof name, "%s", label), 1)
+               : clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL) ==
+                     CL_SUCCESS)) {
         name[sizeof name - 1] = '\0';
         int i = 0;
         while (i < s->nprofiled && strcmp(s->profiled[i].name, name) != 0) i++;

@@ -24,6 +24,7 @@ typedef struct args {
     cl_kernel k;
     cl_uint i;
     cl_int err;
+    const char *label; /* the kernel profile's name for this launch (NULL: the kernel's) */
 } args;
 
 static inline void arg(args *a, size_t size, const void *v)
@@ -47,7 +48,7 @@ static inline xcat_status launch(xcat_context *ctx, const args *a, cl_uint dims,
     cl_event ev = NULL;
     cl_int err = clEnqueueNDRangeKernel(xcat_ocl(ctx)->queue, a->k, dims, NULL, global, local,
                                         0, NULL, prof ? &ev : NULL);
-    if (err == CL_SUCCESS && ev) xcat_ocl_profile_record(ctx, a->k, ev);
+    if (err == CL_SUCCESS && ev) xcat_ocl_profile_record(ctx, a->k, a->label, ev);
     return err == CL_SUCCESS ? XCAT_OK : xcat_ocl_error(ctx, err, what);
 }
 

@@ -49,6 +49,7 @@ typedef struct topk_layout {
     int approx;          /* 0 exact scoring; 1 TF32 tensor cores (mma.cl); 2 emulated (tests) */
     int64_t cc, first, limit, cap, mb;
     int64_t sample_stride, sample_n, sample_rank; /* sampled starting thresholds (0: none) */
+    int64_t sel_every; /* after a sampled start: a selection every sel_every chunks */
 } topk_layout;
 
 /* XCAT_CL_TOPK_APPROX: -1 unset, 0 off, 1 forced (emulated where there are no tensor cores). */
@@ -78,6 +79,21 @@ static void choose_approx(xcat_context *ctx, topk_layout *L)
     } else if (want == 1) {
         L->approx = 2;
     }
+}
+
+/* The smallest r with P(Poisson(mean) >= r) <= p; above a mean of 700 (e^-mean underflows
+ * there) the bound mean + 6·sqrt(mean) + 16. */
+static int64_t poisson_rank(double mean, double p)
+{
+    if (mean > 700.0) return (int64_t)ceil(mean + 6.0 * sqrt(mean) + 16.0);
+    double pmf = exp(-mean), below = 0.0; /* P(X = r), P(X < r) */
+    int64_t r = 0;
+    while (1.0 - below > p) {
+        below += pmf;
+        ++r;
+        pmf *= mean / (double)r;
+    }
+    return r;
 }
 
 static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_layout *L)
@@ -149,30 +165,55 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     L->cap = L->limit + cc;
     /* Sampled starting thresholds (as on the CPU, src/cpu/cpu_topk.c): a query that starts with
      * no threshold takes in a whole first chunk and then about K·ln(C/chunk) more keys, cut
-     * every few chunks. Instead every stride-th item (ns = C/stride <= one chunk and <= 64·C/K
-     * items) is scored first, with the scan's own kernel, and the key at sampled rank
-     * e + 5·sqrt(e) + 16 (e = ns·K/C, the sample's expected share of the top K) becomes the
-     * starting threshold: about 1.6–2·K keys enter. Exact: a query left with fewer than K keys,
-     * or whose final bound is not inside its sampled threshold, is redone without one
+     * every few chunks. Instead every stride-th item (ns = C/stride items) is scored first, with
+     * the scan's own kernel, and the key at sampled rank r becomes the starting threshold:
+     * about r·stride keys enter over the scan. Exact: a query left with fewer than K keys, or
+     * whose final bound is not inside its sampled threshold, is redone without one
      * (topk_select, must_fill; redo_flagged) — a scan of its own, as dear as a GEMM row tile
-     * of queries, so the rank is chosen for that to be rare: the number of sampled items above
-     * a query's true K-th is about Poisson(e), and P(Poisson(e) >= rank) < 4e-9 for every e
-     * (Chernoff). With the CPU's e + 4·sqrt(e) + 8 (~3e-5 at e = 64) one query of 4,096 on the
-     * H200 (d = 128, K = 4,096) fell short, and the redo of its block (whole blocks then)
-     * doubled the call (73.5 vs 28.5 ms at K = 3,968). Catalogs of at least 4 chunks;
-     * XCAT_CL_TOPK_SAMPLE=0 turns it off (tuning). */
+     * of queries — so r is chosen for that to be rare: the sampled items above a query's
+     * final bound number about Poisson(e), e = ns·K'/C, where K' = 1.25·K + 16 also covers the
+     * keys the approximate path keeps within its margin of the K-th (about 8 % of K at
+     * K = 4,096 on the H200's TF32 scores); r is the smallest with P(Poisson(e) >= r) <= 1e-7.
+     * (With the CPU's e + 4·sqrt(e) + 8 and K' = K one query of 4,096 on the H200 fell short
+     * at K = 4,096 and the redo doubled the call.) The sample size balances its own cost
+     * (scored, every key appended, cut to r: per sampled key) against the keys it lets in
+     * (appended in the scan, cut at the end: per admitted key, 2.3 times as dear in the H200's
+     * kernel profile): ns among 1,024 … chunk minimising ns + 2.3·r·stride. On the H200
+     * (M = 4,096, C = 10^6, d = 128, K = 10 / 1,000) the sample of a whole chunk (16,129
+     * items, rank e + 5·sqrt(e) + 16) cost 2.35 ms a call (scoring 1.0, its selection 1.35)
+     * of a 20–23 ms call. Catalogs of at least 4 chunks; XCAT_CL_TOPK_SAMPLE=0 turns it off,
+     * =n asks for about n sampled items (tuning). */
     const char *sv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SAMPLE");
-    if (!(sv && sv[0] == '0') && c->c >= 4 * cc) {
-        int64_t stride = cdiv(c->c, cc);
-        if (cdiv(c->k, 64) > stride) stride = cdiv(c->k, 64);
+    const long long want_ns = sv ? atoll(sv) : -1;
+    double best = INFINITY;
+    for (int64_t try_ns = 1024; want_ns != 0 && c->c >= 4 * cc && try_ns <= cc; try_ns *= 2) {
+        const int64_t stride = cdiv(c->c, want_ns > 0 && want_ns < cc ? want_ns : try_ns);
         const int64_t ns = c->c / stride;
-        const double e = (double)ns * (double)c->k / (double)c->c;
-        const int64_t rank = (int64_t)ceil(e + 5.0 * sqrt(e) + 16.0);
-        if (rank < ns / 2) {
+        const double kk = 1.25 * (double)c->k + 16.0;
+        const int64_t rank = poisson_rank((double)ns * kk / (double)c->c, 1e-7);
+        const double cost = (double)ns + 2.3 * (double)rank * (double)stride;
+        if (rank < ns / 2 && cost < best) {
+            best = cost;
             L->sample_stride = stride;
             L->sample_n = ns;
             L->sample_rank = rank;
         }
+    }
+    /* Selections during a scan that started from sampled thresholds: about r·stride keys enter
+     * a buffer over the whole catalog, r·stride·cc/C a chunk, so most per-chunk selections
+     * would find nothing to do (61 launches, 0.7 ms of a call on the H200). One every
+     * sel_every chunks instead, as many as leave a chunk's room (cap − limit = cc) for
+     * 1 + 8/sqrt(r) times the expected keys (the count above the r-th sampled key varies as
+     * a Gamma(r)); a buffer that still overflows loses keys and is flagged (redone exactly).
+     * XCAT_CL_TOPK_SELECT_EVERY=n sets it (tuning). */
+    L->sel_every = 1;
+    if (L->sample_n) {
+        const double f = 1.0 + 8.0 / sqrt((double)L->sample_rank);
+        const double every = (double)c->c / (f * (double)L->sample_rank * (double)L->sample_stride);
+        L->sel_every = every < 1.0 ? 1 : every > 1e6 ? 1000000 : (int64_t)every;
+        const char *v = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SELECT_EVERY");
+        const long long e = v ? atoll(v) : 0;
+        if (e >= 1 && e <= (1 << 20)) L->sel_every = e;
     }
     int64_t budget = WORKSPACE_MAX;
     if (s->info.max_alloc_bytes > 0 && s->info.max_alloc_bytes < budget)
@@ -317,9 +358,9 @@ typedef struct topk_kernels {
 static xcat_status launch_select(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
                                  const xcat_topk_call *c, const topk_bufs *b, int64_t q0,
                                  int64_t mb, cl_uint k, cl_uint limit, cl_uint keep_max,
-                                 int approx, bool must_fill)
+                                 int approx, bool must_fill, const char *label)
 {
-    args a = {.k = kn->select};
+    args a = {.k = kn->select, .label = label};
     A_MEM(&a, b->cand);
     A_LONG(&a, L->cap);
     A_MEM(&a, b->cnt);
@@ -362,7 +403,7 @@ static xcat_status launch_score(xcat_context *ctx, const topk_kernels *kn, const
                                 int64_t c0, int64_t nc, int64_t stride, int approx)
 {
     const mat E = tensor_mat(c->items);
-    args a = {.k = kn->score};
+    args a = {.k = kn->score, .label = stride > 1 ? "topk_score/sample" : NULL};
     A_INT(&a, mb);
     A_INT(&a, nc);
     A_INT(&a, c->d);
@@ -417,7 +458,8 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
         st = launch_score(ctx, kn, L, c, b, Ub, mb, 0, L->sample_n, L->sample_stride, approx);
         if (!st)
             st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)L->sample_rank,
-                               (cl_uint)L->sample_rank, (cl_uint)L->limit, approx, false);
+                               (cl_uint)L->sample_rank, (cl_uint)L->limit, approx, false,
+                               "topk_select/sample");
         if (!st) {
             err = clEnqueueCopyBuffer(q, b->thr, b->sthr, 0, 0, (size_t)mb * 8, 0, NULL, NULL);
             if (err == CL_SUCCESS)
@@ -425,20 +467,25 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
             if (err != CL_SUCCESS) st = xcat_ocl_error(ctx, err, "top-K sampled thresholds");
         }
     }
+    /* after a sampled start, a selection only every sel_every chunks (make_layout) */
+    const int64_t every = sample ? L->sel_every : 1;
+    int64_t chunk = 0;
     for (int64_t c0 = 0, step = L->first; !st && c0 < c->c; c0 += step, step = L->cc) {
         const int64_t nc = c->c - c0 < step ? c->c - c0 : step;
         st = launch_score(ctx, kn, L, c, b, Ub, mb, c0, nc, 1, approx);
-        if (st || score_only) continue;
+        if (st || score_only || ++chunk % every != 0 || c0 + nc >= c->c) continue;
         /* A short first chunk is cut to K at once, so that its K-th key becomes the
          * threshold of the second chunk (see `first` in make_layout). */
         const bool cut_first = c0 == 0 && L->first < L->cc;
         st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k,
                            cut_first ? (cl_uint)c->k : (cl_uint)L->limit, (cl_uint)L->limit,
-                           approx, false);
+                           approx, false, "topk_select/scan");
     }
     /* the end: every row purged and cut (limit 0); approx: to its margin set, rescored
      * exactly, cut to k; then sorted in blocks and merged */
-    if (!st) st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k, 0, 0, approx, sample);
+    if (!st)
+        st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k, 0, 0, approx, sample,
+                           "topk_select/final");
     if (!st && approx) {
         args a = {.k = kn->rescore};
         A_MEM(&a, b->cand);
@@ -456,7 +503,9 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
         A_INT(&a, c->bias != NULL);
         const size_t sl = (size_t)L->sel_wg, sg = (size_t)mb * sl;
         st = launch(ctx, &a, 1, &sg, &sl, "enqueueing topk_rescore");
-        if (!st) st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k, 0, 0, 0, false);
+        if (!st)
+            st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k, 0, 0, 0, false,
+                               "topk_select/rescored");
     }
     const size_t sl = (size_t)L->sel_wg;
     const int64_t nblk = cdiv(c->k, L->sort_local);
