@@ -117,21 +117,9 @@ inline float topk_noise(const uint row, const uint item)
         __global uint *restrict cnt, __global const ulong *restrict thr,                     \
         __global const float *restrict marg
 
-/* The scoring kernels' epilogue. Each work-group scores TOPK_TPG consecutive column tiles of
- * one row tile (a loop of GEMM tiles); after a tile, the work-item's NR × NC scores acc[i][j]
- * sit at tile row ROWF(i), column COLF(j), and the keys that beat their row's threshold are
- * appended to the row's buffer: positions within the tile from local atomics per row, the
- * row's place in its buffer from one global atomic per row and tile.
- * That global atomic returns a value, and waiting for it at the end of a tile stalled the
- * whole group: on the H200 the scan's tiles took 261 / 282 µs a launch with appends (d = 128,
- * K = 10 / 1,000, sampled thresholds) against 229 µs with none, and 229 µs with the same
- * atomics made not to return. So the tile's keys wait in local memory (the stash, TOPK_STASH
- * keys with their row and position), the atomics are issued, and the keys are written after
- * the next tile's GEMM, when the atomics have long returned; only a group's last tile waits.
- * A tile with more passing keys than the stash holds (no threshold yet) reserves and writes at
- * once, as before. No barrier sits under a branch that varies between groups' iterations in a
- * way PoCL's work-group compiler refuses: the loop's trip count is uniform, the rest is
- * predicated.
+/* The scoring kernels' epilogue: the work-item's NR × NC scores acc[i][j] sit at tile row
+ * ROWF(i), column COLF(j). Keys that beat the row's threshold are appended to its buffer:
+ * positions reserved with local atomics per row, then one global atomic per row and group.
  * TOPK_PERTURB (a program of its own, for testing the approximate path on devices without
  * tensor cores): every score moves by up to 0.99 of half the row's margin, a stand-in for
  * TF32 rounding. Compiled out otherwise (a runtime flag cost registers: 50 vs 33 ms on the
@@ -139,72 +127,13 @@ inline float topk_noise(const uint row, const uint item)
 #ifndef TOPK_PERTURB
 #define TOPK_PERTURB 0
 #endif
-#ifndef TOPK_TPG
-#define TOPK_TPG 1
-#endif
-#ifndef TOPK_STASH
-#define TOPK_STASH 256
-#endif
-#define TOPK_PR ((BM + GEMM_WG - 1) / GEMM_WG) /* rows of the tile per work-item */
-
-#define TOPK_TILE_SETUP(SA, SB)                                                              \
-    __local float4 As4[2 * (SA)];                                                            \
-    __local float4 Bs4[2 * (SB)];                                                            \
-    __local uint lcnt[BM], lbase[BM], ltot[1];                                               \
-    __local ulong skey[TOPK_STASH];                                                          \
-    __local uint sloc[TOPK_STASH];                                                           \
-    const int lid = get_local_id(0);                                                         \
-    const int ntn = (N + BN - 1) / BN, ngc = (ntn + TOPK_TPG - 1) / TOPK_TPG;                \
-    const int gid = get_group_id(0);                                                         \
-    const int m0 = (gid / ngc) * BM, t0 = (gid % ngc) * TOPK_TPG;                            \
-    const int ntile = ntn - t0 < TOPK_TPG ? ntn - t0 : TOPK_TPG;                             \
-    TOPK_PEND_DECL                                                                           \
-    for (int r = lid; r < BM; r += GEMM_WG) TOPK_PEND(r, r / GEMM_WG) = 0;                   \
-    if (lid == 0) ltot[0] = 0; /* nothing deferred */                                        \
-    barrier(CLK_LOCAL_MEM_FENCE);
-
-/* Where the deferred tile's bases wait: in registers on GPUs (TOPK_EARLY_EXIT), not read
- * before the next tile's GEMM is done; in local memory on CPU devices, where PoCL's
- * work-group compiler lost private values carried across the barriers of the tile loop. */
-#if TOPK_EARLY_EXIT
-#define TOPK_PEND_DECL uint pend_[TOPK_PR];
-#define TOPK_PEND(r, q) pend_[q]
-#else
-#define TOPK_PEND_DECL __local uint pend_[BM];
-#define TOPK_PEND(r, q) pend_[r]
-#endif
-
-/* The group's column tiles. One tile: straight code, no loop — PoCL's work-group compiler
- * (3.1 here) lost the zeroing of local counters in the loop form (found by the tests; a
- * printf in the kernel made it right again), so CPU devices take one tile per group. */
-#if TOPK_TPG > 1
-#define TOPK_TILE_LOOP for (int tile = 0; tile < ntile; tile++)
-#else
-#define TOPK_TILE_LOOP const int tile = 0;
-#endif
-
-/* The deferred tile's keys to their rows' buffers (all work-items; uniform). */
-#define TOPK_FLUSH()                                                                         \
-    for (int r = lid; r < BM; r += GEMM_WG) lbase[r] = TOPK_PEND(r, r / GEMM_WG);             \
-    barrier(CLK_LOCAL_MEM_FENCE);                                                            \
-    const uint stot = ltot[0] < TOPK_STASH ? ltot[0] : TOPK_STASH;                           \
-    for (uint e = lid; e < stot; e += GEMM_WG) {                                             \
-        const uint rl = sloc[e] >> 16, p = lbase[rl] + (sloc[e] & 0xFFFFu);                 \
-        /* cnt + chunk <= cap, or topk_select flags the row (spaced selections) */          \
-        if (p < cap) cand[(long)(m0 + rl) * cap + p] = skey[e];                              \
-    }                                                                                        \
-    barrier(CLK_LOCAL_MEM_FENCE);
-
-/* Tile n0's keys: stashed, their rows' bases requested (read by the next TOPK_FLUSH). Keys
- * beyond the stash's room (no threshold yet) are written at once by their work-item, with
- * an atomic of its own per row: nothing private outlives a barrier but the GPU form of pend. */
 #define TOPK_FILTER(NR, NC, ROWF, COLF)                                                      \
     for (int r = lid; r < BM; r += GEMM_WG) lcnt[r] = 0;                                     \
-    if (lid == 0) ltot[0] = 0;                                                               \
     barrier(CLK_LOCAL_MEM_FENCE);                                                            \
+    uint pass[NR], off[NR];                                                                  \
     for (int i = 0; i < NR; i++) {                                                           \
         const int rl = ROWF(i), row = m0 + rl;                                               \
-        uint pass = 0;                                                                       \
+        pass[i] = 0;                                                                         \
         if (row < M) {                                                                       \
             /* key < t, decided on the float first: s > ts is enough (both non-NaN; NaN  \
              * never passes), s == ts (±0 too) goes to the keys; t of "none" → −inf, t of \
@@ -221,35 +150,38 @@ inline float topk_noise(const uint row, const uint item)
                 if (TOPK_PERTURB) s += hm * topk_noise((uint)row, id);                       \
                 acc[i][j] = s;                                                               \
                 if (s > ts || (s == ts && topk_key(s, id) < t))                              \
-                    pass |= 1u << j;                                                         \
+                    pass[i] |= 1u << j;                                                      \
             }                                                                                \
         }                                                                                    \
-        const uint n = popcount(pass);                                                       \
-        if (!n) continue;                                                                    \
-        const uint sat = atomic_add(&ltot[0], n);                                            \
-        const uint fit = sat >= TOPK_STASH ? 0u : TOPK_STASH - sat < n ? TOPK_STASH - sat : n; \
-        const uint off = fit ? atomic_add(&lcnt[rl], fit) : 0u;                              \
-        long gpos = fit < n ? (long)atomic_add(&cnt[row], n - fit) : 0L;                     \
-        __global ulong *buf = cand + (long)row * cap;                                        \
-        for (uint j = 0, h = 0; j < NC; j++) {                                               \
-            if (!(pass & (1u << j))) continue;                                               \
-            const ulong key = topk_key(acc[i][j], (uint)(c0 + (n0 + COLF(j)) * stride));     \
-            if (h < fit) {                                                                   \
-                skey[sat + h] = key;                                                         \
-                sloc[sat + h] = ((uint)rl << 16) | (off + h);                                \
-            } else {                                                                         \
-                /* cnt + chunk <= cap, or topk_select flags the row (spaced selections) */  \
-                if (gpos < cap) buf[gpos] = key;                                             \
-                gpos++;                                                                      \
-            }                                                                                \
-            h++;                                                                             \
-        }                                                                                    \
+        const uint n = popcount(pass[i]);                                                    \
+        off[i] = n ? atomic_add(&lcnt[rl], n) : 0;                                           \
     }                                                                                        \
     barrier(CLK_LOCAL_MEM_FENCE);                                                            \
-    for (int r = lid; r < BM; r += GEMM_WG) {                                                \
-        const uint c = lcnt[r];                                                              \
-        TOPK_PEND(r, r / GEMM_WG) = c ? atomic_add(&cnt[m0 + r], c) : 0u;                    \
+    for (int r = lid; r < BM; r += GEMM_WG)                                                  \
+        lbase[r] = lcnt[r] ? atomic_add(&cnt[m0 + r], lcnt[r]) : 0;                          \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                            \
+    for (int i = 0; i < NR; i++) {                                                           \
+        if (!pass[i]) continue;                                                              \
+        const int rl = ROWF(i);                                                              \
+        __global ulong *buf = cand + (long)(m0 + rl) * cap;                                  \
+        long pos = (long)lbase[rl] + off[i];                                                 \
+        for (int j = 0; j < NC; j++)                                                         \
+            if (pass[i] & (1u << j)) {                                                       \
+                /* cnt + chunk <= cap, or topk_select flags the row (spaced selections) */   \
+                if (pos < cap)                                                               \
+                    buf[pos] = topk_key(acc[i][j], (uint)(c0 + (n0 + COLF(j)) * stride));    \
+                pos++;                                                                       \
+            }                                                                                \
     }
+
+#define TOPK_TILE_SETUP(SA, SB)                                                              \
+    __local float4 As4[2 * (SA)];                                                            \
+    __local float4 Bs4[2 * (SB)];                                                            \
+    __local uint lcnt[BM], lbase[BM];                                                        \
+    const int lid = get_local_id(0);                                                         \
+    const int ntn = (N + BN - 1) / BN;                                                       \
+    const int gid = get_group_id(0);                                                         \
+    const int m0 = (gid / ntn) * BM, n0 = (gid % ntn) * BN;
 
 #define TOPK_GEMM_ROW(i) GEMM_ROW(ty, i)
 #define TOPK_GEMM_COL(j) GEMM_COL(tx, j)
@@ -260,15 +192,10 @@ __kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_fi
 {
     TOPK_TILE_SETUP(GEMM_SA, GEMM_SB)
     const int tx = lid % GEMM_RN, ty = lid / GEMM_RN;
-    TOPK_TILE_LOOP {
-        const int n0 = (t0 + tile) * BN;
-        float acc[TM][TN];
-        gemm_tile(M, N, A + offA, lda, B + offB, ldb, 0, D, m0, n0, As4, Bs4, 0, 1,
-                  GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), acc);
-        TOPK_FLUSH()
-        TOPK_FILTER(TM, TN, TOPK_GEMM_ROW, TOPK_GEMM_COL)
-    }
-    TOPK_FLUSH()
+    float acc[TM][TN];
+    gemm_tile(M, N, A + offA, lda, B + offB, ldb, 0, D, m0, n0, As4, Bs4, 0, 1,
+              GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), acc);
+    TOPK_FILTER(TM, TN, TOPK_GEMM_ROW, TOPK_GEMM_COL)
 }
 
 #if defined(GEMM_MMA) && GEMM_MMA
@@ -277,15 +204,10 @@ __kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_fi
     TOPK_SCORE_ARGS)
 {
     TOPK_TILE_SETUP(MMA_S, MMA_S)
-    TOPK_TILE_LOOP {
-        const int n0 = (t0 + tile) * BN;
-        float acc[8][8];
-        gemm_tile_mma(M, N, A + offA, lda, B + offB, ldb, 0, D, m0, n0, As4, Bs4,
-                      GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), acc);
-        TOPK_FLUSH()
-        TOPK_FILTER(8, 8, MMA_ROW, MMA_COL)
-    }
-    TOPK_FLUSH()
+    float acc[8][8];
+    gemm_tile_mma(M, N, A + offA, lda, B + offB, ldb, 0, D, m0, n0, As4, Bs4,
+                  GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), acc);
+    TOPK_FILTER(8, 8, MMA_ROW, MMA_COL)
 }
 #endif
 

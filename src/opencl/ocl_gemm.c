@@ -4,7 +4,7 @@
 
 #include "ocl_launch.h"
 
-size_t xcat_ocl_gemm_local_bytes(const gemm_cfg *g)
+static size_t gemm_local_bytes(const gemm_cfg *g)
 {
     return (size_t)2 * 4 * (size_t)g->bk * (size_t)(g->bm + 4 + g->bn + 4);
 }
@@ -18,7 +18,7 @@ static bool gemm_cfg_fits(const xcat_ocl_state *s, const gemm_cfg *g)
     const int wg = xcat_ocl_gemm_wg(g);
     if ((g->bm * g->bk) % wg || (g->bn * g->bk) % wg) return false;
     if ((size_t)wg > s->max_wg_size || (size_t)wg > s->max_wi_sizes[0]) return false;
-    return xcat_ocl_gemm_local_bytes(g) <= (size_t)s->local_mem;
+    return gemm_local_bytes(g) <= (size_t)s->local_mem;
 }
 
 xcat_status xcat_ocl_gemm_choose(xcat_context *ctx, bool short_k, gemm_cfg *out,

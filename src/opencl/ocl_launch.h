@@ -100,9 +100,6 @@ static inline int xcat_ocl_gemm_wg(const gemm_cfg *g)
  * dimension is short, like top-K scoring) that fits the device's work-group size and local
  * memory; *vec_loads: float4 global loads (GPUs; XCAT_CL_VEC_LOADS=0|1). */
 xcat_status xcat_ocl_gemm_choose(xcat_context *ctx, bool short_k, gemm_cfg *g, int *vec_loads);
-
-/* Local memory of gemm.cl's tile g (its double-buffered operand tiles), in bytes. */
-size_t xcat_ocl_gemm_local_bytes(const gemm_cfg *g);
 /* The "#define BM … GEMM_VEC_LOADS" part of a prelude, into buf (size n). */
 void xcat_ocl_gemm_prelude(const gemm_cfg *g, int vec_loads, char *buf, size_t n);
 /* Whether every kernel of `ks` runs `wg` work-items per group on this device (else

@@ -46,7 +46,6 @@
 typedef struct topk_layout {
     gemm_cfg g, exact_g; /* the scoring tile; exact_g: the plain one (fallback) */
     int wg, vec_loads, sel_wg, sort_local;
-    int tpg, stash;      /* topk.cl's TOPK_TPG (column tiles per group), TOPK_STASH (keys) */
     int approx;          /* 0 exact scoring; 1 TF32 tensor cores (mma.cl); 2 emulated (tests) */
     int64_t cc, first, limit, cap, mb;
     int64_t sample_stride, sample_n, sample_rank; /* sampled starting thresholds (0: none) */
@@ -71,9 +70,8 @@ static void choose_approx(xcat_context *ctx, topk_layout *L)
     if (want == 0) return;
     if (s->mma_state == 0 && !xcat_ocl_has_extension(s->device, "cl_nv_compiler_options"))
         s->mma_state = -1;
-    /* mma.cl's local tiles: 2 operands × 2 buffers × 128 rows × 20 floats, + 2 × 128 counts
-     * and a stash of 64 keys at least (topk.cl) */
-    const size_t local = (size_t)2 * 2 * 128 * 20 * 4 + 2 * 128 * 4 + 64 * 12 + 64;
+    /* mma.cl's local tiles: 2 operands × 2 buffers × 128 rows × 20 floats, + 2 × 128 counts */
+    const size_t local = (size_t)2 * 2 * 128 * 20 * 4 + 2 * 128 * 4;
     if (s->mma_state >= 0 && local <= (size_t)s->local_mem && s->max_wg_size >= 256 &&
         s->max_wi_sizes[0] >= 256) {
         L->approx = 1;
@@ -230,26 +228,6 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
                           (long long)L->cap);
     if (mb > c->m) mb = c->m;
     L->mb = mb;
-    /* Column tiles per scoring group (topk.cl: the keys of a tile are written after the next
-     * tile's GEMM, hiding their atomics; only a group's last tile waits): 4, or 2 / 1 where
-     * fewer groups than 4 per compute unit and pair of groups would be left in a chunk's launch
-     * (wave quantisation). XCAT_CL_TOPK_TPG=n sets it (tuning). The stash: as many keys (with
-     * their 4-byte place) as local memory leaves beside the tile, up to 256. */
-    const int64_t tiles = cdiv(mb, L->g.bm) * cdiv(cc, L->g.bn);
-    const int64_t cus = s->info.compute_units > 0 ? s->info.compute_units : 1;
-    L->tpg = 4;
-    while (L->tpg > 1 && tiles / L->tpg < 4 * 2 * cus) L->tpg /= 2;
-    if (!ctx->ignore_env) {
-        const char *v = getenv("XCAT_CL_TOPK_TPG");
-        const long long e = v ? atoll(v) : 0;
-        if (e >= 1 && e <= 64) L->tpg = (int)e;
-    }
-    if (!s->info.is_gpu) L->tpg = 1; /* CPU devices: one tile per group (topk.cl, PoCL) */
-    const size_t tile_local = L->approx == 1 ? (size_t)2 * 2 * 128 * 20 * 4
-                                             : xcat_ocl_gemm_local_bytes(&L->g);
-    const size_t used = tile_local + (size_t)L->g.bm * 8 + 64;
-    const size_t room = (size_t)s->local_mem > used ? ((size_t)s->local_mem - used) / 12 : 0;
-    L->stash = room > 256 ? 256 : room < 1 ? 1 : (int)room;
     if (c->c > INT32_MAX || c->m > INT32_MAX || c->d > INT32_MAX || c->k > UINT32_MAX / 2)
         return xcat_error(ctx, XCAT_ERROR_UNSUPPORTED, "OpenCL top-K: queries, items, dim and k "
                           "must be < 2^31");
@@ -308,9 +286,8 @@ static xcat_status build_one(xcat_context *ctx, const topk_layout *L, cl_program
     char gp[256], prelude[640];
     xcat_ocl_gemm_prelude(&L->g, L->vec_loads, gp, sizeof gp);
     snprintf(prelude, sizeof prelude,
-             "%s#define SEL_WG %d\n#define SORT_LOCAL %d\n#define TOPK_EARLY_EXIT %d\n"
-             "#define TOPK_TPG %d\n#define TOPK_STASH %d\n%s",
-             gp, L->sel_wg, L->sort_local, xcat_ocl(ctx)->info.is_gpu ? 1 : 0, L->tpg, L->stash,
+             "%s#define SEL_WG %d\n#define SORT_LOCAL %d\n#define TOPK_EARLY_EXIT %d\n%s", gp,
+             L->sel_wg, L->sort_local, xcat_ocl(ctx)->info.is_gpu ? 1 : 0,
              L->approx == 1   ? "#define GEMM_MMA 1\n"
              : L->approx == 2 ? "#define TOPK_PERTURB 1\n"
                               : "");
@@ -447,7 +424,7 @@ static xcat_status launch_score(xcat_context *ctx, const topk_kernels *kn, const
     A_MEM(&a, b->thr);
     A_MEM(&a, approx ? b->marg : b->dummy);
     const size_t lw = (size_t)L->wg;
-    const size_t gw = (size_t)(cdiv(mb, L->g.bm) * cdiv(cdiv(nc, L->g.bn), L->tpg)) * lw;
+    const size_t gw = (size_t)(cdiv(mb, L->g.bm) * cdiv(nc, L->g.bn)) * lw;
     return launch(ctx, &a, 1, &gw, &lw, "enqueueing a top-K scoring kernel");
 }
 
