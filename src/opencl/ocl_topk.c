@@ -24,7 +24,9 @@
  *
  * Knobs (ignored under IGNORE_ENV): XCAT_CL_TOPK_CHUNK=items per chunk, XCAT_CL_TOPK_FIRST=items
  * in the first chunk, XCAT_CL_TOPK_SLACK=keys a buffer may hold beyond K before a selection
- * (tuning); XCAT_CL_TOPK_SAMPLE=0 (no sampled starting thresholds); XCAT_CL_TOPK_APPROX=0
+ * (tuning); XCAT_CL_TOPK_SAMPLE=0 (no sampled starting thresholds) or =n (about n sampled
+ * items); XCAT_CL_TOPK_SELECT_EVERY=n (after a sampled start, a selection every n chunks);
+ * XCAT_CL_TOPK_APPROX=0
  * (exact fp32 scoring only) / 1 (approximate scoring, emulated where there are no tensor
  * cores: testing); XCAT_CL_TOPK_SCORE_ONLY=1 runs the same scoring
  * launches with a threshold nothing passes and no selection: the scoring pass alone, the
