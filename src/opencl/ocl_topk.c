@@ -20,7 +20,9 @@
  * Invariant that keeps appends in bounds: before a chunk, a buffer holds at most
  * limit = K + slack keys, and a chunk adds at most cc: cap = limit + cc. The slack
  * (clamp(4K, 2,048, 16,384)) makes selections rare once the threshold is good: after c items
- * seen, a chunk brings about K·cc/c new candidates.
+ * seen, a chunk brings about K·cc/c new candidates. After a sampled start the selections are
+ * spaced several chunks apart (sel_every): there a buffer may overflow, and then the keys
+ * beyond cap are dropped and topk_select flags the row for the exact redo.
  *
  * Knobs (ignored under IGNORE_ENV): XCAT_CL_TOPK_CHUNK=items per chunk, XCAT_CL_TOPK_FIRST=items
  * in the first chunk, XCAT_CL_TOPK_SLACK=keys a buffer may hold beyond K before a selection
