@@ -4,7 +4,7 @@
 # into /), run the whole suite on every target there (CPU levels incl. AVX-512, the GPU through
 # NVIDIA's OpenCL, PoCL on the Xeon), the CPU benchmarks of top-K and the sampled kinds on the
 # Xeon, and xcat-train with the same seed on the CPU and on the GPU.
-# usage: tools/bench-device.sh OUTDIR     (STAGES="tests topk gputopk gpuprofile sampled sce scecpu train vgtrain" to choose)
+# usage: tools/bench-device.sh OUTDIR     (STAGES="tests topk gputopk gpuprofile ptxinfo sampled sce scecpu train vgtrain" to choose)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out="${1:?usage: tools/bench-device.sh OUTDIR}"
@@ -68,6 +68,27 @@ if has gpuprofile; then
     XCAT_PROFILE=1 build-dev/tools/xcat-bench sce --backend opencl --n 409600 --c 1000000 \
         --d 64 --ky 256 --repeats 2 >"$out/sce_profile.txt" 2>/dev/null
     cat "$out/sce_profile.txt" >>"$out/summary.txt"
+fi
+if has ptxinfo; then
+    # NVIDIA's OpenCL caches its programs as PTX (XCAT_CACHE_DIR): ptxas -v on them gives each
+    # kernel's registers, spills and shared memory — the occupancy questions a timing can't
+    # answer. PTX_VARIANTS: env assignments, one build each ("default" = none).
+    log "ptxas -v on the top-K programs NVIDIA's OpenCL built"
+    ptxas=${PTXAS:-$(command -v ptxas || ls /usr/local/cuda*/bin/ptxas 2>/dev/null | head -1)}
+    for v in ${PTX_VARIANTS:-default}; do
+        dir=/tmp/xcat-ptx-${v//[^A-Za-z0-9_]/_}
+        rm -rf "$dir"; mkdir -p "$dir"
+        [[ $v == default ]] && v="XCAT_PTX_VARIANT=default"
+        env "$v" XCAT_CACHE_DIR="$dir" build-dev/tools/xcat-bench topk --backend opencl \
+            --m 1024 --c 100000 --d 128 --k 10 --excl 0 --repeats 1 --no-naive >/dev/null 2>&1
+        for f in "$dir"/*.clbin; do
+            grep -q "^\.version" "$f" 2>/dev/null || continue
+            echo "## $v $(basename "$f")"
+            "$ptxas" -v -arch=sm_90 -o /dev/null "$f" 2>&1 | grep -E "Compiling entry|Used|spill" \
+                | sed 's/ptxas info *: //'
+        done
+    done >>"$out/ptxinfo.txt"
+    cat "$out/ptxinfo.txt" >>"$out/summary.txt"
 fi
 if has tilesweep; then
     log "top-K GEMM tile / chunk sweep on the GPU (K=100, no exclusions)"
