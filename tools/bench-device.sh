@@ -8,7 +8,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out="${1:?usage: tools/bench-device.sh OUTDIR}"
-stages="${STAGES:-tests topk sampled train}"
+stages="${STAGES-tests topk sampled train}" # set but empty: build only
 mkdir -p "$out"
 has() { [[ " $stages " == *" $1 "* ]]; }
 log() { printf '[bench-device %s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$out/summary.txt" >&2; }
