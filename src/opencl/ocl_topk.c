@@ -202,6 +202,7 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
             L->sample_n = ns;
             L->sample_rank = rank;
         }
+        if (want_ns > 0) break; /* the size asked for: one candidate */
     }
     /* Selections during a scan that started from sampled thresholds: about r·stride keys enter
      * a buffer over the whole catalog, r·stride·cc/C a chunk, so most per-chunk selections
