@@ -483,43 +483,61 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
  * k from 0, then the bias), so the exact and approximate paths give the same scores. One
  * group per row; U is offset to the block's first query. The group's SEL_WG candidate rows
  * are staged through local memory RS_K values of k at a time, each row read whole and in
- * order (a work-item reading its own row alone touched a new cache line every few floats). */
+ * order (a work-item reading its own row alone touched a new cache line every few floats).
+ * Two kernels from one body: topk_rescore reads E a float at a time, topk_rescore4 a float4
+ * at a time where E's offset, row stride and D are multiples of 4 (the H200's rescoring at
+ * K = 1,000, d = 128: 1.71 → 0.85 ms a call). The sum is the same sequence of mads in both,
+ * so they give the same bits. (A run-time choice between the two load forms inside one
+ * kernel made PoCL 5's work-group compiler assert.) */
 #define RS_K 32
-__kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_rescore(
-    __global ulong *restrict cand, const long cap, __global const uint *restrict cnt,
-    const int D, __global const float *restrict U, const ulong offU, const long ldu,
-    __global const float *restrict E, const ulong offE, const long lde,
-    __global const float *restrict bias, const ulong offbias, const int has_bias)
+inline float topk_dot1(__global const float *u, const float v, const float s)
 {
-    __local float tile[SEL_WG][RS_K + 1];
-    __local uint ids[SEL_WG];
-    const int lid = get_local_id(0), row = get_group_id(0);
-    __global ulong *buf = cand + (long)row * cap;
-    __global const float *u = U + offU + (long)row * ldu;
-    const uint n = cnt[row];
-    for (uint base = 0; base < n; base += SEL_WG) {
-        const uint i = base + lid;
-        ids[lid] = i < n ? (uint)buf[i] : 0u;
-        float s = 0.0f;
-        for (int k0 = 0; k0 < D; k0 += RS_K) {
-            const int nk = D - k0 < RS_K ? D - k0 : RS_K;
-            barrier(CLK_LOCAL_MEM_FENCE); /* ids written; the previous tile consumed */
-            for (int e = lid; e < SEL_WG * RS_K; e += SEL_WG) {
-                const int rr = e / RS_K, kk = e % RS_K;
-                if (kk < nk && base + rr < n)
-                    tile[rr][kk] = E[offE + (long)ids[rr] * lde + k0 + kk];
-            }
-            barrier(CLK_LOCAL_MEM_FENCE);
-            for (int kk = 0; kk < nk; kk++) s = mad(u[k0 + kk], tile[lid][kk], s);
-        }
-        if (i < n) {
-            const uint id = ids[lid];
-            if (has_bias) s += bias[offbias + id];
-            buf[i] = topk_key(s, id);
-        }
-        barrier(CLK_LOCAL_MEM_FENCE); /* ids[] is rewritten by the next block */
-    }
+    return mad(u[0], v, s);
 }
+inline float topk_dot4(__global const float *u, const float4 v, const float s)
+{
+    return mad(u[3], v.w, mad(u[2], v.z, mad(u[1], v.y, mad(u[0], v.x, s))));
+}
+#define TOPK_RESCORE_KERNEL(NAME, T, W)                                                      \
+    __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void NAME(                  \
+        __global ulong *restrict cand, const long cap, __global const uint *restrict cnt,    \
+        const int D, __global const float *restrict U, const ulong offU, const long ldu,     \
+        __global const float *restrict E, const ulong offE, const long lde,                  \
+        __global const float *restrict bias, const ulong offbias, const int has_bias)        \
+    {                                                                                        \
+        __local T tile[SEL_WG * (RS_K / W + 1)];                                             \
+        __local uint ids[SEL_WG];                                                            \
+        const int lid = get_local_id(0), row = get_group_id(0);                              \
+        __global ulong *buf = cand + (long)row * cap;                                        \
+        __global const float *u = U + offU + (long)row * ldu;                                \
+        const uint n = cnt[row];                                                             \
+        for (uint base = 0; base < n; base += SEL_WG) {                                      \
+            const uint i = base + lid;                                                       \
+            ids[lid] = i < n ? (uint)buf[i] : 0u;                                            \
+            float s = 0.0f;                                                                  \
+            for (int k0 = 0; k0 < D; k0 += RS_K) {                                           \
+                const int nk = D - k0 < RS_K ? D - k0 : RS_K;                                \
+                barrier(CLK_LOCAL_MEM_FENCE); /* ids written; the previous tile consumed */  \
+                for (int e = lid; e < SEL_WG * (RS_K / W); e += SEL_WG) {                    \
+                    const int rr = e / (RS_K / W), kk = e % (RS_K / W);                      \
+                    if (W * kk < nk && base + rr < n)                                        \
+                        tile[rr * (RS_K / W + 1) + kk] =                                     \
+                            *(__global const T *)(E + offE + (long)ids[rr] * lde + k0 + W * kk); \
+                }                                                                            \
+                barrier(CLK_LOCAL_MEM_FENCE);                                                \
+                for (int kk = 0; W * kk < nk; kk++)                                          \
+                    s = topk_dot##W(u + k0 + W * kk, tile[lid * (RS_K / W + 1) + kk], s);    \
+            }                                                                                \
+            if (i < n) {                                                                     \
+                const uint id = ids[lid];                                                    \
+                if (has_bias) s += bias[offbias + id];                                       \
+                buf[i] = topk_key(s, id);                                                    \
+            }                                                                                \
+            barrier(CLK_LOCAL_MEM_FENCE); /* ids[] is rewritten by the next block */         \
+        }                                                                                    \
+    }
+TOPK_RESCORE_KERNEL(topk_rescore, float, 1)
+TOPK_RESCORE_KERNEL(topk_rescore4, float4, 4)
 
 /* Ascending bitonic sort of v[0, P) (P a power of two) by the whole group: the
  * log2(P)·(log2(P)+1)/2 (size, stride) stages walked by one counted loop, one barrier each. */

@@ -526,20 +526,20 @@ void test_context_label(const xcat_context *ctx, char *buf, size_t size)
         snprintf(buf, size, "%s '%s'", info.backend_name, info.device_name);
 }
 
-/* The OpenCL path of test_input_matrix(): a cl_mem of our own, wrapped at an offset. */
+/* The OpenCL path of test_input_matrix(): a cl_mem of our own, wrapped at an offset of `prefix`
+ * elements (NaN before them). */
 static xcat_tensor *opencl_input_matrix(xcat_context *ctx, int64_t rows, int64_t cols,
-                                        int64_t stride, const float *data)
+                                        int64_t stride, const float *data, int64_t prefix)
 {
 #ifdef XCAT_TEST_HAVE_OPENCL
-    enum { PREFIX = 7 }; /* elements before (0, 0): a nonzero, not 16-byte aligned offset */
     cl_context clctx = NULL;
     test_expect_ok(ctx, xcat_context_get_opencl(ctx, &clctx, NULL, NULL),
                    "xcat_context_get_opencl");
-    const int64_t count = PREFIX + rows * stride;
+    const int64_t count = prefix + rows * stride;
     float *host = test_alloc_floats(count);
-    for (int64_t k = 0; k < PREFIX; ++k)
+    for (int64_t k = 0; k < prefix; ++k)
         host[k] = NAN;
-    memcpy(host + PREFIX, data, (size_t)(rows * stride) * sizeof *host);
+    memcpy(host + prefix, data, (size_t)(rows * stride) * sizeof *host);
     cl_int err = CL_SUCCESS;
     cl_mem buf = clCreateBuffer(clctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
                                 (size_t)count * sizeof *host, host, &err);
@@ -548,11 +548,12 @@ static xcat_tensor *opencl_input_matrix(xcat_context *ctx, int64_t rows, int64_t
                   (long long)count * 4, (int)err);
     xcat_tensor *t = NULL;
     const xcat_status st = xcat_tensor_wrap_opencl(ctx, XCAT_DTYPE_F32, rows, cols, stride, buf,
-                                                   PREFIX * sizeof(float), &t);
+                                                   prefix * sizeof(float), &t);
     clReleaseMemObject(buf); /* the tensor holds its own reference */
     test_expect_ok(ctx, st, "xcat_tensor_wrap_opencl");
     return t;
 #else
+    (void)prefix;
     xcat_tensor *t = test_tensor(ctx, XCAT_DTYPE_F32, rows, cols, NULL);
     test_expect_ok(ctx, xcat_tensor_write(t, data, stride), "xcat_tensor_write with stride");
     return t;
@@ -562,11 +563,17 @@ static xcat_tensor *opencl_input_matrix(xcat_context *ctx, int64_t rows, int64_t
 xcat_tensor *test_input_matrix(xcat_context *ctx, int64_t rows, int64_t cols, int64_t stride,
                                float *data)
 {
+    return test_input_matrix_at(ctx, rows, cols, stride, data, 7);
+}
+
+xcat_tensor *test_input_matrix_at(xcat_context *ctx, int64_t rows, int64_t cols, int64_t stride,
+                                  float *data, int64_t prefix)
+{
     ck_assert_int_ge(stride, cols);
     if (stride == cols)
         return test_tensor(ctx, XCAT_DTYPE_F32, rows, cols, data);
     if (test_context_backend(ctx) == XCAT_BACKEND_OPENCL)
-        return opencl_input_matrix(ctx, rows, cols, stride, data);
+        return opencl_input_matrix(ctx, rows, cols, stride, data, prefix);
     xcat_tensor *t = NULL;
     test_expect_ok(ctx, xcat_tensor_wrap_host(ctx, XCAT_DTYPE_F32, rows, cols, stride, data, &t),
                    "xcat_tensor_wrap_host");

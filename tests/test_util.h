@@ -122,6 +122,10 @@ void test_context_label(const xcat_context *ctx, char *buf, size_t size);
  */
 xcat_tensor *test_input_matrix(xcat_context *ctx, int64_t rows, int64_t cols, int64_t stride,
                                float *data);
+/** test_input_matrix() with `prefix` elements before (0, 0) on OpenCL instead of 7 (e.g. a
+ *  multiple of 4 for 16-byte aligned rows when the stride is one too). */
+xcat_tensor *test_input_matrix_at(xcat_context *ctx, int64_t rows, int64_t cols, int64_t stride,
+                                  float *data, int64_t prefix);
 
 /** Print the seed (test_seed_init), run one suite with CK_NORMAL output (Check's summary
  *  lines); returns the process exit status. */

@@ -84,8 +84,11 @@ if has ptxinfo; then
         for f in "$dir"/*.clbin; do
             grep -q "^\.version" "$f" 2>/dev/null || continue
             echo "## $v $(basename "$f")"
-            "$ptxas" -v -arch=sm_90 -o /dev/null "$f" 2>&1 | grep -E "Compiling entry|Used|spill" \
-                | sed 's/ptxas info *: //'
+            # the cached binary may carry a header or NULs around the PTX text: keep the text
+            tr -d '\000' <"$f" | sed -n '/^\/\/\|^\.version/,$p' >"$dir/k.ptx"
+            "$ptxas" -v -arch=sm_90 -o /dev/null "$dir/k.ptx" >"$dir/ptxas.log" 2>&1 ||
+                { head -c 300 "$f" | od -c | head -5; head -5 "$dir/ptxas.log"; }
+            grep -E "Compiling entry|Used|spill" "$dir/ptxas.log" | sed 's/ptxas info *: //'
         done
     done >>"$out/ptxinfo.txt"
     cat "$out/ptxinfo.txt" >>"$out/summary.txt"

@@ -355,7 +355,7 @@ banned:
     } while (0)
 
 typedef struct topk_kernels {
-    cl_kernel score, select, sort, merge, norms, rescore;
+    cl_kernel score, select, sort, merge, norms, rescore, rescore4;
 } topk_kernels;
 
 /* topk_select over the block's mb queries: those holding more than `limit` keys are cut to k
@@ -492,7 +492,9 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
         st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k, 0, 0, approx, sample,
                            "topk_select/final");
     if (!st && approx) {
-        args a = {.k = kn->rescore};
+        /* float4 reads of E's rows where they are 16-byte aligned and whole quads */
+        const bool v4 = E.off % 4 == 0 && E.ld % 4 == 0 && c->d % 4 == 0;
+        args a = {.k = v4 ? kn->rescore4 : kn->rescore};
         A_MEM(&a, b->cand);
         A_LONG(&a, L->cap);
         A_MEM(&a, b->cnt);
@@ -597,6 +599,7 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
     if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_merge", &kn.merge);
     if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_norms", &kn.norms);
     if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_rescore", &kn.rescore);
+    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_rescore4", &kn.rescore4);
     if (!st && L.approx == 1) st = xcat_ocl_kernel(ctx, prog, "topk_score_filter_mma", &kn.score);
     if (!st) st = xcat_ocl_check_wg(ctx, &exact.score, 1, L.wg);
     if (!st && kn.score) st = xcat_ocl_check_wg(ctx, &kn.score, 1, L.wg);
@@ -634,7 +637,7 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
     }
     st = finish(ctx, st);
     cl_kernel all[] = {exact.score, kn.score != exact.score ? kn.score : NULL, kn.select, kn.sort,
-                       kn.merge, kn.norms, kn.rescore};
+                       kn.merge, kn.norms, kn.rescore, kn.rescore4};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i]) clReleaseKernel(all[i]);
     bufs_release(&b);
