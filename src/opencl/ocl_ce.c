@@ -25,6 +25,11 @@
  * buffers and summed in slice order (ce_sum_parts): deterministic, no atomics. dH's slices
  * accumulate over all chunks and are summed once at the end.
  *
+ * S on tensor cores: where the device compiles inline PTX mma.sync and the tile is 128 × 128 ×
+ * 16, S = H·Eᵀ is mma.cl's gemm_nt_mma in 3×TF32 (fp32-grade products; H200 at 8,192 ×
+ * 256,000 × 2,304: forward 266 → 176 ms). XCAT_CL_CE_MMA=0 keeps gemm_nt. gemm_nn / gemm_tn
+ * (operands not k-contiguous) stay on the fp32 tile.
+ *
  * GEMM tiles (gemm.cl; XCAT_CL_GEMM_TILE=BMxBNxBKxTMxTN overrides unless IGNORE_ENV): GPUs
  * 128×128×16 with 8×8 outputs per work-item (256 work-items) and float4 global loads where
  * an operand's offset and stride allow; CPUs (PoCL) 64×64×16 with 4×4, scalar loads. Smaller
@@ -48,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ocl_devices.h"
 #include "ocl_launch.h"
 
 #define CHUNK_BYTES_MAX ((int64_t)256 << 20)
@@ -171,6 +177,22 @@ xcat_status xcat_ocl_ce_workspace_size(const xcat_context *ctx, const xcat_loss_
 
 /* ---- plan ------------------------------------------------------------------------------------ */
 
+/* The logits GEMM (S = H·Eᵀ) on tensor cores, 3×TF32 (mma.cl's MMA_SPLIT3: fp32-grade
+ * products), where the device's compiler takes inline PTX mma and the GEMM tile is mma.cl's
+ * (128 × 128 × 16, 256 work-items). XCAT_CL_CE_MMA=0 keeps the fp32 SIMT tile. */
+static bool ce_mma_wanted(xcat_context *ctx, const ce_layout *L)
+{
+    xcat_ocl_state *s = xcat_ocl(ctx);
+    const char *v = ctx->ignore_env ? NULL : getenv("XCAT_CL_CE_MMA");
+    if (v && v[0] == '0') return false;
+    if (s->mma_state == 0 && !xcat_ocl_has_extension(s->device, "cl_nv_compiler_options"))
+        s->mma_state = -1;
+    const gemm_cfg *g = &L->g;
+    /* mma.cl's local tiles: 2 operands × 2 buffers × 128 rows × 20 floats */
+    return s->mma_state >= 0 && g->bm == 128 && g->bn == 128 && g->bk == 16 && L->wg == 256 &&
+           (size_t)2 * 2 * 128 * 20 * 4 <= (size_t)s->local_mem;
+}
+
 void xcat_ocl_ce_plan_release(xcat_loss_plan *plan)
 {
     ocl_ce_plan *p = plan->backend_plan;
@@ -198,19 +220,29 @@ xcat_status xcat_ocl_ce_plan_init(xcat_loss_plan *plan)
     xcat_status st = make_layout(ctx, plan->max_rows, plan->classes, plan->dim, &p->L);
     const ce_layout *L = &p->L;
     if (!st) {
-        char gp[256], prelude[512];
+        char gp[256], prelude[640];
         xcat_ocl_gemm_prelude(&L->g, L->vec_loads, gp, sizeof gp);
-        snprintf(prelude, sizeof prelude,
-                 "%s#define ROW_WG %d\n#define RED_WG %d\n#define CS_X %d\n#define CS_Y %d\n"
-                 "#define EW %d\n", gp, L->row_wg, L->red_wg, L->cs_x, L->cs_y, L->ew);
-        static const char *const sources[] = {"gemm.cl", "ce.cl", NULL};
+        bool mma = ce_mma_wanted(ctx, L);
         cl_program prog;
-        /* No -cl-fast-relaxed-math / -cl-mad-enable: exp, log, tanh must match the CPU. */
-        st = xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", &prog);
+        for (;;) {
+            snprintf(prelude, sizeof prelude,
+                     "%s#define ROW_WG %d\n#define RED_WG %d\n#define CS_X %d\n#define CS_Y %d\n"
+                     "#define EW %d\n%s", gp, L->row_wg, L->red_wg, L->cs_x, L->cs_y, L->ew,
+                     mma ? "#define GEMM_MMA 1\n#define MMA_SPLIT3 1\n#define GEMM_NT_MMA 1\n" : "");
+            static const char *const sources[] = {"gemm.cl", "mma.cl", "ce.cl", NULL};
+            /* No -cl-fast-relaxed-math / -cl-mad-enable: exp, log, tanh must match the CPU. */
+            st = xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", &prog);
+            if (!(st == XCAT_ERROR_BUILD_FAILED && mma)) break;
+            /* the compiler refused the inline PTX: the device has no tensor-core programs */
+            xcat_ocl(ctx)->mma_state = -1;
+            ctx->last_error[0] = '\0';
+            mma = false;
+        }
+        if (!st && mma) xcat_ocl(ctx)->mma_state = 1;
         struct {
             cl_kernel *k;
             const char *name;
-        } ks[] = {{&p->k_nt, "gemm_nt"},           {&p->k_nn, "gemm_nn"},
+        } ks[] = {{&p->k_nt, mma ? "gemm_nt_mma" : "gemm_nt"}, {&p->k_nn, "gemm_nn"},
                   {&p->k_tn, "gemm_tn"},           {&p->k_rows, "ce_fwd_rows"},
                   {&p->k_finish, "ce_finish"},     {&p->k_reduce, "ce_reduce"},
                   {&p->k_rowfactor, "ce_rowfactor"}, {&p->k_grad, "ce_grad"},
