@@ -97,6 +97,41 @@ inline void mma_store(const float4 r[2], __local float4 *S)
     }
 }
 
+#ifndef MMA_EMULATE
+#define MMA_EMULATE 0
+#endif
+#if MMA_EMULATE
+/* MMA_EMULATE (testing, any device): one BK step of the tile without tensor cores — each
+ * work-item computes its own outputs (the MMA_ROW / MMA_COL layout) straight from the local
+ * tiles, with the products the mma would form (TF32 inputs; 3×TF32 under MMA_SPLIT3: lo
+ * truncated to TF32 as the mma reads it). Everything but the fragment registers and the
+ * accumulation order is the real tile's: loads, local layout, split, outputs' places. */
+inline void mma_step_emulated(__local const float *as, __local const float *bs, const int g,
+                              const int t, float acc[8][8])
+{
+    for (int i = 0; i < 8; i++) {
+        __local const float *ar = as + ((i >> 1) * 16 + (i & 1) * 8 + g) * MMA_LDK;
+        for (int j = 0; j < 8; j++) {
+            __local const float *br = bs + ((j >> 1) * 8 + 2 * t + (j & 1)) * MMA_LDK;
+            float s = acc[i][j];
+            for (int k = 0; k < BK; k++) {
+#if MMA_SPLIT3
+                const uint a = as_uint(ar[k]), b = as_uint(br[k]);
+                const float ah = as_float(MMA_HI(a)), bh = as_float(MMA_HI(b));
+                const float al = as_float(MMA_HI(MMA_LO(a))), bl = as_float(MMA_HI(MMA_LO(b)));
+                s = mad(al, bh, s);
+                s = mad(ah, bl, s);
+                s = mad(ah, bh, s);
+#else
+                s = mad(ar[k], br[k], s);
+#endif
+            }
+            acc[i][j] = s;
+        }
+    }
+}
+#endif
+
 /* acc = A[m0 : m0+128, kbeg : kend] · B[n0 : n0+128, kbeg : kend]ᵀ (both operands row-major
  * with k contiguous: queries and items), TF32-approximate, outputs in the MMA_ROW / MMA_COL
  * layout above. Local tiles S[o][k] (row MMA_LDK = 20 floats): a fragment load — lane
@@ -134,6 +169,10 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
             mma_load(ra, A, lda, m0, M, k0, kend, va);
             mma_load(rb, B, ldb, n0, N, k0, kend, vb);
         }
+#if MMA_EMULATE
+        mma_step_emulated((__local const float *)(As4 + cur * MMA_S) + wm * MMA_LDK,
+                          (__local const float *)(Bs4 + cur * MMA_S) + wn * MMA_LDK, g, t, acc);
+#else
         __local const uint *as = (__local const uint *)(As4 + cur * MMA_S) + (wm + g) * MMA_LDK + t;
         __local const uint *bs = (__local const uint *)(Bs4 + cur * MMA_S) + (wn + g) * MMA_LDK + t;
 #pragma unroll
@@ -188,6 +227,7 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
                              a[mt][1], a[mt][2], a[mt][3], b[n8][0], b[n8][1]);
 #endif
         }
+#endif /* MMA_EMULATE */
         if (more) {
             mma_store(ra, As4 + (1 - cur) * MMA_S);
             mma_store(rb, Bs4 + (1 - cur) * MMA_S);

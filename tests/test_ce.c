@@ -750,6 +750,32 @@ START_TEST(test_forward_only_fused)
 }
 END_TEST
 
+/* The logits GEMM on mma.cl's tensor-core tile in 3×TF32 (gemm_nt_mma), with the products
+ * computed without tensor cores (XCAT_CL_MMA_EMULATE=1, the 128×128×16×8×8 tile forced) on
+ * every OpenCL device: the tile's loads (aligned and not, ragged k steps), local layout, hi/lo
+ * split and output places against the float64 reference at the fp32 tolerances. (On NVIDIA
+ * the real tensor cores run in every other test.) */
+START_TEST(test_tensor_core_logits)
+{
+    setenv("XCAT_CL_GEMM_TILE", "128x128x16x8x8", 1);
+    setenv("XCAT_CL_MMA_EMULATE", "1", 1);
+    xcat_context *ctx = test_target_context_flags(_i, 2, 0); /* reads the environment */
+    if (ctx) {
+        const ce_case cases[] = {
+            {"mma N257 C1031 d67", 257, 1031, 67, MEAN, OPT_LSE},
+            {"mma padded rows, bias", 130, 300, 40, SUM, OPT_BIAS | OPT_PAD},
+            {"mma every option", 37, 203, 19, NONE, OPT_ALL, 1.1f, 2.0f, 0.1f, 1e-3f, 0.2},
+            {"mma N1 C5 d1", 1, 5, 1, MEAN, OPT_LSE},
+        };
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k)
+            check_case(&cases[k], ctx, 0, 0);
+        xcat_context_free(ctx);
+    }
+    unsetenv("XCAT_CL_MMA_EMULATE");
+    unsetenv("XCAT_CL_GEMM_TILE");
+}
+END_TEST
+
 START_TEST(test_ragged_batch)
 {
     xcat_context *ctx = test_target_context(_i, 2);
@@ -1457,6 +1483,7 @@ static Suite *ce_suite(void)
     TCase *backends = tcase_create("backends");
     tcase_set_timeout(backends, OPENCL_TCASE_TIMEOUT);
     tcase_add_loop_test(backends, test_backends_agree, first_opencl, targets);
+    tcase_add_loop_test(backends, test_tensor_core_logits, first_opencl, targets);
     suite_add_tcase(s, backends);
     return s;
 }

@@ -227,7 +227,7 @@ static int64_t *run_case(xcat_context *ctx, const topk_case *tc, topk_data *t)
     return got;
 }
 
-/* Every case on both scoring paths of each target. CPU: OpenBLAS tiles + the level's
+/* Every case on both scoring paths of each target (OpenCL: and the emulated tensor-core tile). CPU: OpenBLAS tiles + the level's
  * select_above (XCAT_CPU_FUSED=0) and the level's fused register tiles (=1; the scalar level
  * has none). OpenCL: exact fp32 scores (XCAT_CL_TOPK_APPROX=0) and approximate ones kept with
  * a margin and rescored exactly (=1: TF32 tensor cores where the device has them, else
@@ -238,8 +238,11 @@ START_TEST(test_reference_cases)
     xcat_context *ctx = cpu ? test_target_context(_i, 0) : test_target_context_flags(_i, 0, 0);
     if (!ctx) return;
     const char *knob = cpu ? "XCAT_CPU_FUSED" : "XCAT_CL_TOPK_APPROX";
-    for (int path = 0; path < 2; ++path) {
+    /* OpenCL path 2: the approximate path on mma.cl's tensor-core tile with the products
+     * computed without tensor cores (XCAT_CL_MMA_EMULATE=1), on every device */
+    for (int path = 0; path < (cpu ? 2 : 3); ++path) {
         setenv(knob, path ? "1" : "0", 1);
+        if (path == 2) setenv("XCAT_CL_MMA_EMULATE", "1", 1);
         for (int ci = 0; ci < NUM_CASES; ++ci) {
             test_rng_stream(CASES[ci].name, 0);
             topk_data t;
@@ -250,6 +253,7 @@ START_TEST(test_reference_cases)
         }
     }
     unsetenv(knob);
+    unsetenv("XCAT_CL_MMA_EMULATE");
     xcat_context_free(ctx);
 }
 END_TEST

@@ -189,7 +189,7 @@ static bool ce_mma_wanted(xcat_context *ctx, const ce_layout *L)
         s->mma_state = -1;
     const gemm_cfg *g = &L->g;
     /* mma.cl's local tiles: 2 operands × 2 buffers × 128 rows × 20 floats */
-    return s->mma_state >= 0 && g->bm == 128 && g->bn == 128 && g->bk == 16 && L->wg == 256 &&
+    return (s->mma_state >= 0 || xcat_ocl_mma_emulate(ctx)) && g->bm == 128 && g->bn == 128 && g->bk == 16 && L->wg == 256 &&
            (size_t)2 * 2 * 128 * 20 * 4 <= (size_t)s->local_mem;
 }
 
@@ -228,17 +228,21 @@ xcat_status xcat_ocl_ce_plan_init(xcat_loss_plan *plan)
             snprintf(prelude, sizeof prelude,
                      "%s#define ROW_WG %d\n#define RED_WG %d\n#define CS_X %d\n#define CS_Y %d\n"
                      "#define EW %d\n%s", gp, L->row_wg, L->red_wg, L->cs_x, L->cs_y, L->ew,
-                     mma ? "#define GEMM_MMA 1\n#define MMA_SPLIT3 1\n#define GEMM_NT_MMA 1\n" : "");
+                     !mma ? ""
+                     : xcat_ocl_mma_emulate(ctx)
+                         ? "#define GEMM_MMA 1\n#define MMA_SPLIT3 1\n#define GEMM_NT_MMA 1\n"
+                           "#define MMA_EMULATE 1\n"
+                         : "#define GEMM_MMA 1\n#define MMA_SPLIT3 1\n#define GEMM_NT_MMA 1\n");
             static const char *const sources[] = {"gemm.cl", "mma.cl", "ce.cl", NULL};
             /* No -cl-fast-relaxed-math / -cl-mad-enable: exp, log, tanh must match the CPU. */
             st = xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", &prog);
-            if (!(st == XCAT_ERROR_BUILD_FAILED && mma)) break;
+            if (!(st == XCAT_ERROR_BUILD_FAILED && mma && !xcat_ocl_mma_emulate(ctx))) break;
             /* the compiler refused the inline PTX: the device has no tensor-core programs */
             xcat_ocl(ctx)->mma_state = -1;
             ctx->last_error[0] = '\0';
             mma = false;
         }
-        if (!st && mma) xcat_ocl(ctx)->mma_state = 1;
+        if (!st && mma && !xcat_ocl_mma_emulate(ctx)) xcat_ocl(ctx)->mma_state = 1;
         struct {
             cl_kernel *k;
             const char *name;

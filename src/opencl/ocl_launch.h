@@ -90,6 +90,16 @@ typedef struct gemm_cfg {
     int bm, bn, bk, tm, tn;
 } gemm_cfg;
 
+/* XCAT_CL_MMA_EMULATE=1 (testing): mma.cl's tensor-core tile built with MMA_EMULATE — the same
+ * loads, local layout and output places, the products computed without tensor cores — on any
+ * device, wherever a pass would use the tile (top-K with XCAT_CL_TOPK_APPROX=1, the CE's logits
+ * with the 128×128×16×8×8 GEMM tile). */
+static inline bool xcat_ocl_mma_emulate(const xcat_context *ctx)
+{
+    const char *v = ctx->ignore_env ? NULL : getenv("XCAT_CL_MMA_EMULATE");
+    return v && v[0] == '1';
+}
+
 static inline int xcat_ocl_gemm_wg(const gemm_cfg *g)
 {
     return (g->bm / g->tm) * (g->bn / g->tn);

@@ -72,11 +72,12 @@ static void choose_approx(xcat_context *ctx, topk_layout *L)
     const int want = approx_env(ctx);
     L->approx = 0;
     if (want == 0) return;
+    const bool emulate = want == 1 && xcat_ocl_mma_emulate(ctx);
     if (s->mma_state == 0 && !xcat_ocl_has_extension(s->device, "cl_nv_compiler_options"))
         s->mma_state = -1;
     /* mma.cl's local tiles: 2 operands × 2 buffers × 128 rows × 20 floats, + 2 × 128 counts */
     const size_t local = (size_t)2 * 2 * 128 * 20 * 4 + 2 * 128 * 4;
-    if (s->mma_state >= 0 && local <= (size_t)s->local_mem && s->max_wg_size >= 256 &&
+    if ((s->mma_state >= 0 || emulate) && local <= (size_t)s->local_mem && s->max_wg_size >= 256 &&
         s->max_wi_sizes[0] >= 256) {
         L->approx = 1;
         L->g = (gemm_cfg){128, 128, 16, 8, 8};
@@ -293,7 +294,8 @@ static xcat_status build_one(xcat_context *ctx, const topk_layout *L, cl_program
     snprintf(prelude, sizeof prelude,
              "%s#define SEL_WG %d\n#define SORT_LOCAL %d\n#define TOPK_EARLY_EXIT %d\n%s", gp,
              L->sel_wg, L->sort_local, xcat_ocl(ctx)->info.is_gpu ? 1 : 0,
-             L->approx == 1   ? "#define GEMM_MMA 1\n"
+             L->approx == 1   ? (xcat_ocl_mma_emulate(ctx) ? "#define GEMM_MMA 1\n#define MMA_EMULATE 1\n"
+                                                          : "#define GEMM_MMA 1\n")
              : L->approx == 2 ? "#define TOPK_PERTURB 1\n"
                               : "");
     static const char *const sources[] = {"rng.cl", "gemm.cl", "mma.cl", "topk.cl", NULL};
@@ -306,7 +308,7 @@ static xcat_status build(xcat_context *ctx, topk_layout *L, cl_program *prog)
 {
     xcat_ocl_state *s = xcat_ocl(ctx);
     xcat_status st = build_one(ctx, L, prog);
-    if (st == XCAT_ERROR_BUILD_FAILED && L->approx == 1) {
+    if (st == XCAT_ERROR_BUILD_FAILED && L->approx == 1 && !xcat_ocl_mma_emulate(ctx)) {
         s->mma_state = -1;
         L->approx = approx_env(ctx) == 1 ? 2 : 0;
         L->g = L->exact_g;
