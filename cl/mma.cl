@@ -80,6 +80,55 @@ inline void mma_load(float4 r[2], __global const float *P, const long ld, const 
     }
 }
 
+/* An operand stored k-major instead (P[k·ld + o], o contiguous: G in dE = Gᵀ·H, E and H in
+ * dH = G·E and dE), read into the same registers' worth: work-item lid takes k = k0 + lid % 16
+ * and o = o0 + 4·(lid / 16 + 16h), a float4 along o — two work-items fill each 32-byte
+ * sector of a k row. Zero outside [0, olim) × [k0, kend). */
+inline void mma_load_t(float4 r[2], __global const float *P, const long ld, const int o0,
+                       const int olim, const int k0, const int kend, const int vec)
+{
+    const int lid = get_local_id(0), k = k0 + (lid & 15);
+    for (int h = 0; h < 2; h++) {
+        const int o = o0 + 4 * ((lid >> 4) + 16 * h);
+        float4 v = (float4)(0.0f);
+        if (k < kend && o < olim) {
+            __global const float *p = P + (long)k * ld + o;
+            if (vec && o + 4 <= olim) {
+                v = *(__global const float4 *)p;
+            } else {
+                v.x = p[0];
+                v.y = o + 1 < olim ? p[1] : 0.0f;
+                v.z = o + 2 < olim ? p[2] : 0.0f;
+                v.w = o + 3 < olim ? p[3] : 0.0f;
+            }
+        }
+        r[h] = v;
+    }
+}
+
+/* A local input value: rounded to TF32, or kept whole for the 3×TF32 split. */
+#if MMA_SPLIT3
+#define MMA_IN(x) (x)
+#else
+#define MMA_IN(x) mma_tf32_round(x)
+#endif
+
+/* mma_load_t's registers to the local tile S[o][k], transposed: four scalar stores; a warp's
+ * 32 stores of one component fall on 32 distinct banks (k + 20·o, o stepping by 4). */
+inline void mma_store_t(const float4 r[2], __local float4 *S4)
+{
+    __local float *S = (__local float *)S4;
+    const int lid = get_local_id(0), k = lid & 15;
+    for (int h = 0; h < 2; h++) {
+        const int o = 4 * ((lid >> 4) + 16 * h);
+        const float4 v = r[h];
+        S[(o + 0) * MMA_LDK + k] = MMA_IN(v.x);
+        S[(o + 1) * MMA_LDK + k] = MMA_IN(v.y);
+        S[(o + 2) * MMA_LDK + k] = MMA_IN(v.z);
+        S[(o + 3) * MMA_LDK + k] = MMA_IN(v.w);
+    }
+}
+
 /* The two float4 to local memory, rounded to TF32: rows are k-contiguous (S[o][k], row
  * MMA_LDK), so one 16-byte store each. */
 inline void mma_store(const float4 r[2], __local float4 *S)
@@ -87,13 +136,8 @@ inline void mma_store(const float4 r[2], __local float4 *S)
     const int lid = get_local_id(0);
     for (int h = 0; h < 2; h++) {
         const float4 v = r[h];
-#if MMA_SPLIT3
-        S[((lid >> 2) + 64 * h) * (MMA_LDK / 4) + (lid & 3)] = v; /* split at the fragments */
-#else
         S[((lid >> 2) + 64 * h) * (MMA_LDK / 4) + (lid & 3)] =
-            (float4)(mma_tf32_round(v.x), mma_tf32_round(v.y), mma_tf32_round(v.z),
-                     mma_tf32_round(v.w));
-#endif
+            (float4)(MMA_IN(v.x), MMA_IN(v.y), MMA_IN(v.z), MMA_IN(v.w));
     }
 }
 
@@ -132,8 +176,21 @@ inline void mma_step_emulated(__local const float *as, __local const float *bs, 
 }
 #endif
 
-/* acc = A[m0 : m0+128, kbeg : kend] · B[n0 : n0+128, kbeg : kend]ᵀ (both operands row-major
- * with k contiguous: queries and items), TF32-approximate, outputs in the MMA_ROW / MMA_COL
+/* One operand's step, k-contiguous (t = 0) or k-major (t = 1; t is a constant at every call) */
+#define MMA_LOAD(t, r, P, ld, o0, olim, k0, kend, vec)                                       \
+    do {                                                                                     \
+        if (t) mma_load_t(r, P, ld, o0, olim, k0, kend, vec);                                \
+        else mma_load(r, P, ld, o0, olim, k0, kend, vec);                                    \
+    } while (0)
+#define MMA_STORE(t, r, S)                                                                   \
+    do {                                                                                     \
+        if (t) mma_store_t(r, S);                                                            \
+        else mma_store(r, S);                                                                \
+    } while (0)
+
+/* acc = A[m0 : m0+128, kbeg : kend] · B[n0 : n0+128, kbeg : kend]ᵀ (ta = tb = 0: both operands
+ * row-major with k contiguous, queries and items; ta / tb = 1: that operand stored k-major, A as
+ * K × M, B as K × N), TF32-approximate, outputs in the MMA_ROW / MMA_COL
  * layout above. Local tiles S[o][k] (row MMA_LDK = 20 floats): a fragment load — lane
  * (g, t) reads row g, column t — falls on bank (20g + t) mod 32, 32 distinct banks. Global
  * loads are staged in registers one step ahead; one barrier per BK = 16. Ends after a
@@ -142,7 +199,7 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
                           const long lda, __global const float *restrict B, const long ldb,
                           const int kbeg, const int kend, const int m0, const int n0,
                           __local float4 *As4, __local float4 *Bs4, const int va, const int vb,
-                          float acc[8][8])
+                          const int ta, const int tb, float acc[8][8])
 {
     const int lid = get_local_id(0);
     const int lane = lid & 31, warp = lid >> 5;
@@ -155,10 +212,10 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
     float4 ra[2], rb[2];
     const int nt = kend > kbeg ? (kend - kbeg + BK - 1) / BK : 0;
     if (nt > 0) {
-        mma_load(ra, A, lda, m0, M, kbeg, kend, va);
-        mma_load(rb, B, ldb, n0, N, kbeg, kend, vb);
-        mma_store(ra, As4);
-        mma_store(rb, Bs4);
+        MMA_LOAD(ta, ra, A, lda, m0, M, kbeg, kend, va);
+        MMA_LOAD(tb, rb, B, ldb, n0, N, kbeg, kend, vb);
+        MMA_STORE(ta, ra, As4);
+        MMA_STORE(tb, rb, Bs4);
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     for (int s = 0; s < nt; s++) {
@@ -166,8 +223,8 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
         const int more = s + 1 < nt;
         if (more) {
             const int k0 = kbeg + (s + 1) * BK;
-            mma_load(ra, A, lda, m0, M, k0, kend, va);
-            mma_load(rb, B, ldb, n0, N, k0, kend, vb);
+            MMA_LOAD(ta, ra, A, lda, m0, M, k0, kend, va);
+            MMA_LOAD(tb, rb, B, ldb, n0, N, k0, kend, vb);
         }
 #if MMA_EMULATE
         mma_step_emulated((__local const float *)(As4 + cur * MMA_S) + wm * MMA_LDK,
@@ -229,44 +286,49 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
         }
 #endif /* MMA_EMULATE */
         if (more) {
-            mma_store(ra, As4 + (1 - cur) * MMA_S);
-            mma_store(rb, Bs4 + (1 - cur) * MMA_S);
+            MMA_STORE(ta, ra, As4 + (1 - cur) * MMA_S);
+            MMA_STORE(tb, rb, Bs4 + (1 - cur) * MMA_S);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 }
 
-#if defined(GEMM_NT_MMA) && GEMM_NT_MMA
-/* gemm.cl's gemm_nt (C = alpha·A·Bᵀ + beta·C, K slices along get_group_id(1)) on this tile —
- * with MMA_SPLIT3 for fp32-grade products (the CE's logits). */
-__kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void gemm_nt_mma(GEMM_ARGS)
-{
-    __local float4 As4[2 * MMA_S];
-    __local float4 Bs4[2 * MMA_S];
-    const int ntn = (N + BN - 1) / BN;
-    const int gid = get_group_id(0), z = get_group_id(1);
-    const int m0 = (gid / ntn) * BM, n0 = (gid % ntn) * BN;
-    const long kb = (long)z * kslice;
-    const int kbeg = kb < K ? (int)kb : K;
-    const int kend = K - kbeg < kslice ? K : kbeg + kslice;
-    float acc[8][8];
-    gemm_tile_mma(M, N, A + offA, lda, B + offB, ldb, kbeg, kend, m0, n0, As4, Bs4,
-                  GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), acc);
-    __global float *Cz = C + offC + z * cslice;
-    for (int i = 0; i < 8; i++) {
-        const int row = m0 + MMA_ROW(i);
-        if (row >= M) continue;
-        __global float *crow = Cz + (long)row * ldc;
-        for (int j = 0; j < 8; j++) {
-            const int col = n0 + MMA_COL(j);
-            if (col < N) {
-                float v = alpha * acc[i][j];
-                if (beta != 0.0f) v = mad(beta, crow[col], v);
-                crow[col] = v;
-            }
-        }
+#if defined(GEMM_CE_MMA) && GEMM_CE_MMA
+/* gemm.cl's gemm_nt / gemm_nn / gemm_tn (C = alpha·op(A)·op(B) + beta·C, K slices along
+ * get_group_id(1)) on this tile — with MMA_SPLIT3 for fp32-grade products (the CE's GEMMs).
+ * ta / tb here: the operand is stored k-major (gemm.cl's ta, and !tb). */
+#define GEMM_MMA_KERNEL(name, ta, tb)                                                        \
+    __kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void name(GEMM_ARGS)       \
+    {                                                                                        \
+        __local float4 As4[2 * MMA_S];                                                       \
+        __local float4 Bs4[2 * MMA_S];                                                       \
+        const int ntn = (N + BN - 1) / BN;                                                   \
+        const int gid = get_group_id(0), z = get_group_id(1);                                \
+        const int m0 = (gid / ntn) * BM, n0 = (gid % ntn) * BN;                              \
+        const long kb = (long)z * kslice;                                                    \
+        const int kbeg = kb < K ? (int)kb : K;                                               \
+        const int kend = K - kbeg < kslice ? K : kbeg + kslice;                              \
+        float acc[8][8];                                                                     \
+        gemm_tile_mma(M, N, A + offA, lda, B + offB, ldb, kbeg, kend, m0, n0, As4, Bs4,      \
+                      GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), ta, tb, acc);        \
+        __global float *Cz = C + offC + z * cslice;                                          \
+        for (int i = 0; i < 8; i++) {                                                        \
+            const int row = m0 + MMA_ROW(i);                                                 \
+            if (row >= M) continue;                                                          \
+            __global float *crow = Cz + (long)row * ldc;                                     \
+            for (int j = 0; j < 8; j++) {                                                    \
+                const int col = n0 + MMA_COL(j);                                             \
+                if (col < N) {                                                               \
+                    float v = alpha * acc[i][j];                                             \
+                    if (beta != 0.0f) v = mad(beta, crow[col], v);                           \
+                    crow[col] = v;                                                           \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
     }
-}
+GEMM_MMA_KERNEL(gemm_nt_mma, 0, 0)
+GEMM_MMA_KERNEL(gemm_nn_mma, 0, 1)
+GEMM_MMA_KERNEL(gemm_tn_mma, 1, 1)
 #endif
 
 #endif /* GEMM_MMA */

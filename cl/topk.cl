@@ -206,7 +206,7 @@ __kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_fi
     TOPK_TILE_SETUP(MMA_S, MMA_S)
     float acc[8][8];
     gemm_tile_mma(M, N, A + offA, lda, B + offB, ldb, 0, D, m0, n0, As4, Bs4,
-                  GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), acc);
+                  GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), 0, 0, acc);
     TOPK_FILTER(8, 8, MMA_ROW, MMA_COL)
 }
 #endif

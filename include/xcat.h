@@ -324,9 +324,9 @@ XCAT_API void xcat_tensor_free(xcat_tensor *tensor);
  *
  * Gradients are accumulated in fp32 and are deterministic: the same inputs give bitwise the same
  * outputs, whatever the number of threads. On OpenCL devices that compile inline PTX mma.sync
- * (NVIDIA sm_80+) the logits GEMM runs on tensor cores as 3×TF32 (three TF32 products per fp32
+ * (NVIDIA sm_80+) the GEMMs run on tensor cores as 3×TF32 (three TF32 products per fp32
  * product, fp32 accumulation: within a few fp32 ulps of the fp32 GEMM, still deterministic);
- * XCAT_CL_CE_MMA=0 keeps the fp32 GEMM. No rows×catalog buffer is ever allocated: the plan's
+ * XCAT_CL_CE_MMA=0 keeps the fp32 GEMMs. No rows×catalog buffer is ever allocated: the plan's
  * workspace is O(N·d + C + tile sizes) (see xcat_loss_plan_workspace_size()).
  *
  * The sampled kinds

@@ -750,12 +750,13 @@ START_TEST(test_forward_only_fused)
 }
 END_TEST
 
-/* The logits GEMM on mma.cl's tensor-core tile in 3×TF32 (gemm_nt_mma), with the products
- * computed without tensor cores (XCAT_CL_MMA_EMULATE=1, the 128×128×16×8×8 tile forced) on
- * every OpenCL device: the tile's loads (aligned and not, ragged k steps), local layout, hi/lo
- * split and output places against the float64 reference at the fp32 tolerances. (On NVIDIA
- * the real tensor cores run in every other test.) */
-START_TEST(test_tensor_core_logits)
+/* The CE's GEMMs on mma.cl's tensor-core tile in 3×TF32 (gemm_nt_mma, gemm_nn_mma,
+ * gemm_tn_mma), with the products computed without tensor cores (XCAT_CL_MMA_EMULATE=1, the
+ * 128×128×16×8×8 tile forced) on every OpenCL device: the tile's loads (k-contiguous and
+ * k-major, aligned and not, ragged k steps, K slices), local layout, hi/lo split and output
+ * places against the float64 reference at the fp32 tolerances. (On NVIDIA the real tensor
+ * cores run in every other test.) */
+START_TEST(test_tensor_core_gemms)
 {
     setenv("XCAT_CL_GEMM_TILE", "128x128x16x8x8", 1);
     setenv("XCAT_CL_MMA_EMULATE", "1", 1);
@@ -770,6 +771,12 @@ START_TEST(test_tensor_core_logits)
         for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k)
             check_case(&cases[k], ctx, 0, 0);
         xcat_context_free(ctx);
+        /* dH and dE in K slices (each slice's k range starting off the BK grid) */
+        setenv("XCAT_CL_SPLIT_K", "3", 1);
+        ctx = test_target_context_flags(_i, 2, 0);
+        if (ctx) check_case(&cases[0], ctx, 0, 0);
+        xcat_context_free(ctx);
+        unsetenv("XCAT_CL_SPLIT_K");
     }
     unsetenv("XCAT_CL_MMA_EMULATE");
     unsetenv("XCAT_CL_GEMM_TILE");
@@ -1483,7 +1490,7 @@ static Suite *ce_suite(void)
     TCase *backends = tcase_create("backends");
     tcase_set_timeout(backends, OPENCL_TCASE_TIMEOUT);
     tcase_add_loop_test(backends, test_backends_agree, first_opencl, targets);
-    tcase_add_loop_test(backends, test_tensor_core_logits, first_opencl, targets);
+    tcase_add_loop_test(backends, test_tensor_core_gemms, first_opencl, targets);
     suite_add_tcase(s, backends);
     return s;
 }

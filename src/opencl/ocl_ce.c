@@ -25,10 +25,10 @@
  * buffers and summed in slice order (ce_sum_parts): deterministic, no atomics. dH's slices
  * accumulate over all chunks and are summed once at the end.
  *
- * S on tensor cores: where the device compiles inline PTX mma.sync and the tile is 128 × 128 ×
- * 16, S = H·Eᵀ is mma.cl's gemm_nt_mma in 3×TF32 (fp32-grade products; H200 at 8,192 ×
- * 256,000 × 2,304: forward 266 → 176 ms). XCAT_CL_CE_MMA=0 keeps gemm_nt. gemm_nn / gemm_tn
- * (operands not k-contiguous) stay on the fp32 tile.
+ * Tensor cores: where the device compiles inline PTX mma.sync and the tile is 128 × 128 × 16,
+ * the three GEMMs are mma.cl's gemm_nt_mma / gemm_nn_mma / gemm_tn_mma in 3×TF32 (fp32-grade
+ * products; H200 at 8,192 × 256,000 × 2,304: forward 266 → 176 ms, forward + backward
+ * 1,018 → 766 ms). XCAT_CL_CE_MMA=0 keeps gemm.cl's tile, =1 puts only S on tensor cores.
  *
  * GEMM tiles (gemm.cl; XCAT_CL_GEMM_TILE=BMxBNxBKxTMxTN overrides unless IGNORE_ENV): GPUs
  * 128×128×16 with 8×8 outputs per work-item (256 work-items) and float4 global loads where
@@ -177,20 +177,23 @@ xcat_status xcat_ocl_ce_workspace_size(const xcat_context *ctx, const xcat_loss_
 
 /* ---- plan ------------------------------------------------------------------------------------ */
 
-/* The logits GEMM (S = H·Eᵀ) on tensor cores, 3×TF32 (mma.cl's MMA_SPLIT3: fp32-grade
- * products), where the device's compiler takes inline PTX mma and the GEMM tile is mma.cl's
- * (128 × 128 × 16, 256 work-items). XCAT_CL_CE_MMA=0 keeps the fp32 SIMT tile. */
-static bool ce_mma_wanted(xcat_context *ctx, const ce_layout *L)
+/* The GEMMs on tensor cores, 3×TF32 (mma.cl's MMA_SPLIT3: fp32-grade products), where the
+ * device's compiler takes inline PTX mma and the GEMM tile is mma.cl's (128 × 128 × 16, 256
+ * work-items): 0 none, 1 the logits (S = H·Eᵀ) only, 2 all three. XCAT_CL_CE_MMA=0 / 1 / 2
+ * chooses (default 2). */
+static int ce_mma_mode(xcat_context *ctx, const ce_layout *L)
 {
     xcat_ocl_state *s = xcat_ocl(ctx);
     const char *v = ctx->ignore_env ? NULL : getenv("XCAT_CL_CE_MMA");
-    if (v && v[0] == '0') return false;
+    const int want = v && (v[0] == '0' || v[0] == '1') && !v[1] ? v[0] - '0' : 2;
+    if (want == 0) return 0;
     if (s->mma_state == 0 && !xcat_ocl_has_extension(s->device, "cl_nv_compiler_options"))
         s->mma_state = -1;
     const gemm_cfg *g = &L->g;
     /* mma.cl's local tiles: 2 operands × 2 buffers × 128 rows × 20 floats */
-    return (s->mma_state >= 0 || xcat_ocl_mma_emulate(ctx)) && g->bm == 128 && g->bn == 128 && g->bk == 16 && L->wg == 256 &&
-           (size_t)2 * 2 * 128 * 20 * 4 <= (size_t)s->local_mem;
+    const bool fits = g->bm == 128 && g->bn == 128 && g->bk == 16 && L->wg == 256 &&
+                      (size_t)2 * 2 * 128 * 20 * 4 <= (size_t)s->local_mem;
+    return (s->mma_state >= 0 || xcat_ocl_mma_emulate(ctx)) && fits ? want : 0;
 }
 
 void xcat_ocl_ce_plan_release(xcat_loss_plan *plan)
@@ -222,7 +225,7 @@ xcat_status xcat_ocl_ce_plan_init(xcat_loss_plan *plan)
     if (!st) {
         char gp[256], prelude[640];
         xcat_ocl_gemm_prelude(&L->g, L->vec_loads, gp, sizeof gp);
-        bool mma = ce_mma_wanted(ctx, L);
+        int mma = ce_mma_mode(ctx, L);
         cl_program prog;
         for (;;) {
             snprintf(prelude, sizeof prelude,
@@ -230,9 +233,9 @@ xcat_status xcat_ocl_ce_plan_init(xcat_loss_plan *plan)
                      "#define EW %d\n%s", gp, L->row_wg, L->red_wg, L->cs_x, L->cs_y, L->ew,
                      !mma ? ""
                      : xcat_ocl_mma_emulate(ctx)
-                         ? "#define GEMM_MMA 1\n#define MMA_SPLIT3 1\n#define GEMM_NT_MMA 1\n"
+                         ? "#define GEMM_MMA 1\n#define MMA_SPLIT3 1\n#define GEMM_CE_MMA 1\n"
                            "#define MMA_EMULATE 1\n"
-                         : "#define GEMM_MMA 1\n#define MMA_SPLIT3 1\n#define GEMM_NT_MMA 1\n");
+                         : "#define GEMM_MMA 1\n#define MMA_SPLIT3 1\n#define GEMM_CE_MMA 1\n");
             static const char *const sources[] = {"gemm.cl", "mma.cl", "ce.cl", NULL};
             /* No -cl-fast-relaxed-math / -cl-mad-enable: exp, log, tanh must match the CPU. */
             st = xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", &prog);
@@ -240,14 +243,16 @@ xcat_status xcat_ocl_ce_plan_init(xcat_loss_plan *plan)
             /* the compiler refused the inline PTX: the device has no tensor-core programs */
             xcat_ocl(ctx)->mma_state = -1;
             ctx->last_error[0] = '\0';
-            mma = false;
+            mma = 0;
         }
         if (!st && mma && !xcat_ocl_mma_emulate(ctx)) xcat_ocl(ctx)->mma_state = 1;
         struct {
             cl_kernel *k;
             const char *name;
-        } ks[] = {{&p->k_nt, mma ? "gemm_nt_mma" : "gemm_nt"}, {&p->k_nn, "gemm_nn"},
-                  {&p->k_tn, "gemm_tn"},           {&p->k_rows, "ce_fwd_rows"},
+        } ks[] = {{&p->k_nt, mma ? "gemm_nt_mma" : "gemm_nt"},
+                  {&p->k_nn, mma == 2 ? "gemm_nn_mma" : "gemm_nn"},
+                  {&p->k_tn, mma == 2 ? "gemm_tn_mma" : "gemm_tn"},
+                  {&p->k_rows, "ce_fwd_rows"},
                   {&p->k_finish, "ce_finish"},     {&p->k_reduce, "ce_reduce"},
                   {&p->k_rowfactor, "ce_rowfactor"}, {&p->k_grad, "ce_grad"},
                   {&p->k_colsum, "ce_colsum"},     {&p->k_sum, "ce_sum_parts"}};
