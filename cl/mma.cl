@@ -7,7 +7,7 @@
  * is APPROXIMATE: each input is rounded to TF32 (10-bit mantissa, round to nearest) when it is
  * stored to local memory, so |s̃ − s| ≤ (2^-10 + O(d·2^-22))·‖u‖·‖e‖ for one score; callers that
  * need fp32 results keep a margin of that size and recompute the survivors exactly (topk.cl).
- * With MMA_SPLIT3 (below) the products are fp32-grade instead (the CE's gemm_nt_mma).
+ * With MMA_SPLIT3 (below) the products are fp32-grade instead (the CE's GEMMs).
  *
  * Shape: both operands row-major with k contiguous (queries and items: C = A·Bᵀ), BM = BN =
  * 128, BK = 16, 256 work-items = 8 warps in a 2 × 4 grid, each warp 64 × 32 outputs = 4 × 4
@@ -190,8 +190,8 @@ inline void mma_step_emulated(__local const float *as, __local const float *bs, 
 
 /* acc = A[m0 : m0+128, kbeg : kend] · B[n0 : n0+128, kbeg : kend]ᵀ (ta = tb = 0: both operands
  * row-major with k contiguous, queries and items; ta / tb = 1: that operand stored k-major, A as
- * K × M, B as K × N), TF32-approximate, outputs in the MMA_ROW / MMA_COL
- * layout above. Local tiles S[o][k] (row MMA_LDK = 20 floats): a fragment load — lane
+ * K × M, B as K × N), TF32-approximate (fp32-grade under MMA_SPLIT3), outputs in the
+ * MMA_ROW / MMA_COL layout above. Local tiles S[o][k] (row MMA_LDK = 20 floats): a fragment load — lane
  * (g, t) reads row g, column t — falls on bank (20g + t) mod 32, 32 distinct banks. Global
  * loads are staged in registers one step ahead; one barrier per BK = 16. Ends after a
  * barrier. */

@@ -227,11 +227,12 @@ static int64_t *run_case(xcat_context *ctx, const topk_case *tc, topk_data *t)
     return got;
 }
 
-/* Every case on both scoring paths of each target (OpenCL: and the emulated tensor-core tile). CPU: OpenBLAS tiles + the level's
+/* Every case on both scoring paths of each target. CPU: OpenBLAS tiles + the level's
  * select_above (XCAT_CPU_FUSED=0) and the level's fused register tiles (=1; the scalar level
  * has none). OpenCL: exact fp32 scores (XCAT_CL_TOPK_APPROX=0) and approximate ones kept with
  * a margin and rescored exactly (=1: TF32 tensor cores where the device has them, else
- * scores perturbed by up to the margin — so a margin or rescoring slip shows on PoCL too). */
+ * scores perturbed by up to the margin — so a margin or rescoring slip shows on PoCL too), and
+ * a third path: the approximate one on the emulated tensor-core tile (XCAT_CL_MMA_EMULATE). */
 START_TEST(test_reference_cases)
 {
     const int cpu = _i < test_first_opencl_target();

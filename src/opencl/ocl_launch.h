@@ -92,7 +92,7 @@ typedef struct gemm_cfg {
 
 /* XCAT_CL_MMA_EMULATE=1 (testing): mma.cl's tensor-core tile built with MMA_EMULATE — the same
  * loads, local layout and output places, the products computed without tensor cores — on any
- * device, wherever a pass would use the tile (top-K with XCAT_CL_TOPK_APPROX=1, the CE's logits
+ * device, wherever a pass would use the tile (top-K with XCAT_CL_TOPK_APPROX=1, the CE's GEMMs
  * with the 128×128×16×8×8 GEMM tile). */
 static inline bool xcat_ocl_mma_emulate(const xcat_context *ctx)
 {

@@ -77,8 +77,8 @@ static void choose_approx(xcat_context *ctx, topk_layout *L)
         s->mma_state = -1;
     /* mma.cl's local tiles: 2 operands × 2 buffers × 128 rows × 20 floats, + 2 × 128 counts */
     const size_t local = (size_t)2 * 2 * 128 * 20 * 4 + 2 * 128 * 4;
-    if ((s->mma_state >= 0 || emulate) && local <= (size_t)s->local_mem && s->max_wg_size >= 256 &&
-        s->max_wi_sizes[0] >= 256) {
+    if ((s->mma_state >= 0 || emulate) && local <= (size_t)s->local_mem &&
+        s->max_wg_size >= 256 && s->max_wi_sizes[0] >= 256) {
         L->approx = 1;
         L->g = (gemm_cfg){128, 128, 16, 8, 8};
     } else if (want == 1) {
@@ -291,13 +291,13 @@ static xcat_status build_one(xcat_context *ctx, const topk_layout *L, cl_program
 {
     char gp[256], prelude[640];
     xcat_ocl_gemm_prelude(&L->g, L->vec_loads, gp, sizeof gp);
+    const char *mode = L->approx == 2   ? "#define TOPK_PERTURB 1\n"
+                       : L->approx != 1 ? ""
+                       : xcat_ocl_mma_emulate(ctx) ? "#define GEMM_MMA 1\n#define MMA_EMULATE 1\n"
+                                                   : "#define GEMM_MMA 1\n";
     snprintf(prelude, sizeof prelude,
              "%s#define SEL_WG %d\n#define SORT_LOCAL %d\n#define TOPK_EARLY_EXIT %d\n%s", gp,
-             L->sel_wg, L->sort_local, xcat_ocl(ctx)->info.is_gpu ? 1 : 0,
-             L->approx == 1   ? (xcat_ocl_mma_emulate(ctx) ? "#define GEMM_MMA 1\n#define MMA_EMULATE 1\n"
-                                                          : "#define GEMM_MMA 1\n")
-             : L->approx == 2 ? "#define TOPK_PERTURB 1\n"
-                              : "");
+             L->sel_wg, L->sort_local, xcat_ocl(ctx)->info.is_gpu ? 1 : 0, mode);
     static const char *const sources[] = {"rng.cl", "gemm.cl", "mma.cl", "topk.cl", NULL};
     return xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", prog);
 }
