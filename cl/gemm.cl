@@ -243,17 +243,22 @@ inline void gemm_store(const int M, const int N, const float alpha, const float 
         const long ldb, const float beta, __global float *restrict C, const ulong offC,        \
         const long ldc, const int kslice, const ulong cslice
 
+/* A GEMM kernel's place: its output tile (m0, n0) and K slice z = [kbeg, kend) (mma.cl's
+ * kernels share it). */
+#define GEMM_TILE_PLACE                                                                     \
+    const int ntn = (N + BN - 1) / BN;                                                      \
+    const int gid = get_group_id(0), z = get_group_id(1);                                   \
+    const int m0 = (gid / ntn) * BM, n0 = (gid % ntn) * BN;                                 \
+    const long kb = (long)z * kslice;                                                       \
+    const int kbeg = kb < K ? (int)kb : K;                                                  \
+    const int kend = K - kbeg < kslice ? K : kbeg + kslice;
+
 #define GEMM_KERNEL(name, ta, tb)                                                           \
     __kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void name(GEMM_ARGS)      \
     {                                                                                       \
         __local float4 As4[2 * GEMM_SA];                                                    \
         __local float4 Bs4[2 * GEMM_SB];                                                    \
-        const int ntn = (N + BN - 1) / BN;                                                  \
-        const int gid = get_group_id(0), z = get_group_id(1);                               \
-        const int m0 = (gid / ntn) * BM, n0 = (gid % ntn) * BN;                             \
-        const long kb = (long)z * kslice;                                                   \
-        const int kbeg = kb < K ? (int)kb : K;                                              \
-        const int kend = K - kbeg < kslice ? K : kbeg + kslice;                             \
+        GEMM_TILE_PLACE                                                                     \
         float acc[TM][TN];                                                                  \
         gemm_tile(M, N, A + offA, lda, B + offB, ldb, kbeg, kend, m0, n0, As4, Bs4, ta, tb, \
                   GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), acc);                   \

@@ -302,12 +302,7 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
     {                                                                                        \
         __local float4 As4[2 * MMA_S];                                                       \
         __local float4 Bs4[2 * MMA_S];                                                       \
-        const int ntn = (N + BN - 1) / BN;                                                   \
-        const int gid = get_group_id(0), z = get_group_id(1);                                \
-        const int m0 = (gid / ntn) * BM, n0 = (gid % ntn) * BN;                              \
-        const long kb = (long)z * kslice;                                                    \
-        const int kbeg = kb < K ? (int)kb : K;                                               \
-        const int kend = K - kbeg < kslice ? K : kbeg + kslice;                              \
+        GEMM_TILE_PLACE                                                                      \
         float acc[8][8];                                                                     \
         gemm_tile_mma(M, N, A + offA, lda, B + offB, ldb, kbeg, kend, m0, n0, As4, Bs4,      \
                       GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), ta, tb, acc);        \
