@@ -48,12 +48,58 @@ inline float mma_tf32_round(const float x)
 #define MMA_ROW(i) ((MMA_WARP >> 2) * 64 + ((i) >> 1) * 16 + ((i) & 1) * 8 + (MMA_LANE >> 2))
 #define MMA_COL(j) ((MMA_WARP & 3) * 32 + ((j) >> 1) * 8 + 2 * (MMA_LANE & 3) + ((j) & 1))
 
+#ifndef MMA_EMULATE
+#define MMA_EMULATE 0
+#endif
+#if MMA_EMULATE
+/* MMA_EMULATE (testing, any device): mma.sync itself emulated — each warp's fragments go
+ * through a local scratch (6 values per lane; two barriers per mma, every work-item calls it
+ * in the same order), and each lane forms its four outputs from the PTX ISA's m16n8k8 TF32
+ * fragment layout: A[r][k] is held by lane (r % 8)·4 + k % 4 as a_{r/8 + 2·(k/4)}, B[k][n] by
+ * lane n·4 + k % 4 as b_{k/4}; inputs read as TF32 (the low 13 bits ignored). So the tile's
+ * fragment loads are tested too; only the instruction is not. */
+#define MMA_XS4 (8 * 32 * 6 / 4) /* the scratch, in float4, after the A buffers */
+#define MMA_UNROLL /* loops kept: PoCL's work-group compiler and the barriers inside */
+inline float mma_tf32_bits(const uint x)
+{
+    return as_float(x & 0xFFFFE000u);
+}
+inline void mma_emulated(float *c0, float *c1, float *c2, float *c3, const uint a0,
+                         const uint a1, const uint a2, const uint a3, const uint b0,
+                         const uint b1, __local uint *xs)
+{
+    const int lid = get_local_id(0), lane = lid & 31, g = lane >> 2, t = lane & 3;
+    __local uint *w = xs + (lid >> 5) * 32 * 6;
+    barrier(CLK_LOCAL_MEM_FENCE); /* the previous call's reads done */
+    w[lane * 6 + 0] = a0, w[lane * 6 + 1] = a1, w[lane * 6 + 2] = a2, w[lane * 6 + 3] = a3;
+    w[lane * 6 + 4] = b0, w[lane * 6 + 5] = b1;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float s0 = *c0, s1 = *c1, s2 = *c2, s3 = *c3;
+    for (int k = 0; k < 8; k++) {
+        const int kl = k & 3, kh = k >> 2;
+        const float ag = mma_tf32_bits(w[(g * 4 + kl) * 6 + 2 * kh]);
+        const float ag8 = mma_tf32_bits(w[(g * 4 + kl) * 6 + 1 + 2 * kh]);
+        const float bc0 = mma_tf32_bits(w[(2 * t * 4 + kl) * 6 + 4 + kh]);
+        const float bc1 = mma_tf32_bits(w[((2 * t + 1) * 4 + kl) * 6 + 4 + kh]);
+        s0 = mad(ag, bc0, s0);
+        s1 = mad(ag, bc1, s1);
+        s2 = mad(ag8, bc0, s2);
+        s3 = mad(ag8, bc1, s3);
+    }
+    *c0 = s0, *c1 = s1, *c2 = s2, *c3 = s3;
+}
+#define MMA_TF32(c0, c1, c2, c3, a0, a1, a2, a3, b0, b1)                                      \
+    mma_emulated(&(c0), &(c1), &(c2), &(c3), a0, a1, a2, a3, b0, b1, mma_xs)
+#else
+#define MMA_XS4 0
+#define MMA_UNROLL _Pragma("unroll")
 /* d = a·b + d for one 16 × 8 × 8 tile; c0..c3 are four floats of the accumulator array. */
 #define MMA_TF32(c0, c1, c2, c3, a0, a1, a2, a3, b0, b1)                                      \
     asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, "             \
         "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"                                     \
         : "+f"(c0), "+f"(c1), "+f"(c2), "+f"(c3)                                            \
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
+#endif
 
 /* One operand's 128 rows × BK values of k from k0 (rows o0 + lid/4 and + 64, k from
  * k0 + 4·(lid % 4)): two float4 per work-item, zero outside [0, olim) × [k0, kend). vec: the
@@ -141,41 +187,6 @@ inline void mma_store(const float4 r[2], __local float4 *S)
     }
 }
 
-#ifndef MMA_EMULATE
-#define MMA_EMULATE 0
-#endif
-#if MMA_EMULATE
-/* MMA_EMULATE (testing, any device): one BK step of the tile without tensor cores — each
- * work-item computes its own outputs (the MMA_ROW / MMA_COL layout) straight from the local
- * tiles, with the products the mma would form (TF32 inputs; 3×TF32 under MMA_SPLIT3: lo
- * truncated to TF32 as the mma reads it). Everything but the fragment registers and the
- * accumulation order is the real tile's: loads, local layout, split, outputs' places. */
-inline void mma_step_emulated(__local const float *as, __local const float *bs, const int g,
-                              const int t, float acc[8][8])
-{
-    for (int i = 0; i < 8; i++) {
-        __local const float *ar = as + ((i >> 1) * 16 + (i & 1) * 8 + g) * MMA_LDK;
-        for (int j = 0; j < 8; j++) {
-            __local const float *br = bs + ((j >> 1) * 8 + 2 * t + (j & 1)) * MMA_LDK;
-            float s = acc[i][j];
-            for (int k = 0; k < BK; k++) {
-#if MMA_SPLIT3
-                const uint a = as_uint(ar[k]), b = as_uint(br[k]);
-                const float ah = as_float(MMA_HI(a)), bh = as_float(MMA_HI(b));
-                const float al = as_float(MMA_HI(MMA_LO(a))), bl = as_float(MMA_HI(MMA_LO(b)));
-                s = mad(al, bh, s);
-                s = mad(ah, bl, s);
-                s = mad(ah, bh, s);
-#else
-                s = mad(ar[k], br[k], s);
-#endif
-            }
-            acc[i][j] = s;
-        }
-    }
-}
-#endif
-
 /* One operand's step, k-contiguous (t = 0) or k-major (t = 1; t is a constant at every call) */
 #define MMA_LOAD(t, r, P, ld, o0, olim, k0, kend, vec)                                       \
     do {                                                                                     \
@@ -205,6 +216,9 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
     const int lane = lid & 31, warp = lid >> 5;
     const int g = lane >> 2, t = lane & 3;
     const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+#if MMA_EMULATE
+    __local uint *mma_xs = (__local uint *)(As4 + 2 * MMA_S); /* the kernels leave MMA_XS4 */
+#endif
 
     for (int i = 0; i < 8; i++)
         for (int j = 0; j < 8; j++) acc[i][j] = 0.0f;
@@ -226,16 +240,12 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
             MMA_LOAD(ta, ra, A, lda, m0, M, k0, kend, va);
             MMA_LOAD(tb, rb, B, ldb, n0, N, k0, kend, vb);
         }
-#if MMA_EMULATE
-        mma_step_emulated((__local const float *)(As4 + cur * MMA_S) + wm * MMA_LDK,
-                          (__local const float *)(Bs4 + cur * MMA_S) + wn * MMA_LDK, g, t, acc);
-#else
         __local const uint *as = (__local const uint *)(As4 + cur * MMA_S) + (wm + g) * MMA_LDK + t;
         __local const uint *bs = (__local const uint *)(Bs4 + cur * MMA_S) + (wn + g) * MMA_LDK + t;
-#pragma unroll
+        MMA_UNROLL
         for (int kk = 0; kk < BK; kk += 8) {
             uint a[4][4], b[4][2];
-#pragma unroll
+            MMA_UNROLL
             for (int mt = 0; mt < 4; mt++) {
                 __local const uint *p = as + mt * 16 * MMA_LDK + kk;
                 a[mt][0] = p[0];
@@ -243,7 +253,7 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
                 a[mt][2] = p[4];
                 a[mt][3] = p[8 * MMA_LDK + 4];
             }
-#pragma unroll
+            MMA_UNROLL
             for (int n8 = 0; n8 < 4; n8++) {
                 __local const uint *p = bs + n8 * 8 * MMA_LDK + kk;
                 b[n8][0] = p[0];
@@ -251,17 +261,17 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
             }
 #if MMA_SPLIT3
             uint bl[4][2];
-#pragma unroll
+            MMA_UNROLL
             for (int n8 = 0; n8 < 4; n8++) {
                 bl[n8][0] = MMA_LO(b[n8][0]), bl[n8][1] = MMA_LO(b[n8][1]);
                 b[n8][0] = MMA_HI(b[n8][0]), b[n8][1] = MMA_HI(b[n8][1]);
             }
-#pragma unroll
+            MMA_UNROLL
             for (int mt = 0; mt < 4; mt++) {
                 uint al[4];
-#pragma unroll
+                MMA_UNROLL
                 for (int q = 0; q < 4; q++) al[q] = MMA_LO(a[mt][q]), a[mt][q] = MMA_HI(a[mt][q]);
-#pragma unroll
+                MMA_UNROLL
                 for (int n8 = 0; n8 < 4; n8++) {
                     MMA_TF32(acc[2 * mt][2 * n8], acc[2 * mt][2 * n8 + 1],
                              acc[2 * mt + 1][2 * n8], acc[2 * mt + 1][2 * n8 + 1], al[0], al[1],
@@ -275,16 +285,15 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
                 }
             }
 #else
-#pragma unroll
+            MMA_UNROLL
             for (int mt = 0; mt < 4; mt++)
-#pragma unroll
+                MMA_UNROLL
                 for (int n8 = 0; n8 < 4; n8++)
                     MMA_TF32(acc[2 * mt][2 * n8], acc[2 * mt][2 * n8 + 1],
                              acc[2 * mt + 1][2 * n8], acc[2 * mt + 1][2 * n8 + 1], a[mt][0],
                              a[mt][1], a[mt][2], a[mt][3], b[n8][0], b[n8][1]);
 #endif
         }
-#endif /* MMA_EMULATE */
         if (more) {
             MMA_STORE(ta, ra, As4 + (1 - cur) * MMA_S);
             MMA_STORE(tb, rb, Bs4 + (1 - cur) * MMA_S);
@@ -300,7 +309,7 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
 #define GEMM_MMA_KERNEL(name, ta, tb)                                                        \
     __kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void name(GEMM_ARGS)       \
     {                                                                                        \
-        __local float4 As4[2 * MMA_S];                                                       \
+        __local float4 As4[2 * MMA_S + MMA_XS4];                                             \
         __local float4 Bs4[2 * MMA_S];                                                       \
         GEMM_TILE_PLACE                                                                      \
         float acc[8][8];                                                                     \

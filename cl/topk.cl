@@ -203,7 +203,7 @@ __kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_fi
 __kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_filter_mma(
     TOPK_SCORE_ARGS)
 {
-    TOPK_TILE_SETUP(MMA_S, MMA_S)
+    TOPK_TILE_SETUP(MMA_S + MMA_XS4 / 2, MMA_S) /* + mma.cl's emulation scratch, if any */
     float acc[8][8];
     gemm_tile_mma(M, N, A + offA, lda, B + offB, ldb, 0, D, m0, n0, As4, Bs4,
                   GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), 0, 0, acc);

@@ -230,12 +230,10 @@ xcat_status xcat_ocl_ce_plan_init(xcat_loss_plan *plan)
         for (;;) {
             snprintf(prelude, sizeof prelude,
                      "%s#define ROW_WG %d\n#define RED_WG %d\n#define CS_X %d\n#define CS_Y %d\n"
-                     "#define EW %d\n%s", gp, L->row_wg, L->red_wg, L->cs_x, L->cs_y, L->ew,
-                     !mma ? ""
-                     : xcat_ocl_mma_emulate(ctx)
-                         ? "#define GEMM_MMA 1\n#define MMA_SPLIT3 1\n#define GEMM_CE_MMA 1\n"
-                           "#define MMA_EMULATE 1\n"
-                         : "#define GEMM_MMA 1\n#define MMA_SPLIT3 1\n#define GEMM_CE_MMA 1\n");
+                     "#define EW %d\n%s#define MMA_EMULATE %d\n", gp, L->row_wg, L->red_wg, L->cs_x,
+                     L->cs_y, L->ew,
+                     mma ? "#define GEMM_MMA 1\n#define MMA_SPLIT3 1\n#define GEMM_CE_MMA 1\n" : "",
+                     xcat_ocl_mma_emulate(ctx));
             static const char *const sources[] = {"gemm.cl", "mma.cl", "ce.cl", NULL};
             /* No -cl-fast-relaxed-math / -cl-mad-enable: exp, log, tanh must match the CPU. */
             st = xcat_ocl_program(ctx, prelude, sources, "-cl-std=CL1.2", &prog);

@@ -90,14 +90,15 @@ typedef struct gemm_cfg {
     int bm, bn, bk, tm, tn;
 } gemm_cfg;
 
-/* XCAT_CL_MMA_EMULATE=1 (testing): mma.cl's tensor-core tile built with MMA_EMULATE — the same
- * loads, local layout and output places, the products computed without tensor cores — on any
+/* XCAT_CL_MMA_EMULATE=1 (testing): mma.cl's tensor-core tile built with MMA_EMULATE — all of
+ * it (loads, local layout, fragment loads, TF32 / 3×TF32 inputs, output places) but the
+ * mma.sync instruction, which is emulated on the fragments through local memory — on any
  * device, wherever a pass would use the tile (top-K with XCAT_CL_TOPK_APPROX=1, the CE's GEMMs
- * with the 128×128×16×8×8 GEMM tile). */
-static inline bool xcat_ocl_mma_emulate(const xcat_context *ctx)
+ * with the 128×128×16×8×8 GEMM tile). Returns 1 when on. */
+static inline int xcat_ocl_mma_emulate(const xcat_context *ctx)
 {
     const char *v = ctx->ignore_env ? NULL : getenv("XCAT_CL_MMA_EMULATE");
-    return v && v[0] == '1';
+    return v && v[0] == '1' && !v[1];
 }
 
 static inline int xcat_ocl_gemm_wg(const gemm_cfg *g)

@@ -291,10 +291,12 @@ static xcat_status build_one(xcat_context *ctx, const topk_layout *L, cl_program
 {
     char gp[256], prelude[640];
     xcat_ocl_gemm_prelude(&L->g, L->vec_loads, gp, sizeof gp);
-    const char *mode = L->approx == 2   ? "#define TOPK_PERTURB 1\n"
-                       : L->approx != 1 ? ""
-                       : xcat_ocl_mma_emulate(ctx) ? "#define GEMM_MMA 1\n#define MMA_EMULATE 1\n"
-                                                   : "#define GEMM_MMA 1\n";
+    char mode[64] = "";
+    if (L->approx == 2)
+        snprintf(mode, sizeof mode, "#define TOPK_PERTURB 1\n");
+    else if (L->approx == 1)
+        snprintf(mode, sizeof mode, "#define GEMM_MMA 1\n#define MMA_EMULATE %d\n",
+                 xcat_ocl_mma_emulate(ctx));
     snprintf(prelude, sizeof prelude,
              "%s#define SEL_WG %d\n#define SORT_LOCAL %d\n#define TOPK_EARLY_EXIT %d\n%s", gp,
              L->sel_wg, L->sort_local, xcat_ocl(ctx)->info.is_gpu ? 1 : 0, mode);
