@@ -6,7 +6,9 @@
 #
 # usage: tools/bench-gpu.sh OUTDIR [N,C,d ...]
 #   default shapes: the LLM-head shape of Apple's CCE and two recommender shapes.
-#   SKIP_TESTS=1 skips ctest; REPEATS (default 5); XCAT_DEVICE picks the GPU (default: auto).
+#   SKIP_TESTS=1 skips ctest; REPEATS (default 5); XCAT_DEVICE picks the GPU (default: auto);
+#   CE_VARIANTS="XCAT_CL_CE_MMA=2 XCAT_CL_CE_MMA=0" runs xcat-bench once per setting and shape,
+#   in that order, in the same call (default: one run, the library's defaults).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out="${1:?usage: tools/bench-gpu.sh OUTDIR [N,C,d ...]}"
@@ -32,10 +34,14 @@ fi
 
 for s in "${shapes[@]}"; do
     IFS=, read -r n c d <<<"$s"
-    log "xcat-bench OpenCL N=$n C=$c d=$d"
-    XCAT_BACKEND=opencl build-gpu/tools/xcat-bench --n "$n" --c "$c" --d "$d" \
-        --repeats "$repeats" --no-naive --no-ceiling --json "$out/xcat_${n}_${c}_${d}.json" \
-        >>"$out/xcat-bench.txt" 2>>"$out/xcat-bench.err" || log "xcat-bench failed on $s"
+    for v in ${CE_VARIANTS:-XCAT_BENCH_VARIANT=default}; do
+        log "xcat-bench OpenCL N=$n C=$c d=$d ($v)"
+        echo "## $v" >>"$out/xcat-bench.txt"
+        env "$v" XCAT_BACKEND=opencl build-gpu/tools/xcat-bench --n "$n" --c "$c" --d "$d" \
+            --repeats "$repeats" --no-naive --no-ceiling \
+            --json "$out/xcat_${n}_${c}_${d}_${v//[^A-Za-z0-9]/_}.json" \
+            >>"$out/xcat-bench.txt" 2>>"$out/xcat-bench.err" || log "xcat-bench failed on $s ($v)"
+    done
 done
 
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
