@@ -60,10 +60,6 @@ inline float mma_tf32_round(const float x)
  * fragment loads are tested too; only the instruction is not. */
 #define MMA_XS4 (8 * 32 * 6 / 4) /* the scratch, in float4, after the A buffers */
 #define MMA_UNROLL /* loops kept: PoCL's work-group compiler and the barriers inside */
-inline float mma_tf32_bits(const uint x)
-{
-    return as_float(x & 0xFFFFE000u);
-}
 inline void mma_emulated(float *c0, float *c1, float *c2, float *c3, const uint a0,
                          const uint a1, const uint a2, const uint a3, const uint b0,
                          const uint b1, __local uint *xs)
@@ -77,10 +73,10 @@ inline void mma_emulated(float *c0, float *c1, float *c2, float *c3, const uint 
     float s0 = *c0, s1 = *c1, s2 = *c2, s3 = *c3;
     for (int k = 0; k < 8; k++) {
         const int kl = k & 3, kh = k >> 2;
-        const float ag = mma_tf32_bits(w[(g * 4 + kl) * 6 + 2 * kh]);
-        const float ag8 = mma_tf32_bits(w[(g * 4 + kl) * 6 + 1 + 2 * kh]);
-        const float bc0 = mma_tf32_bits(w[(2 * t * 4 + kl) * 6 + 4 + kh]);
-        const float bc1 = mma_tf32_bits(w[((2 * t + 1) * 4 + kl) * 6 + 4 + kh]);
+        const float ag = as_float(MMA_HI(w[(g * 4 + kl) * 6 + 2 * kh]));
+        const float ag8 = as_float(MMA_HI(w[(g * 4 + kl) * 6 + 1 + 2 * kh]));
+        const float bc0 = as_float(MMA_HI(w[(2 * t * 4 + kl) * 6 + 4 + kh]));
+        const float bc1 = as_float(MMA_HI(w[((2 * t + 1) * 4 + kl) * 6 + 4 + kh]));
         s0 = mad(ag, bc0, s0);
         s1 = mad(ag, bc1, s1);
         s2 = mad(ag8, bc0, s2);
@@ -202,8 +198,8 @@ inline void mma_store(const float4 r[2], __local float4 *S)
 /* acc = A[m0 : m0+128, kbeg : kend] · B[n0 : n0+128, kbeg : kend]ᵀ (ta = tb = 0: both operands
  * row-major with k contiguous, queries and items; ta / tb = 1: that operand stored k-major, A as
  * K × M, B as K × N), TF32-approximate (fp32-grade under MMA_SPLIT3), outputs in the
- * MMA_ROW / MMA_COL layout above. Local tiles S[o][k] (row MMA_LDK = 20 floats): a fragment load — lane
- * (g, t) reads row g, column t — falls on bank (20g + t) mod 32, 32 distinct banks. Global
+ * MMA_ROW / MMA_COL layout above. Local tiles S[o][k] (row MMA_LDK = 20 floats): a fragment
+ * load — lane (g, t) reads row g, column t — falls on bank (20g + t) mod 32, 32 distinct banks. Global
  * loads are staged in registers one step ahead; one barrier per BK = 16. Ends after a
  * barrier. */
 inline void gemm_tile_mma(const int M, const int N, __global const float *restrict A,

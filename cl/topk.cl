@@ -488,7 +488,8 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
  * at a time where E's offset, row stride and D are multiples of 4 (the H200's rescoring at
  * K = 1,000, d = 128: 1.71 → 0.85 ms a call). The sum is the same sequence of mads in both,
  * so they give the same bits. (A run-time choice between the two load forms inside one
- * kernel made PoCL 5's work-group compiler assert.) */
+ * kernel's barrier loop was in both builds on which PoCL 5's work-group compiler asserted;
+ * this form passes there.) */
 #define RS_K 32
 inline float topk_dot1(__global const float *u, const float v, const float s)
 {
