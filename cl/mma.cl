@@ -40,8 +40,9 @@ inline float mma_tf32_round(const float x)
  * N = 256,000, K = 2,304: 62.5 TFLOP/s against cuBLAS fp32's 51.7 (and 103 for one TF32 mma). */
 #define MMA_HI(x) ((x) & 0xFFFFE000u)
 #define MMA_LO(x) as_uint(as_float(x) - as_float(MMA_HI(x)))
-#define MMA_LDK (BK + 4)             /* local row: BK values of k, padded */
-#define MMA_S (BM * MMA_LDK / 4)     /* one operand buffer, in float4 */
+#define MMA_LDK (BK + 4)             /* local row of a k-contiguous operand: BK values of k */
+#define MMA_LDO (BM + 8)             /* local row of a k-major operand: BM values of m or n */
+#define MMA_S (BM * MMA_LDK / 4)     /* one operand buffer, in float4 (>= BK·MMA_LDO / 4) */
 
 #define MMA_LANE (get_local_id(0) & 31)
 #define MMA_WARP (get_local_id(0) >> 5)
@@ -123,15 +124,15 @@ inline void mma_load(float4 r[2], __global const float *P, const long ld, const 
 }
 
 /* An operand stored k-major instead (P[k·ld + o], o contiguous: G in dE = Gᵀ·H, E and H in
- * dH = G·E and dE), read into the same registers' worth: work-item lid takes k = k0 + lid % 16
- * and o = o0 + 4·(lid / 16 + 16h), a float4 along o — two work-items fill each 32-byte
- * sector of a k row. Zero outside [0, olim) × [k0, kend). */
+ * dH = G·E and dE), read into the same registers' worth: warp w takes the k rows k0 + w and
+ * k0 + w + 8, its lanes a float4 each along o — one warp reads 512 contiguous bytes of a row.
+ * Zero outside [0, olim) × [k0, kend). */
 inline void mma_load_t(float4 r[2], __global const float *P, const long ld, const int o0,
                        const int olim, const int k0, const int kend, const int vec)
 {
-    const int lid = get_local_id(0), k = k0 + (lid & 15);
+    const int lid = get_local_id(0), o = o0 + 4 * (lid & 31);
     for (int h = 0; h < 2; h++) {
-        const int o = o0 + 4 * ((lid >> 4) + 16 * h);
+        const int k = k0 + (lid >> 5) + 8 * h;
         float4 v = (float4)(0.0f);
         if (k < kend && o < olim) {
             __global const float *p = P + (long)k * ld + o;
@@ -155,19 +156,15 @@ inline void mma_load_t(float4 r[2], __global const float *P, const long ld, cons
 #define MMA_IN(x) mma_tf32_round(x)
 #endif
 
-/* mma_load_t's registers to the local tile S[o][k], transposed: four scalar stores; a warp's
- * 32 stores of one component fall on 32 distinct banks (k + 20·o, o stepping by 4). */
+/* mma_load_t's registers to the local tile kept k-major, St[k][o] (row MMA_LDO): one 16-byte
+ * store each, a quarter-warp's eight on 128 contiguous bytes. */
 inline void mma_store_t(const float4 r[2], __local float4 *S4)
 {
-    __local float *S = (__local float *)S4;
-    const int lid = get_local_id(0), k = lid & 15;
+    const int lid = get_local_id(0);
     for (int h = 0; h < 2; h++) {
-        const int o = 4 * ((lid >> 4) + 16 * h);
         const float4 v = r[h];
-        S[(o + 0) * MMA_LDK + k] = MMA_IN(v.x);
-        S[(o + 1) * MMA_LDK + k] = MMA_IN(v.y);
-        S[(o + 2) * MMA_LDK + k] = MMA_IN(v.z);
-        S[(o + 3) * MMA_LDK + k] = MMA_IN(v.w);
+        S4[((lid >> 5) + 8 * h) * (MMA_LDO / 4) + (lid & 31)] =
+            (float4)(MMA_IN(v.x), MMA_IN(v.y), MMA_IN(v.z), MMA_IN(v.w));
     }
 }
 
@@ -198,10 +195,11 @@ inline void mma_store(const float4 r[2], __local float4 *S)
 /* acc = A[m0 : m0+128, kbeg : kend] · B[n0 : n0+128, kbeg : kend]ᵀ (ta = tb = 0: both operands
  * row-major with k contiguous, queries and items; ta / tb = 1: that operand stored k-major, A as
  * K × M, B as K × N), TF32-approximate (fp32-grade under MMA_SPLIT3), outputs in the
- * MMA_ROW / MMA_COL layout above. Local tiles S[o][k] (row MMA_LDK = 20 floats): a fragment
- * load — lane (g, t) reads row g, column t — falls on bank (20g + t) mod 32, 32 distinct banks. Global
- * loads are staged in registers one step ahead; one barrier per BK = 16. Ends after a
- * barrier. */
+ * MMA_ROW / MMA_COL layout above. Local tiles: a k-contiguous operand as S[o][k] (row MMA_LDK
+ * = 20 floats), a k-major one as St[k][o] (row MMA_LDO = 136): a fragment load — lane (g, t)
+ * reads row g, k t — falls on bank (20g + t) or (136t + g) mod 32, 32 distinct banks either
+ * way. Global loads are staged in registers one step ahead; one barrier per BK = 16. Ends
+ * after a barrier. */
 inline void gemm_tile_mma(const int M, const int N, __global const float *restrict A,
                           const long lda, __global const float *restrict B, const long ldb,
                           const int kbeg, const int kend, const int m0, const int n0,
@@ -236,24 +234,31 @@ inline void gemm_tile_mma(const int M, const int N, __global const float *restri
             MMA_LOAD(ta, ra, A, lda, m0, M, k0, kend, va);
             MMA_LOAD(tb, rb, B, ldb, n0, N, k0, kend, vb);
         }
-        __local const uint *as = (__local const uint *)(As4 + cur * MMA_S) + (wm + g) * MMA_LDK + t;
-        __local const uint *bs = (__local const uint *)(Bs4 + cur * MMA_S) + (wn + g) * MMA_LDK + t;
+        /* lane (g, t) reads element (row g, k t) of each fragment: in a k-contiguous tile at
+         * g·MMA_LDK + t, in a k-major one at t·MMA_LDO + g; the steps along the row (x_o) and
+         * along k (x_k) follow from the layout */
+        const int a_o = ta ? 1 : MMA_LDK, a_k = ta ? MMA_LDO : 1;
+        const int b_o = tb ? 1 : MMA_LDK, b_k = tb ? MMA_LDO : 1;
+        __local const uint *as =
+            (__local const uint *)(As4 + cur * MMA_S) + (wm + g) * a_o + t * a_k;
+        __local const uint *bs =
+            (__local const uint *)(Bs4 + cur * MMA_S) + (wn + g) * b_o + t * b_k;
         MMA_UNROLL
         for (int kk = 0; kk < BK; kk += 8) {
             uint a[4][4], b[4][2];
             MMA_UNROLL
             for (int mt = 0; mt < 4; mt++) {
-                __local const uint *p = as + mt * 16 * MMA_LDK + kk;
+                __local const uint *p = as + mt * 16 * a_o + kk * a_k;
                 a[mt][0] = p[0];
-                a[mt][1] = p[8 * MMA_LDK];
-                a[mt][2] = p[4];
-                a[mt][3] = p[8 * MMA_LDK + 4];
+                a[mt][1] = p[8 * a_o];
+                a[mt][2] = p[4 * a_k];
+                a[mt][3] = p[8 * a_o + 4 * a_k];
             }
             MMA_UNROLL
             for (int n8 = 0; n8 < 4; n8++) {
-                __local const uint *p = bs + n8 * 8 * MMA_LDK + kk;
+                __local const uint *p = bs + n8 * 8 * b_o + kk * b_k;
                 b[n8][0] = p[0];
-                b[n8][1] = p[4];
+                b[n8][1] = p[4 * b_k];
             }
 #if MMA_SPLIT3
             uint bl[4][2];
