@@ -240,11 +240,12 @@ ce_grad(__global float *restrict S, const long ldS, const int nc, const int nblk
     *p = v;
 }
 
-/* db[off + j] = Σ_i S[i][j], i in row order per lane: work-item (x, t) sums the rows
- * t, t + CS_Y, …; the CS_Y lanes are then added in a fixed tree. */
+/* db[off + j] = Σ_i S[i][j] (accumulate: db[off + j] += that sum), i in row order per lane:
+ * work-item (x, t) sums the rows t, t + CS_Y, …; the CS_Y lanes are then added in a fixed
+ * tree. */
 __kernel __attribute__((reqd_work_group_size(CS_X, CS_Y, 1))) void
 ce_colsum(__global const float *restrict S, const long ldS, const int nc, const int rows,
-          __global float *restrict db, const ulong off)
+          __global float *restrict db, const ulong off, const int accumulate)
 {
     __local float part[CS_Y][CS_X];
     const int lx = get_local_id(0), ly = get_local_id(1);
@@ -258,7 +259,7 @@ ce_colsum(__global const float *restrict S, const long ldS, const int nc, const 
         if (ly < h) part[ly][lx] += part[ly + h][lx];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (ly == 0 && j < nc) db[off + j] = part[0][lx];
+    if (ly == 0 && j < nc) db[off + j] = accumulate ? db[off + j] + part[0][lx] : part[0][lx];
 }
 
 /* out[off + i·ld + j] = Σ_{p < parts} P[p·pstride + i·cols + j] in order p = 0, 1, …: the

@@ -587,6 +587,28 @@ XCAT_API xcat_status xcat_loss_backward(xcat_loss_plan *plan, const xcat_loss_ar
                                         xcat_tensor *d_items, xcat_tensor *d_bias);
 
 /**
+ * Forward and backward in one call — a training step: `loss` and `lse` as xcat_loss_forward()
+ * writes them and the gradients as a following xcat_loss_backward() with `grad_loss` would
+ * (same arguments, same rules; `grad_loss` is read before `loss` is final, so it must not
+ * share memory with `loss` or `lse`: the same tensor is INVALID_ARGUMENT). The results agree
+ * with the two calls to rounding (summation orders may differ), and are deterministic.
+ * Where a backend has a fused path it does less work: the OpenCL CE computes the logits of
+ * blocks of rows over the whole catalog once and uses them for both passes (three GEMMs, 6·N·C·d
+ * flops, instead of the two calls' four, 8·N·C·d) whenever at least one GEMM tile's rows
+ * (128 on GPUs) fit the plan's logit buffer (≤ 1 GiB on GPUs, 256 MiB on CPU devices:
+ * e.g. 1,024 rows of a 256,000-item catalog, 256 of 1,000,000); otherwise, and on the other
+ * backends and kinds, it runs the two passes. No per-row state is kept for a later
+ * xcat_loss_backward() (which then recomputes it). XCAT_CL_CE_FUSED_ROWS=n caps the block at n
+ * rows (0: never fused; testing and tuning).
+ * Errors: as for forward and backward.
+ */
+XCAT_API xcat_status xcat_loss_forward_backward(xcat_loss_plan *plan, const xcat_loss_args *args,
+                                                xcat_tensor *loss, xcat_tensor *lse,
+                                                const xcat_tensor *grad_loss,
+                                                xcat_tensor *d_hidden, xcat_tensor *d_items,
+                                                xcat_tensor *d_bias);
+
+/**
  * Give the plan the item counts (or probabilities) used by the POPULARITY sampler and by the
  * LOGQ corrections; may be called again at any time (e.g. as counts drift), later calls
  * replace earlier ones. `counts` is a vector of C: I32/I64 counts (>= 0, sum > 0; normalised

@@ -84,6 +84,13 @@ typedef struct xcat_backend_ops {
     xcat_status (*loss_backward)(xcat_loss_plan *plan, const xcat_loss_call *call, bool reuse,
                                  const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
                                  xcat_tensor *d_items, xcat_tensor *d_bias);
+    /* Optional (NULL: none): forward and backward in one pass, where the backend has one for
+     * this plan and call; sets *done = false and does nothing where it has not (the API layer
+     * then runs loss_forward and loss_backward). Leaves no per-row state for a later backward. */
+    xcat_status (*loss_forward_backward)(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                         xcat_tensor *loss, xcat_tensor *lse,
+                                         const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
+                                         xcat_tensor *d_items, xcat_tensor *d_bias, bool *done);
     /* Sampled kinds: the plan's sampling table (plan->sampling, built on the host by the API
      * layer) changed: upload what the backend needs. NULL when nothing is to be done. */
     xcat_status (*loss_sampling_changed)(xcat_loss_plan *plan);

@@ -276,6 +276,36 @@ static bool saved_matches(const xcat_loss_saved *s, const xcat_loss_call *c)
            s->step == c->step && s->banned_items == c->banned_items;
 }
 
+xcat_status xcat_loss_forward_backward(xcat_loss_plan *plan, const xcat_loss_args *args,
+                                       xcat_tensor *loss, xcat_tensor *lse,
+                                       const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
+                                       xcat_tensor *d_items, xcat_tensor *d_bias)
+{
+    if (!plan) return XCAT_ERROR_INVALID_ARGUMENT;
+    xcat_loss_call call;
+    plan->saved.valid = false;
+    xcat_status st = xcat_loss_call_prepare(plan, args, &call);
+    if (!st) st = xcat_loss_check_forward_outputs(plan, &call, loss, lse);
+    if (!st) st = xcat_loss_check_backward_outputs(plan, &call, grad_loss, d_hidden, d_items,
+                                                   d_bias);
+    if (!st && grad_loss && (grad_loss == loss || grad_loss == lse))
+        st = xcat_error(plan->ctx, XCAT_ERROR_INVALID_ARGUMENT,
+                        "forward_backward: grad_loss must not be the loss or lse output");
+    if (st) return st;
+    const xcat_backend_ops *ops = plan->ctx->ops;
+    bool done = false;
+    if (ops->loss_forward_backward) {
+        st = ops->loss_forward_backward(plan, &call, loss, lse, grad_loss, d_hidden, d_items,
+                                        d_bias, &done);
+        if (st || done) return st;
+    }
+    st = ops->loss_forward(plan, &call, loss, lse);
+    if (!st) st = ops->loss_backward(plan, &call, !(plan->desc.flags & XCAT_LOSS_FORWARD_ONLY),
+                                     grad_loss, d_hidden, d_items, d_bias);
+    if (!st) remember_call(plan, &call);
+    return st;
+}
+
 xcat_status xcat_loss_backward(xcat_loss_plan *plan, const xcat_loss_args *args,
                                const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
                                xcat_tensor *d_items, xcat_tensor *d_bias)

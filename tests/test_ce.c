@@ -405,6 +405,32 @@ static void check_case(const ce_case *cs, xcat_context *ctx, int64_t max_rows,
     fx_free(&fx);
 }
 
+/* xcat_loss_forward_backward of case `cs` on `ctx` (plan for max_rows, 0: n), checked against
+ * the reference; then a separate backward after it (which must not take the fused call's
+ * leftovers for per-row state) checked again. */
+static void check_case_forward_backward(const ce_case *cs, xcat_context *ctx, int64_t max_rows)
+{
+    ce_fixture fx;
+    fx_init(&fx, cs, ctx, max_rows, 0);
+    test_expect_ok(ctx,
+                   xcat_loss_forward_backward(fx.plan, &fx.args, fx.loss, fx.lse, fx.tg, fx.dh,
+                                              fx.de, fx.db),
+                   fx.tag);
+    fx_check_forward(&fx);
+    fx_check_backward(&fx);
+    fx_backward(&fx);
+    fx_check_backward(&fx);
+    fx_free(&fx);
+}
+
+static const ce_case FUSED_CASES[] = {
+    {"fused all MEAN", 67, 259, 21, MEAN, OPT_ALL, 1.7f, 4.0f, 0.1f, 1e-3f, 0.2},
+    {"fused all NONE", 45, 130, 9, NONE, OPT_ALL, 1.3f, 5.0f, 0.2f, 1e-3f, 0.2},
+    {"fused SUM bias", 50, 77, 16, SUM, OPT_BIAS | OPT_PAD | OPT_LSE},
+    {"fused N1 C1 d1", 1, 1, 1, MEAN, OPT_LSE},
+};
+#define NUM_FUSED_CASES ((int)(sizeof FUSED_CASES / sizeof FUSED_CASES[0]))
+
 /* ---- against the reference, every case × every target ---------------------------------------- */
 
 /* One iteration per target runs every case on one context (see the top of the file). */
@@ -777,9 +803,59 @@ START_TEST(test_tensor_core_gemms)
         if (ctx) check_case(&cases[0], ctx, 0, 0);
         xcat_context_free(ctx);
         unsetenv("XCAT_CL_SPLIT_K");
+        /* forward + backward at once in blocks of 128 rows (128, 128, 1) */
+        setenv("XCAT_CL_CE_FUSED_ROWS", "128", 1);
+        ctx = test_target_context_flags(_i, 2, 0);
+        if (ctx) check_case_forward_backward(&cases[0], ctx, 0);
+        xcat_context_free(ctx);
+        unsetenv("XCAT_CL_CE_FUSED_ROWS");
     }
     unsetenv("XCAT_CL_MMA_EMULATE");
     unsetenv("XCAT_CL_GEMM_TILE");
+}
+END_TEST
+
+/* Forward and backward in one call, on every target (the OpenCL CE's fused path with one
+ * block of rows: every shape here fits its logit buffer), also ragged (max_rows > N). */
+START_TEST(test_forward_backward)
+{
+    xcat_context *ctx = test_target_context(_i, 2);
+    if (!ctx)
+        return;
+    for (int k = 0; k < NUM_FUSED_CASES; ++k)
+        check_case_forward_backward(&FUSED_CASES[k], ctx, 0);
+    check_case_forward_backward(&FUSED_CASES[0], ctx, 100);
+    /* grad_loss must not be an output */
+    ce_fixture fx;
+    fx_init(&fx, &FUSED_CASES[1], ctx, 0, 0);
+    test_expect_error(ctx,
+                      xcat_loss_forward_backward(fx.plan, &fx.args, fx.loss, NULL, fx.loss,
+                                                 fx.dh, NULL, NULL),
+                      XCAT_ERROR_INVALID_ARGUMENT, "grad_loss", "grad_loss is the loss");
+    fx_free(&fx);
+    xcat_context_free(ctx);
+}
+END_TEST
+
+/* The OpenCL CE's fused path in blocks of rows (XCAT_CL_CE_FUSED_ROWS: 16 rows, so several
+ * blocks and a ragged last one; dE and db accumulate over blocks), with and without K slices,
+ * and off (0: the two passes). */
+START_TEST(test_forward_backward_blocks)
+{
+    static const char *const settings[][2] = {{"16", NULL}, {"16", "3"}, {"0", NULL}};
+    for (size_t k = 0; k < sizeof settings / sizeof settings[0]; ++k) {
+        setenv("XCAT_CL_CE_FUSED_ROWS", settings[k][0], 1);
+        if (settings[k][1]) setenv("XCAT_CL_SPLIT_K", settings[k][1], 1);
+        xcat_context *ctx = test_target_context_flags(_i, 2, 0); /* reads the environment */
+        if (ctx) {
+            check_case_forward_backward(&FUSED_CASES[0], ctx, 0);
+            check_case_forward_backward(&FUSED_CASES[1], ctx, 0);
+            check_case_forward_backward(&FUSED_CASES[2], ctx, 0);
+        }
+        xcat_context_free(ctx);
+        unsetenv("XCAT_CL_SPLIT_K");
+    }
+    unsetenv("XCAT_CL_CE_FUSED_ROWS");
 }
 END_TEST
 
@@ -1463,6 +1539,7 @@ static Suite *ce_suite(void)
     tcase_add_loop_test(special, test_forward_only_plan, 0, targets);
     tcase_add_loop_test(special, test_forward_only_fused, 0, targets);
     tcase_add_loop_test(special, test_ragged_batch, 0, targets);
+    tcase_add_loop_test(special, test_forward_backward, 0, targets);
     tcase_add_loop_test(special, test_partial_gradients, 0, targets);
     tcase_add_loop_test(special, test_finite_differences, 0, targets);
     suite_add_tcase(s, special);
@@ -1491,6 +1568,7 @@ static Suite *ce_suite(void)
     tcase_set_timeout(backends, OPENCL_TCASE_TIMEOUT);
     tcase_add_loop_test(backends, test_backends_agree, first_opencl, targets);
     tcase_add_loop_test(backends, test_tensor_core_gemms, first_opencl, targets);
+    tcase_add_loop_test(backends, test_forward_backward_blocks, first_opencl, targets);
     suite_add_tcase(s, backends);
     return s;
 }

@@ -5,7 +5,7 @@
  *
  *     xcat-bench [--n LIST] [--c LIST] [--d LIST] [--repeats R] [--warmup W] [--quick]
  *                [--isa scalar|avx2|avx512] [--threads T] [--no-naive] [--no-ceiling] [--fwd-only]
- *                [--json FILE] [--csv FILE]
+ *                [--no-fused] [--json FILE] [--csv FILE]
  *
  * Each method runs in its own forked child, which builds its inputs (the same deterministic
  * values in every child), times warm-up + R repeats and sends its timings back over a pipe;
@@ -16,6 +16,9 @@
  * logits = H·Eᵀ, dH = G·E and dE = Gᵀ·H on the full shapes (in row blocks of H when the N×C
  * buffer would not fit in memory); its forward+backward time is 2·t_logits + t_dH + t_dE (a
  * method that never materialises the logits must recompute them for the backward pass).
+ * "xcat fwd+bwd" is xcat_loss_forward then xcat_loss_backward; "xcat fwd+bwd fused" is
+ * xcat_loss_forward_backward (one call; where the backend fuses them it does 6·N·C·d flops,
+ * still counted as 8·N·C·d: the effective rate compares methods on the same work).
  */
 #include <cblas.h>
 #include <errno.h>
@@ -59,7 +62,7 @@ typedef struct int_list {
 typedef struct bench_options {
     int_list n, c, d;
     int repeats, warmup;
-    int quick, naive, ceiling, backward;
+    int quick, naive, ceiling, backward, fused;
     int isa;     /* -1: library default (XCAT_ISA_MAX or the best level) */
     int threads; /* 0: library / OpenMP default */
     const char *json_path, *csv_path;
@@ -73,12 +76,14 @@ typedef struct shape {
 typedef enum child_kind {
     CHILD_XCAT_FWD,
     CHILD_XCAT_FWDBWD,
+    CHILD_XCAT_FUSED, /* forward + backward in one call (xcat_loss_forward_backward) */
     CHILD_SGEMM,
     CHILD_NAIVE,
     NUM_CHILDREN
 } child_kind;
 
-static const char *const child_label[NUM_CHILDREN] = {"xcat fwd", "xcat fwd+bwd", "sgemm ceiling",
+static const char *const child_label[NUM_CHILDREN] = {"xcat fwd", "xcat fwd+bwd",
+                                                      "xcat fwd+bwd fused", "sgemm ceiling",
                                                       "naive"};
 
 /* What a child sends back. Parts: xcat fwd {fwd}; xcat fwd+bwd and naive {total, fwd, bwd};
@@ -205,7 +210,7 @@ typedef struct xcat_state {
     xcat_loss_plan *plan;
     xcat_tensor *h, *e, *b, *y, *loss, *dh, *de, *db;
     xcat_loss_args args;
-    int backward;
+    int backward; /* 0 forward, 1 forward then backward, 2 both in one call */
     child_report *rep;
 } xcat_state;
 
@@ -305,6 +310,13 @@ static int xcat_step(void *state, double *parts_ms)
 {
     xcat_state *s = state;
     double t0 = now_ms();
+    if (s->backward == 2) {
+        XTRY(s, xcat_loss_forward_backward(s->plan, &s->args, s->loss, NULL, NULL, s->dh, s->de,
+                                           s->db));
+        XTRY(s, xcat_context_synchronize(s->ctx));
+        parts_ms[0] = now_ms() - t0;
+        return 0;
+    }
     XTRY(s, xcat_loss_forward(s->plan, &s->args, s->loss, NULL));
     XTRY(s, xcat_context_synchronize(s->ctx));
     double t1 = now_ms();
@@ -339,7 +351,7 @@ static int run_xcat(const char *label, const shape *sh, int backward, const benc
     xcat_state s = {.backward = backward, .rep = rep};
     int rc = xcat_setup(&s, sh, &in, o);
     if (rc == 0)
-        rc = run_repeats(label, xcat_step, &s, backward ? 3 : 1, o, rep);
+        rc = run_repeats(label, xcat_step, &s, backward == 1 ? 3 : 1, o, rep);
     if (rc == 0)
         rc = xcat_read_loss(&s);
     xcat_teardown(&s);
@@ -590,8 +602,8 @@ static void child_main(child_kind kind, const char *label, const shape *sh,
     rep.loss = NAN;
     rep.workspace_mib = NAN;
     int rc;
-    if (kind == CHILD_XCAT_FWD || kind == CHILD_XCAT_FWDBWD)
-        rc = run_xcat(label, sh, kind == CHILD_XCAT_FWDBWD, o, &rep);
+    if (kind == CHILD_XCAT_FWD || kind == CHILD_XCAT_FWDBWD || kind == CHILD_XCAT_FUSED)
+        rc = run_xcat(label, sh, kind == CHILD_XCAT_FUSED ? 2 : kind == CHILD_XCAT_FWDBWD, o, &rep);
     else
         rc = run_gemm(label, sh, kind, o, &rep);
     progress_done();
@@ -704,6 +716,9 @@ static int shape_records(record_list *l, const shape *s, const child_result *res
     add_record(l, s, "xcat_fwd", &res[CHILD_XCAT_FWD], x->median_ms[0], x->min_ms[0], fwd);
     add_record(l, s, "xcat_fwd_bwd", &res[CHILD_XCAT_FWDBWD], xb->median_ms[0], xb->min_ms[0],
                fwdbwd);
+    const child_report *xf = &res[CHILD_XCAT_FUSED].rep;
+    add_record(l, s, "xcat_fused_fwd_bwd", &res[CHILD_XCAT_FUSED], xf->median_ms[0],
+               xf->min_ms[0], fwdbwd);
     add_record(l, s, "sgemm_fwd", &res[CHILD_SGEMM], g->median_ms[0], g->min_ms[0], fwd);
     add_record(l, s, "sgemm_fwd_bwd", &res[CHILD_SGEMM],
                2.0 * g->median_ms[0] + g->median_ms[1] + g->median_ms[2],
@@ -730,6 +745,7 @@ static const char *record_label(const char *method)
 {
     static const char *const map[][2] = {
         {"xcat_fwd", "xcat fwd"},           {"xcat_fwd_bwd", "xcat fwd+bwd"},
+        {"xcat_fused_fwd_bwd", "xcat fwd+bwd fused"},
         {"sgemm_fwd", "sgemm ceiling fwd"}, {"sgemm_fwd_bwd", "sgemm ceiling fwd+bwd"},
         {"naive_fwd", "naive fwd"},         {"naive_fwd_bwd", "naive fwd+bwd"}};
     for (size_t i = 0; i < sizeof map / sizeof map[0]; ++i)
@@ -907,6 +923,8 @@ static void usage(FILE *f)
             "  --threads T       threads for xcat, OpenMP and OpenBLAS (default: all)\n"
             "  --no-naive        skip the materialised-logits baseline\n"
             "  --fwd-only        skip xcat's forward+backward (loss-only plans: the forward)\n"
+            "  --no-fused        skip xcat's forward+backward in one call\n"
+            "                    (xcat_loss_forward_backward)\n"
             "  --no-ceiling      skip the OpenBLAS sgemm ceiling (e.g. on a GPU, whose\n"
             "                    ceiling is measured by tools/peer_torch_ce.py)\n"
             "  --json FILE       write the records as a JSON array\n"
@@ -1006,6 +1024,7 @@ static int parse_args(int argc, char **argv, bench_options *o)
     o->naive = 1;
     o->ceiling = 1;
     o->backward = 1;
+    o->fused = 1;
     o->isa = -1;
     for (int i = 1; i < argc; ++i) {
         char flag[32];
@@ -1022,6 +1041,8 @@ static int parse_args(int argc, char **argv, bench_options *o)
             o->ceiling = 0;
         } else if (strcmp(flag, "--fwd-only") == 0) {
             o->backward = 0;
+        } else if (strcmp(flag, "--no-fused") == 0) {
+            o->fused = 0;
         } else if (is_valued_flag(flag)) {
             const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
             if (!val || parse_valued(flag, val, o) != 0) {
@@ -1059,11 +1080,14 @@ static void run_shape(const shape *s, const bench_options *o, child_result *res)
 {
     for (int k = 0; k < NUM_CHILDREN; ++k) {
         if ((k == CHILD_NAIVE && !o->naive) || (k == CHILD_SGEMM && !o->ceiling) ||
-            (k == CHILD_XCAT_FWDBWD && !o->backward)) {
+            (k == CHILD_XCAT_FWDBWD && !o->backward) ||
+            (k == CHILD_XCAT_FUSED && !(o->backward && o->fused))) {
             memset(&res[k], 0, sizeof res[k]);
             snprintf(res[k].note, sizeof res[k].note, "%s",
-                     k == CHILD_NAIVE ? "--no-naive" : k == CHILD_SGEMM ? "--no-ceiling"
-                                                                         : "--fwd-only");
+                     k == CHILD_NAIVE    ? "--no-naive"
+                     : k == CHILD_SGEMM  ? "--no-ceiling"
+                     : o->backward       ? "--no-fused"
+                                         : "--fwd-only");
             continue;
         }
         if (k == CHILD_NAIVE && naive_bytes(s) > memory_budget_bytes()) {
@@ -1107,7 +1131,8 @@ static void print_context(const child_result *res)
 static int any_xcat_failure(const child_result *res)
 {
     return (res[CHILD_XCAT_FWD].ran && !res[CHILD_XCAT_FWD].rep.ok) ||
-           (res[CHILD_XCAT_FWDBWD].ran && !res[CHILD_XCAT_FWDBWD].rep.ok);
+           (res[CHILD_XCAT_FWDBWD].ran && !res[CHILD_XCAT_FWDBWD].rep.ok) ||
+           (res[CHILD_XCAT_FUSED].ran && !res[CHILD_XCAT_FUSED].rep.ok);
 }
 
 static int write_outputs(const bench_options *o, const record_list *l, const char *date)

@@ -96,6 +96,12 @@ xcat_status xcat_ocl_ce_forward(xcat_loss_plan *plan, const xcat_loss_call *call
 xcat_status xcat_ocl_ce_backward(xcat_loss_plan *plan, const xcat_loss_call *call, bool reuse,
                                  const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
                                  xcat_tensor *d_items, xcat_tensor *d_bias);
+/* Both passes at once where S can hold blocks of whole rows; *done = false (nothing done)
+ * where it cannot. */
+xcat_status xcat_ocl_ce_forward_backward(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                         xcat_tensor *loss, xcat_tensor *lse,
+                                         const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
+                                         xcat_tensor *d_items, xcat_tensor *d_bias, bool *done);
 
 /* ocl_sampled.c: the sampled kinds (SAMPLED_CE, BCE, GBCE, INBATCH). */
 xcat_status xcat_ocl_sampled_workspace_size(const xcat_context *ctx, const xcat_loss_desc *desc,

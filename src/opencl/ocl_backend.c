@@ -383,6 +383,18 @@ static xcat_status ocl_loss_backward(xcat_loss_plan *plan, const xcat_loss_call 
     return xcat_ocl_sampled_backward(plan, call, reuse, grad_loss, d_hidden, d_items, d_bias);
 }
 
+static xcat_status ocl_loss_forward_backward(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                             xcat_tensor *loss, xcat_tensor *lse,
+                                             const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
+                                             xcat_tensor *d_items, xcat_tensor *d_bias,
+                                             bool *done)
+{
+    *done = false;
+    if (plan->desc.kind != XCAT_LOSS_CE) return XCAT_OK;
+    return xcat_ocl_ce_forward_backward(plan, call, loss, lse, grad_loss, d_hidden, d_items,
+                                        d_bias, done);
+}
+
 const xcat_backend_ops xcat_ocl_backend = {
     .name = "opencl",
     .context_init = ocl_context_init,
@@ -399,6 +411,7 @@ const xcat_backend_ops xcat_ocl_backend = {
     .loss_plan_release = ocl_loss_plan_release,
     .loss_forward = ocl_loss_forward,
     .loss_backward = ocl_loss_backward,
+    .loss_forward_backward = ocl_loss_forward_backward,
     .loss_sampling_changed = xcat_ocl_sampled_sampling_changed,
     .loss_draw_negatives = xcat_ocl_sampled_draw_negatives,
     .sce_mix_directions = xcat_ocl_sce_mix_directions,

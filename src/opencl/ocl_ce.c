@@ -58,7 +58,7 @@
 
 #define CHUNK_BYTES_MAX ((int64_t)256 << 20)
 #define CHUNK_BYTES_MAX_GPU ((int64_t)1 << 30)
-#define SPLIT_MAX 32
+#define SPLIT_MAX 256
 
 typedef struct ce_layout {
     gemm_cfg g;
@@ -66,6 +66,7 @@ typedef struct ce_layout {
     int row_wg, red_wg, cs_x, cs_y, ew;
     int vec_loads;            /* float4 global loads in the GEMMs (GPUs; see gemm.cl) */
     int64_t cc;               /* items per chunk; also S's row stride */
+    int64_t fused_rows;       /* forward + backward at once: rows per block (0: not done) */
     int p_nn, p_tn;           /* split-K slices the partial buffers are sized for */
     int split_env;            /* XCAT_CL_SPLIT_K (testing): force this many slices; 0 = auto */
     size_t s_bytes, vec_bytes, nn_bytes, tn_bytes, total;
@@ -82,19 +83,28 @@ typedef struct ocl_ce_plan {
 
 /* ---- configuration ------------------------------------------------------------------------ */
 
-/* Split-K slices for an output of `tiles` GEMM tiles with a K range of `k`: enough slices to
- * give a GPU about two work-groups per compute unit, each slice at least 256 deep. CPUs
- * (PoCL) have few cores and many small tiles: no split. */
+/* Split-K slices for an output of `tiles` GEMM tiles with a K range of `k`, on a GPU that
+ * runs about two work-groups per compute unit at once ("slots"): the fewest slices that fill
+ * the slots and leave the last wave at least 85 % full (144 tiles in 2 slices on 264 slots
+ * would run as two waves, the second 9 % full; 5 slices fill 91 %), else the best fill; each
+ * slice at least 256 deep. CPUs (PoCL) have few cores and many small tiles: no split. */
 static int split_for(const xcat_ocl_state *s, const ce_layout *L, int64_t tiles, int64_t k)
 {
     if (L->split_env > 0) return L->split_env;
-    if (!s->info.is_gpu) return 1;
-    const int64_t target = 2 * (int64_t)(s->info.compute_units > 0 ? s->info.compute_units : 1);
-    if (tiles >= target) return 1;
-    int64_t p = cdiv(target, tiles);
-    if (p > k / 256) p = k / 256;
-    if (p > SPLIT_MAX) p = SPLIT_MAX;
-    return p < 1 ? 1 : (int)p;
+    if (!s->info.is_gpu || tiles < 1) return 1;
+    const int64_t slots = 2 * (int64_t)(s->info.compute_units > 0 ? s->info.compute_units : 1);
+    if (tiles >= slots) return 1;
+    int64_t pmax = k / 256 < SPLIT_MAX ? k / 256 : SPLIT_MAX;
+    int64_t best = 1;
+    double best_fill = 0.0;
+    for (int64_t p = cdiv(slots, tiles); p <= pmax; p++) {
+        const int64_t waves = cdiv(tiles * p, slots);
+        const double fill = (double)(tiles * p) / (double)(waves * slots);
+        if (fill >= 0.85) return (int)p;
+        if (fill > best_fill) best = p, best_fill = fill;
+    }
+    if (best_fill == 0.0 && pmax > 1) best = pmax; /* too shallow to fill the slots */
+    return (int)best;
 }
 
 static xcat_status make_layout(const xcat_context *cctx, int64_t max_rows, int64_t classes,
@@ -155,9 +165,31 @@ static xcat_status make_layout(const xcat_context *cctx, int64_t max_rows, int64
     while (L->p_nn > 1 && (int64_t)L->p_nn * max_rows * dim * 4 > amax) L->p_nn--;
     while (L->p_tn > 1 && (int64_t)L->p_tn * cc * dim * 4 > amax) L->p_tn--;
 
+    /* Forward + backward at once (xcat_loss_forward_backward): blocks of rows whose logits over
+     * the whole catalog fit S, a multiple of the tile height; none when fewer than one tile's
+     * rows fit (then the call runs the two passes). XCAT_CL_CE_FUSED_ROWS=n caps the block
+     * (testing: small blocks; 0 turns it off). */
+    int64_t fr = (int64_t)((double)max_rows * (double)cc / (double)classes);
+    if (fr >= max_rows) fr = max_rows;
+    else fr = fr >= L->g.bm ? fr - fr % L->g.bm : 0;
+    if (!ctx->ignore_env) {
+        const char *v = getenv("XCAT_CL_CE_FUSED_ROWS");
+        if (v && *v) {
+            long long n = atoll(v);
+            if (n >= 0 && n < fr) fr = n;
+        }
+    }
+    while (fr > 0 && fr * classes > max_rows * cc) fr--; /* S must hold the block */
+    L->fused_rows = fr;
+    /* dH_blk = G·E has few tiles and K = C: its slices share dH's partial buffer */
+    int p_f = fr > 0 ? split_for(s, L, cdiv(fr, L->g.bm) * cdiv(dim, L->g.bn), classes) : 1;
+    while (p_f > 1 && (int64_t)p_f * fr * dim * 4 > amax) p_f--;
+    int64_t nn_elems = L->p_nn > 1 ? (int64_t)L->p_nn * max_rows * dim : 0;
+    if (p_f > 1 && (int64_t)p_f * fr * dim > nn_elems) nn_elems = (int64_t)p_f * fr * dim;
+
     L->s_bytes = (size_t)max_rows * (size_t)cc * 4;
     L->vec_bytes = (size_t)max_rows * 4;
-    L->nn_bytes = L->p_nn > 1 ? (size_t)L->p_nn * (size_t)max_rows * (size_t)dim * 4 : 0;
+    L->nn_bytes = (size_t)nn_elems * 4;
     L->tn_bytes = L->p_tn > 1 ? (size_t)L->p_tn * (size_t)cc * (size_t)dim * 4 : 0;
     L->total = L->s_bytes + V_COUNT * L->vec_bytes + L->nn_bytes + L->tn_bytes + 16;
     return XCAT_OK;
@@ -294,6 +326,7 @@ typedef struct ce_call {
     const xcat_loss_plan *plan;
     const xcat_loss_call *call;
     int64_t N, C, d;
+    int64_t cc; /* items per chunk, S's row stride (L->cc; C when S holds whole rows) */
     mat H, E;
     cl_mem y, b, w; /* b, w: a dummy buffer when absent */
     uint64_t offy, offb, offw;
@@ -304,7 +337,8 @@ static void call_init(ce_call *c, xcat_loss_plan *plan, const xcat_loss_call *ca
 {
     const ocl_ce_plan *p = plan->backend_plan;
     *c = (ce_call){.ctx = plan->ctx, .p = p, .plan = plan, .call = call, .N = call->rows,
-                   .C = plan->classes, .d = plan->dim, .H = tensor_mat(call->hidden),
+                   .C = plan->classes, .d = plan->dim, .cc = p->L.cc,
+                   .H = tensor_mat(call->hidden),
                    .E = tensor_mat(call->items), .y = xcat_ocl_mem(call->targets),
                    .offy = elem_off(call->targets),
                    .y64 = call->targets->dtype == XCAT_DTYPE_I64, .b = p->scratch,
@@ -322,22 +356,23 @@ static void call_init(ce_call *c, xcat_loss_plan *plan, const xcat_loss_call *ca
 }
 
 /* The LSE pass: per-row m, r, Σz, z_target over all chunks, then LSE and the row losses.
- * `loss` (NULL: none) receives w_i·ℓ_i at element offset `offloss`; `lse_out` is optional. */
+ * `loss` (NULL: none) receives w_i·ℓ_i at element offset `offloss`; `lse_out` is optional,
+ * written from its element r0 on. */
 static xcat_status lse_pass(const ce_call *c, cl_mem loss, uint64_t offloss,
-                            const xcat_tensor *lse_out)
+                            const xcat_tensor *lse_out, int64_t r0)
 {
     const ocl_ce_plan *p = c->p;
     const ce_layout *L = &p->L;
     const xcat_loss_desc *D = &c->plan->desc;
     xcat_status st = XCAT_OK;
-    for (int64_t c0 = 0; !st && c0 < c->C; c0 += L->cc) {
-        const int64_t nc = c->C - c0 < L->cc ? c->C - c0 : L->cc;
+    for (int64_t c0 = 0; !st && c0 < c->C; c0 += c->cc) {
+        const int64_t nc = c->C - c0 < c->cc ? c->C - c0 : c->cc;
         st = gemm(c->ctx, p, p->k_nt, c->N, nc, c->d, 1.0f, c->H, chunk_of(c->E, c0), 0.0f,
-                  (mat){p->S, 0, L->cc}, 1, 0);
+                  (mat){p->S, 0, c->cc}, 1, 0);
         if (st) break;
         args a = {.k = p->k_rows};
         A_MEM(&a, p->S);
-        A_LONG(&a, L->cc);
+        A_LONG(&a, c->cc);
         A_INT(&a, nc);
         A_LONG(&a, c0);
         A_MEM(&a, c->b);
@@ -380,9 +415,23 @@ static xcat_status lse_pass(const ce_call *c, cl_mem loss, uint64_t offloss,
     A_ULONG(&a, offloss);
     A_INT(&a, lse_out != NULL);
     A_MEM(&a, lse_out ? xcat_ocl_mem(lse_out) : p->scratch);
-    A_ULONG(&a, lse_out ? elem_off(lse_out) : 0);
+    A_ULONG(&a, lse_out ? elem_off(lse_out) + (uint64_t)r0 : 0);
     const size_t local = (size_t)L->ew, global = (size_t)cdiv(c->N, L->ew) * local;
     return launch(c->ctx, &a, 1, &global, &local, "enqueueing ce_finish");
+}
+
+/* MEAN / SUM: the row losses (vec[V_LOSS]) reduced into `loss`, one work-group. */
+static xcat_status reduce_pass(const ce_call *c, xcat_tensor *loss)
+{
+    const ocl_ce_plan *p = c->p;
+    args a = {.k = p->k_reduce};
+    A_INT(&a, c->N);
+    A_MEM(&a, p->vec[V_LOSS]);
+    A_FLOAT(&a, c->call->reduction_scale);
+    A_MEM(&a, xcat_ocl_mem(loss));
+    A_ULONG(&a, elem_off(loss));
+    const size_t n = (size_t)p->L.red_wg;
+    return launch(c->ctx, &a, 1, &n, &n, "enqueueing ce_reduce");
 }
 
 xcat_status xcat_ocl_ce_forward(xcat_loss_plan *plan, const xcat_loss_call *call,
@@ -392,19 +441,133 @@ xcat_status xcat_ocl_ce_forward(xcat_loss_plan *plan, const xcat_loss_call *call
     call_init(&c, plan, call);
     const ocl_ce_plan *p = c.p;
     const bool none = plan->desc.reduction == XCAT_REDUCTION_NONE;
-    xcat_status st = none ? lse_pass(&c, xcat_ocl_mem(loss), elem_off(loss), lse)
-                          : lse_pass(&c, p->vec[V_LOSS], 0, lse);
-    if (!st && !none) {
-        args a = {.k = p->k_reduce};
-        A_INT(&a, c.N);
-        A_MEM(&a, p->vec[V_LOSS]);
-        A_FLOAT(&a, call->reduction_scale);
-        A_MEM(&a, xcat_ocl_mem(loss));
-        A_ULONG(&a, elem_off(loss));
-        const size_t n = (size_t)p->L.red_wg;
-        st = launch(c.ctx, &a, 1, &n, &n, "enqueueing ce_reduce");
-    }
+    xcat_status st = none ? lse_pass(&c, xcat_ocl_mem(loss), elem_off(loss), lse, 0)
+                          : lse_pass(&c, p->vec[V_LOSS], 0, lse, 0);
+    if (!st && !none) st = reduce_pass(&c, loss);
     return finish(c.ctx, st);
+}
+
+/* g_i for rows [0, c->N) of the call; grad_loss (NONE: a vector) read from row r0 on. */
+static xcat_status rowfactor_pass(const ce_call *c, const xcat_tensor *grad_loss, int64_t r0)
+{
+    const ocl_ce_plan *p = c->p;
+    const xcat_loss_desc *D = &c->plan->desc;
+    const bool none = D->reduction == XCAT_REDUCTION_NONE;
+    args a = {.k = p->k_rowfactor};
+    A_INT(&a, c->N);
+    A_MEM(&a, c->y);
+    A_ULONG(&a, c->offy);
+    A_INT(&a, c->y64);
+    A_LONG(&a, D->ignore_index);
+    A_MEM(&a, c->w);
+    A_ULONG(&a, c->offw);
+    A_INT(&a, c->has_w);
+    A_MEM(&a, grad_loss ? xcat_ocl_mem(grad_loss) : p->scratch);
+    A_ULONG(&a, grad_loss ? elem_off(grad_loss) + (none ? (uint64_t)r0 : 0) : 0);
+    A_INT(&a, !grad_loss ? 0 : none ? 2 : 1);
+    A_FLOAT(&a, c->call->reduction_scale);
+    A_MEM(&a, p->vec[V_G]);
+    const size_t local = (size_t)p->L.ew, global = (size_t)cdiv(c->N, p->L.ew) * local;
+    return launch(c->ctx, &a, 1, &global, &local, "enqueueing ce_rowfactor");
+}
+
+/* S (the logits of items [c0, c0 + nc), row stride c->cc) turned into G in place. */
+static xcat_status grad_pass(const ce_call *c, int64_t c0, int64_t nc)
+{
+    const ocl_ce_plan *p = c->p;
+    const xcat_loss_desc *D = &c->plan->desc;
+    const int64_t nblk = cdiv(nc, p->L.ew);
+    args a = {.k = p->k_grad};
+    A_MEM(&a, p->S);
+    A_LONG(&a, c->cc);
+    A_INT(&a, nc);
+    A_INT(&a, nblk);
+    A_LONG(&a, c0);
+    A_MEM(&a, c->b);
+    A_ULONG(&a, c->offb);
+    A_INT(&a, c->has_b);
+    A_MEM(&a, c->y);
+    A_ULONG(&a, c->offy);
+    A_INT(&a, c->y64);
+    A_FLOAT(&a, D->scale);
+    A_FLOAT(&a, D->softcap);
+    A_FLOAT(&a, D->label_smoothing);
+    A_FLOAT(&a, (float)c->C);
+    A_FLOAT(&a, D->z_loss);
+    A_MEM(&a, p->vec[V_LSE]);
+    A_MEM(&a, p->vec[V_G]);
+    const size_t local = (size_t)p->L.ew;
+    const size_t global = (size_t)nblk * (size_t)c->N * local;
+    return launch(c->ctx, &a, 1, &global, &local, "enqueueing ce_grad");
+}
+
+/* out (rows × cols) = Σ of `parts` slices of `part` (pstride apart), in slice order. */
+static xcat_status sum_parts(const ce_call *c, cl_mem part, int parts, uint64_t pstride,
+                             int64_t rows, int64_t cols, mat out)
+{
+    const ce_layout *L = &c->p->L;
+    const int64_t nblk = cdiv(cols, L->ew);
+    args a = {.k = c->p->k_sum};
+    A_INT(&a, cols);
+    A_INT(&a, nblk);
+    A_INT(&a, parts);
+    A_MEM(&a, part);
+    A_ULONG(&a, pstride);
+    A_MEM(&a, out.mem);
+    A_ULONG(&a, out.off);
+    A_LONG(&a, out.ld);
+    const size_t local = (size_t)L->ew, global = (size_t)nblk * (size_t)rows * local;
+    return launch(c->ctx, &a, 1, &global, &local, "enqueueing ce_sum_parts");
+}
+
+/* dE[c0 : c0 + nc] = Gᵀ·H (beta 0: split in K where that fills the device better), or
+ * += Gᵀ·H (beta 1: one slice, accumulating into dE). */
+static xcat_status de_pass(const ce_call *c, int64_t c0, int64_t nc, mat dE, float beta)
+{
+    const ocl_ce_plan *p = c->p;
+    const ce_layout *L = &p->L;
+    const mat S = {p->S, 0, c->cc};
+    dE.off += (uint64_t)c0 * (uint64_t)dE.ld;
+    int pt = 1;
+    if (L->p_tn > 1 && beta == 0.0f) {
+        pt = split_for(xcat_ocl(c->ctx), L, cdiv(nc, L->g.bm) * cdiv(c->d, L->g.bn), c->N);
+        if ((int64_t)pt * nc > (int64_t)L->p_tn * L->cc) pt = (int)(((int64_t)L->p_tn * L->cc) / nc);
+        if (pt < 1) pt = 1;
+    }
+    if (pt == 1) return gemm(c->ctx, p, p->k_tn, nc, c->d, c->N, 1.0f, S, c->H, beta, dE, 1, 0);
+    const uint64_t slice = (uint64_t)nc * (uint64_t)c->d;
+    xcat_status st = gemm(c->ctx, p, p->k_tn, nc, c->d, c->N, 1.0f, S, c->H, 0.0f,
+                          (mat){p->part_tn, 0, c->d}, pt, slice);
+    return st ? st : sum_parts(c, p->part_tn, pt, slice, nc, c->d, dE);
+}
+
+/* db[c0 : c0 + nc] (+)= column sums of G. */
+static xcat_status db_pass(const ce_call *c, int64_t nc, const xcat_tensor *d_bias, int64_t c0,
+                           int accumulate)
+{
+    const ce_layout *L = &c->p->L;
+    args a = {.k = c->p->k_colsum};
+    A_MEM(&a, c->p->S);
+    A_LONG(&a, c->cc);
+    A_INT(&a, nc);
+    A_INT(&a, c->N);
+    A_MEM(&a, xcat_ocl_mem(d_bias));
+    A_ULONG(&a, elem_off(d_bias) + (uint64_t)c0);
+    A_INT(&a, accumulate);
+    const size_t local[2] = {(size_t)L->cs_x, (size_t)L->cs_y};
+    const size_t global[2] = {(size_t)cdiv(nc, L->cs_x) * local[0], local[1]};
+    return launch(c->ctx, &a, 2, global, local, "enqueueing ce_colsum");
+}
+
+/* Split-K slices for dH = G·E over a K range of k: at most what part_nn holds for `rows`. */
+static int dh_split(const ce_call *c, int64_t rows, int64_t k)
+{
+    const ce_layout *L = &c->p->L;
+    if (!L->nn_bytes) return 1;
+    int pn = split_for(xcat_ocl(c->ctx), L, cdiv(rows, L->g.bm) * cdiv(c->d, L->g.bn), k);
+    const int64_t cap = (int64_t)(L->nn_bytes / ((size_t)rows * (size_t)c->d * 4));
+    if (pn > cap) pn = (int)cap;
+    return pn < 1 ? 1 : pn;
 }
 
 xcat_status xcat_ocl_ce_backward(xcat_loss_plan *plan, const xcat_loss_call *call, bool reuse,
@@ -415,36 +578,11 @@ xcat_status xcat_ocl_ce_backward(xcat_loss_plan *plan, const xcat_loss_call *cal
     call_init(&c, plan, call);
     const ocl_ce_plan *p = c.p;
     const ce_layout *L = &p->L;
-    const xcat_loss_desc *D = &plan->desc;
     xcat_context *ctx = c.ctx;
-    const xcat_ocl_state *s = xcat_ocl(ctx);
-    xcat_status st = reuse ? XCAT_OK : lse_pass(&c, NULL, 0, NULL);
+    xcat_status st = reuse ? XCAT_OK : lse_pass(&c, NULL, 0, NULL, 0);
+    if (!st) st = rowfactor_pass(&c, grad_loss, 0);
 
-    if (!st) { /* g_i */
-        args a = {.k = p->k_rowfactor};
-        A_INT(&a, c.N);
-        A_MEM(&a, c.y);
-        A_ULONG(&a, c.offy);
-        A_INT(&a, c.y64);
-        A_LONG(&a, D->ignore_index);
-        A_MEM(&a, c.w);
-        A_ULONG(&a, c.offw);
-        A_INT(&a, c.has_w);
-        A_MEM(&a, grad_loss ? xcat_ocl_mem(grad_loss) : p->scratch);
-        A_ULONG(&a, grad_loss ? elem_off(grad_loss) : 0);
-        A_INT(&a, !grad_loss ? 0 : D->reduction == XCAT_REDUCTION_NONE ? 2 : 1);
-        A_FLOAT(&a, call->reduction_scale);
-        A_MEM(&a, p->vec[V_G]);
-        const size_t local = (size_t)L->ew, global = (size_t)cdiv(c.N, L->ew) * local;
-        st = launch(ctx, &a, 1, &global, &local, "enqueueing ce_rowfactor");
-    }
-
-    /* Split-K slices for this call (at most what the partial buffers were sized for). */
-    int p_nn = 1;
-    if (d_hidden && L->p_nn > 1) {
-        p_nn = split_for(s, L, cdiv(c.N, L->g.bm) * cdiv(c.d, L->g.bn), L->cc);
-        if (p_nn > L->p_nn) p_nn = L->p_nn;
-    }
+    const int p_nn = d_hidden ? dh_split(&c, c.N, L->cc) : 1;
     mat dH = {0};
     uint64_t dh_slice = 0;
     if (d_hidden) {
@@ -454,98 +592,71 @@ xcat_status xcat_ocl_ce_backward(xcat_loss_plan *plan, const xcat_loss_call *cal
             dh_slice = (uint64_t)c.N * (uint64_t)c.d;
         }
     }
-
+    const mat S = {p->S, 0, L->cc};
     for (int64_t c0 = 0; !st && c0 < c.C; c0 += L->cc) {
         const int64_t nc = c.C - c0 < L->cc ? c.C - c0 : L->cc;
-        const mat S = {p->S, 0, L->cc};
-        { /* S = H·E_chunkᵀ, then G in place */
-            st = gemm(ctx, p, p->k_nt, c.N, nc, c.d, 1.0f, c.H, chunk_of(c.E, c0), 0.0f, S, 1, 0);
-            const int64_t nblk = cdiv(nc, L->ew);
-            args a = {.k = p->k_grad};
-            A_MEM(&a, p->S);
-            A_LONG(&a, L->cc);
-            A_INT(&a, nc);
-            A_INT(&a, nblk);
-            A_LONG(&a, c0);
-            A_MEM(&a, c.b);
-            A_ULONG(&a, c.offb);
-            A_INT(&a, c.has_b);
-            A_MEM(&a, c.y);
-            A_ULONG(&a, c.offy);
-            A_INT(&a, c.y64);
-            A_FLOAT(&a, D->scale);
-            A_FLOAT(&a, D->softcap);
-            A_FLOAT(&a, D->label_smoothing);
-            A_FLOAT(&a, (float)c.C);
-            A_FLOAT(&a, D->z_loss);
-            A_MEM(&a, p->vec[V_LSE]);
-            A_MEM(&a, p->vec[V_G]);
-            const size_t local = (size_t)L->ew;
-            const size_t global = (size_t)nblk * (size_t)c.N * local;
-            if (!st) st = launch(ctx, &a, 1, &global, &local, "enqueueing ce_grad");
-        }
         const mat Ec = chunk_of(c.E, c0);
+        /* S = H·E_chunkᵀ, then G in place */
+        st = gemm(ctx, p, p->k_nt, c.N, nc, c.d, 1.0f, c.H, Ec, 0.0f, S, 1, 0);
+        if (!st) st = grad_pass(&c, c0, nc);
         if (!st && d_hidden) /* dH (+)= G·E_chunk, chunks in order */
             st = gemm(ctx, p, p->k_nn, c.N, c.d, nc, 1.0f, S, Ec, c0 == 0 ? 0.0f : 1.0f, dH,
                       p_nn, dh_slice);
-        if (!st && d_items) { /* dE_chunk = Gᵀ·H */
-            mat dE = tensor_mat(d_items);
-            dE.off += (uint64_t)c0 * (uint64_t)dE.ld;
-            int pt = 1;
-            if (L->p_tn > 1) {
-                pt = split_for(s, L, cdiv(nc, L->g.bm) * cdiv(c.d, L->g.bn), c.N);
-                if (pt > L->p_tn) pt = L->p_tn;
-            }
-            if (pt == 1) {
-                st = gemm(ctx, p, p->k_tn, nc, c.d, c.N, 1.0f, S, c.H, 0.0f, dE, 1, 0);
+        if (!st && d_items) st = de_pass(&c, c0, nc, tensor_mat(d_items), 0.0f);
+        if (!st && d_bias) st = db_pass(&c, nc, d_bias, c0, 0);
+    }
+    if (!st && d_hidden && p_nn > 1) /* dH = Σ slices, in slice order */
+        st = sum_parts(&c, p->part_nn, p_nn, dh_slice, c.N, c.d, tensor_mat(d_hidden));
+    return finish(ctx, st);
+}
+
+/* Forward and backward at once, in blocks of L->fused_rows rows whose logits over the whole
+ * catalog fit S: per block, S = H_blk·Eᵀ once, the LSE pass and G on it, then
+ * dH_blk = G·E, dE (+)= Gᵀ·H_blk, db (+)= Σ_i G — three GEMMs instead of the separate calls'
+ * four (6·N·C·d flops). Blocks in row order, so dE and db are still deterministic. */
+xcat_status xcat_ocl_ce_forward_backward(xcat_loss_plan *plan, const xcat_loss_call *call,
+                                         xcat_tensor *loss, xcat_tensor *lse,
+                                         const xcat_tensor *grad_loss, xcat_tensor *d_hidden,
+                                         xcat_tensor *d_items, xcat_tensor *d_bias, bool *done)
+{
+    const ocl_ce_plan *p = plan->backend_plan;
+    const ce_layout *L = &p->L;
+    *done = false;
+    if (L->fused_rows < 1) return XCAT_OK; /* the catalog is too wide: separate passes */
+    *done = true;
+    ce_call c;
+    call_init(&c, plan, call);
+    xcat_context *ctx = c.ctx;
+    const int64_t N = c.N;
+    const bool none = plan->desc.reduction == XCAT_REDUCTION_NONE;
+    c.cc = c.C; /* S holds whole rows */
+    const mat S = {p->S, 0, c.C};
+    xcat_status st = XCAT_OK;
+    for (int64_t r0 = 0; !st && r0 < N; r0 += L->fused_rows) {
+        ce_call b = c; /* the block as a call of its own: rows [r0, r0 + nr) */
+        b.N = N - r0 < L->fused_rows ? N - r0 : L->fused_rows;
+        b.H = chunk_of(c.H, r0);
+        b.offy += (uint64_t)r0;
+        if (b.has_w) b.offw += (uint64_t)r0;
+        st = none ? lse_pass(&b, xcat_ocl_mem(loss), elem_off(loss) + (uint64_t)r0, lse, r0)
+                  : lse_pass(&b, p->vec[V_LOSS], (uint64_t)r0, lse, r0);
+        if (!st) st = rowfactor_pass(&b, grad_loss, r0);
+        if (!st) st = grad_pass(&b, 0, c.C);
+        if (!st && d_hidden) { /* dH_blk = G·E (K = C: split) */
+            const int pn = dh_split(&b, b.N, c.C);
+            const mat dH = chunk_of(tensor_mat(d_hidden), r0);
+            if (pn == 1) {
+                st = gemm(ctx, p, p->k_nn, b.N, c.d, c.C, 1.0f, S, c.E, 0.0f, dH, 1, 0);
             } else {
-                const uint64_t slice = (uint64_t)nc * (uint64_t)c.d;
-                st = gemm(ctx, p, p->k_tn, nc, c.d, c.N, 1.0f, S, c.H, 0.0f,
-                          (mat){p->part_tn, 0, c.d}, pt, slice);
-                if (!st) {
-                    const int64_t nblk = cdiv(c.d, L->ew);
-                    args a = {.k = p->k_sum};
-                    A_INT(&a, c.d);
-                    A_INT(&a, nblk);
-                    A_INT(&a, pt);
-                    A_MEM(&a, p->part_tn);
-                    A_ULONG(&a, slice);
-                    A_MEM(&a, dE.mem);
-                    A_ULONG(&a, dE.off);
-                    A_LONG(&a, dE.ld);
-                    const size_t local = (size_t)L->ew;
-                    const size_t global = (size_t)nblk * (size_t)nc * local;
-                    st = launch(ctx, &a, 1, &global, &local, "enqueueing ce_sum_parts");
-                }
+                const uint64_t slice = (uint64_t)b.N * (uint64_t)c.d;
+                st = gemm(ctx, p, p->k_nn, b.N, c.d, c.C, 1.0f, S, c.E, 0.0f,
+                          (mat){p->part_nn, 0, c.d}, pn, slice);
+                if (!st) st = sum_parts(&b, p->part_nn, pn, slice, b.N, c.d, dH);
             }
         }
-        if (!st && d_bias) { /* db_chunk = column sums of G */
-            args a = {.k = p->k_colsum};
-            A_MEM(&a, p->S);
-            A_LONG(&a, L->cc);
-            A_INT(&a, nc);
-            A_INT(&a, c.N);
-            A_MEM(&a, xcat_ocl_mem(d_bias));
-            A_ULONG(&a, elem_off(d_bias) + (uint64_t)c0);
-            const size_t local[2] = {(size_t)L->cs_x, (size_t)L->cs_y};
-            const size_t global[2] = {(size_t)cdiv(nc, L->cs_x) * local[0], local[1]};
-            st = launch(ctx, &a, 2, global, local, "enqueueing ce_colsum");
-        }
+        if (!st && d_items) st = de_pass(&b, 0, c.C, tensor_mat(d_items), r0 ? 1.0f : 0.0f);
+        if (!st && d_bias) st = db_pass(&b, c.C, d_bias, 0, r0 > 0);
     }
-    if (!st && d_hidden && p_nn > 1) { /* dH = Σ slices, in slice order */
-        const mat out = tensor_mat(d_hidden);
-        const int64_t nblk = cdiv(c.d, L->ew);
-        args a = {.k = p->k_sum};
-        A_INT(&a, c.d);
-        A_INT(&a, nblk);
-        A_INT(&a, p_nn);
-        A_MEM(&a, p->part_nn);
-        A_ULONG(&a, dh_slice);
-        A_MEM(&a, out.mem);
-        A_ULONG(&a, out.off);
-        A_LONG(&a, out.ld);
-        const size_t local = (size_t)L->ew, global = (size_t)nblk * (size_t)c.N * local;
-        st = launch(ctx, &a, 1, &global, &local, "enqueueing ce_sum_parts");
-    }
+    if (!st && !none) st = reduce_pass(&c, loss);
     return finish(ctx, st);
 }
