@@ -350,8 +350,11 @@ static int run_xcat(const char *label, const shape *sh, int backward, const benc
     }
     xcat_state s = {.backward = backward, .rep = rep};
     int rc = xcat_setup(&s, sh, &in, o);
-    if (rc == 0)
+    if (rc == 0) {
+        bench_reset_profile(s.ctx); /* XCAT_PROFILE=1: the kernels of warm-up + repeats */
         rc = run_repeats(label, xcat_step, &s, backward == 1 ? 3 : 1, o, rep);
+    }
+    if (rc == 0) bench_print_profile(s.ctx, label);
     if (rc == 0)
         rc = xcat_read_loss(&s);
     xcat_teardown(&s);
