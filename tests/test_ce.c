@@ -1038,9 +1038,10 @@ static void workspace_checks(xcat_context *ctx)
     ck_assert_msg((double)big < logits_bytes / 100.0,
                   "workspace %zu bytes is not far below the N·C·4 = %.3g of the logits", big,
                   logits_bytes);
-    ck_assert_msg(big >= half && big - half < (size_t)64 * 1000000,
-                  "doubling C from 1e6 to 2e6 grew the workspace by %zu bytes: not O(C)",
-                  big - half);
+    /* (it may also shrink: fewer rows of the wider catalog fit the logit buffer) */
+    ck_assert_msg((double)big - (double)half < 64e6,
+                  "doubling C from 1e6 to 2e6 grew the workspace by %.0f bytes: not O(C)",
+                  (double)big - (double)half);
     ck_assert_uint_gt(workspace(ctx, 1, 1, 1), 0);
 
     /* A real plan holds what xcat_loss_workspace_size() announced. */
