@@ -595,11 +595,11 @@ XCAT_API xcat_status xcat_loss_backward(xcat_loss_plan *plan, const xcat_loss_ar
  * Where a backend has a fused path it does less work: the OpenCL CE computes the logits of
  * blocks of rows over the whole catalog once and uses them for both passes (three GEMMs, 6·N·C·d
  * flops, instead of the two calls' four, 8·N·C·d) whenever at least one GEMM tile's rows
- * (128 on GPUs) fit the plan's logit buffer (≤ 1 GiB on GPUs, 256 MiB on CPU devices:
- * e.g. 1,024 rows of a 256,000-item catalog, 256 of 1,000,000); otherwise, and on the other
- * backends and kinds, it runs the two passes. No per-row state is kept for a later
- * xcat_loss_backward() (which then recomputes it). XCAT_CL_CE_FUSED_ROWS=n caps the block at n
- * rows (0: never fused; testing and tuning).
+ * (128 on GPUs) fit the plan's logit buffer (GPUs: global memory / 32 within 1–4 GiB, e.g.
+ * 4,096 rows of a 256,000-item catalog on a 141 GB H200; CPU devices: 256 MiB); otherwise,
+ * and on the other backends and kinds, it runs the two passes. After the fused path a
+ * following xcat_loss_backward() recomputes the per-row state. XCAT_CL_CE_FUSED_ROWS=n caps
+ * the block at n rows (0: never fused; testing and tuning).
  * Errors: as for forward and backward.
  */
 XCAT_API xcat_status xcat_loss_forward_backward(xcat_loss_plan *plan, const xcat_loss_args *args,

@@ -20,6 +20,14 @@
  *      db_chunk = Σ_i G_ij (ce_colsum)
  *  Forward 2·N·C·d flops, backward 6·N·C·d.
  *
+ *  Forward + backward in one call (xcat_loss_forward_backward), in blocks of fused_rows rows
+ *  whose logits over the whole catalog fit S (S is then fused_rows × C):
+ *      S = H_blk·Eᵀ; the LSE pass on it (one chunk: c0 = 0, nc = C); g_i; G in place;
+ *      dH_blk = G·E (split K); dE (+)= Gᵀ·H_blk, db (+)= Σ_i G (beta 0 for the first block,
+ *      1 after: blocks in order, still deterministic)
+ *  6·N·C·d flops: the logits are computed once, not twice. Used when at least one tile's rows
+ *  (BM) fit, or all of max_rows; otherwise the two passes run.
+ *
  * Split K: when a GEMM's output has too few tiles to fill a GPU (dH is N×d, dE_chunk is Cc×d,
  * both with a long K), its K range is cut into P slices computed into separate partial
  * buffers and summed in slice order (ce_sum_parts): deterministic, no atomics. dH's slices
@@ -28,7 +36,8 @@
  * Tensor cores: where the device compiles inline PTX mma.sync and the tile is 128 × 128 × 16,
  * the three GEMMs are mma.cl's gemm_nt_mma / gemm_nn_mma / gemm_tn_mma in 3×TF32 (fp32-grade
  * products; H200 at 8,192 × 256,000 × 2,304: forward 266 → 176 ms, forward + backward
- * 1,018 → 766 ms). XCAT_CL_CE_MMA=0 keeps gemm.cl's tile, =1 puts only S on tensor cores.
+ * 1,018 → 700 ms, in one call 543 ms). XCAT_CL_CE_MMA=0 keeps gemm.cl's tile, =1 puts only
+ * S on tensor cores.
  *
  * GEMM tiles (gemm.cl; XCAT_CL_GEMM_TILE=BMxBNxBKxTMxTN overrides unless IGNORE_ENV): GPUs
  * 128×128×16 with 8×8 outputs per work-item (256 work-items) and float4 global loads where
@@ -37,14 +46,15 @@
  *
  * Testing knobs (also ignored under IGNORE_ENV): XCAT_CL_SPLIT_K=P forces P K-slices in both
  * split GEMMs; XCAT_CL_VEC_LOADS=0|1 turns the float4 loads off / on; XCAT_CL_CHUNK_MIB=M
- * caps S at M MiB instead of the default.
+ * caps S at M MiB instead of the default; XCAT_CL_CE_FUSED_ROWS=n caps the fused path's
+ * blocks at n rows (0: no fused path).
  *
  * Workspace (device memory; plan->workspace_bytes):
- *      4·max_rows·Cc                     S (Cc chosen so this is <= min(1 GiB on GPUs,
- *                                        256 MiB on CPUs, max_alloc/2, global_mem/8); Cc a
- *                                        multiple of BN)
+ *      4·max_rows·Cc                     S (Cc chosen so this is <= min(GPUs: global_mem/32
+ *                                        within [1, 4] GiB; CPUs: 256 MiB; max_alloc/2,
+ *                                        global_mem/8); Cc a multiple of BN)
  *    + 4·7·max_rows                      m, r, Σz, z_target, LSE, row loss, g
- *    + 4·P_nn·max_rows·d   (P_nn > 1)    dH split-K slices
+ *    + 4·max(P_nn·max_rows, P_f·fused_rows)·d   dH split-K slices (where either is > 1)
  *    + 4·P_tn·Cc·d         (P_tn > 1)    dE split-K slices
  *    + 16                                scratch
  *  which never grows with N×C.
@@ -57,7 +67,8 @@
 #include "ocl_launch.h"
 
 #define CHUNK_BYTES_MAX ((int64_t)256 << 20)
-#define CHUNK_BYTES_MAX_GPU ((int64_t)1 << 30)
+#define CHUNK_BYTES_MIN_GPU ((int64_t)1 << 30)
+#define CHUNK_BYTES_MAX_GPU ((int64_t)4 << 30)
 #define SPLIT_MAX 256
 
 typedef struct ce_layout {
@@ -83,27 +94,33 @@ typedef struct ocl_ce_plan {
 
 /* ---- configuration ------------------------------------------------------------------------ */
 
+/* How full the waves of `work` work-groups are on `slots` concurrent ones (1: no idle slot). */
+static double wave_fill(int64_t work, int64_t slots)
+{
+    return (double)work / (double)(cdiv(work, slots) * slots);
+}
+
 /* Split-K slices for an output of `tiles` GEMM tiles with a K range of `k`, on a GPU that
- * runs about two work-groups per compute unit at once ("slots"): the fewest slices that fill
- * the slots and leave the last wave at least 85 % full (144 tiles in 2 slices on 264 slots
- * would run as two waves, the second 9 % full; 5 slices fill 91 %), else the best fill; each
- * slice at least 256 deep. CPUs (PoCL) have few cores and many small tiles: no split. */
+ * runs about two work-groups per compute unit at once ("slots"): none when the tiles' waves
+ * are at least 85 % full, else the fewest slices that make them so (each slice at least 256
+ * deep), else the best fill. H200 (264 slots), the fused CE's dH = G·E at 8,192 × 256,000 ×
+ * 2,304 in blocks of 2,048 rows: 288 tiles ran as two waves, the second 9 % full (fused call
+ * 591 ms against 567 with blocks of 1,024, whose 144 tiles were split in 5: 91 %). CPUs (PoCL)
+ * have few cores and many small tiles: no split. */
 static int split_for(const xcat_ocl_state *s, const ce_layout *L, int64_t tiles, int64_t k)
 {
     if (L->split_env > 0) return L->split_env;
     if (!s->info.is_gpu || tiles < 1) return 1;
     const int64_t slots = 2 * (int64_t)(s->info.compute_units > 0 ? s->info.compute_units : 1);
-    if (tiles >= slots) return 1;
-    int64_t pmax = k / 256 < SPLIT_MAX ? k / 256 : SPLIT_MAX;
+    double best_fill = wave_fill(tiles, slots);
+    if (best_fill >= 0.85) return 1;
+    const int64_t pmax = k / 256 < SPLIT_MAX ? k / 256 : SPLIT_MAX;
     int64_t best = 1;
-    double best_fill = 0.0;
-    for (int64_t p = cdiv(slots, tiles); p <= pmax; p++) {
-        const int64_t waves = cdiv(tiles * p, slots);
-        const double fill = (double)(tiles * p) / (double)(waves * slots);
+    for (int64_t p = 2; p <= pmax; p++) {
+        const double fill = wave_fill(tiles * p, slots);
         if (fill >= 0.85) return (int)p;
         if (fill > best_fill) best = p, best_fill = fill;
     }
-    if (best_fill == 0.0 && pmax > 1) best = pmax; /* too shallow to fill the slots */
     return (int)best;
 }
 
@@ -130,11 +147,18 @@ static xcat_status make_layout(const xcat_context *cctx, int64_t max_rows, int64
     L->cs_y = pow2_at_most(wmax / (size_t)L->cs_x, gpu_dev ? 8 : 4);
     if (s->max_wi_sizes[1] < (size_t)L->cs_y) L->cs_y = pow2_at_most(s->max_wi_sizes[1], L->cs_y);
 
-    /* Chunk width: S (max_rows × Cc floats) <= min(1 GiB GPU / 256 MiB CPU, max_alloc/2,
-     * global_mem/8). */
-    /* GPUs: a 1 GiB chunk (measured on the H100 at 32,768 × 1,000,000 × 256: 2,224 ms vs
-     * 2,643 ms with 256 MiB: fewer, larger GEMMs and less split-K); CPU devices keep 256 MiB. */
-    int64_t limit = s->info.is_gpu ? CHUNK_BYTES_MAX_GPU : CHUNK_BYTES_MAX;
+    /* Chunk width: S (max_rows × Cc floats) <= min(GPUs: global_mem/32 within [1, 4] GiB, CPU
+     * devices: 256 MiB; max_alloc/2, global_mem/8). GPUs: 1 GiB rather than 256 MiB (H100,
+     * 32,768 × 1,000,000 × 256: 2,224 vs 2,643 ms: fewer, larger GEMMs, less split-K); up to
+     * 4 GiB where memory is plentiful, for the fused forward + backward's row blocks (H200,
+     * 8,192 × 256,000 × 2,304: blocks of 1,024 rows 567 ms, of 4,096 rows 543 ms: dE's
+     * accumulation over blocks is read and written once per block). */
+    int64_t limit = CHUNK_BYTES_MAX;
+    if (s->info.is_gpu) {
+        limit = s->info.global_mem_bytes / 32;
+        if (limit < CHUNK_BYTES_MIN_GPU) limit = CHUNK_BYTES_MIN_GPU;
+        if (limit > CHUNK_BYTES_MAX_GPU) limit = CHUNK_BYTES_MAX_GPU;
+    }
     if (!ctx->ignore_env) { /* tuning: XCAT_CL_CHUNK_MIB=M caps S at M MiB instead */
         const char *v = getenv("XCAT_CL_CHUNK_MIB");
         long long mib = v ? atoll(v) : 0;
