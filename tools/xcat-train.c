@@ -286,8 +286,8 @@ static double train_step(run *r, const int64_t *order, int64_t first, int64_t n)
     a.targets = r->Y;
     a.step = (uint64_t)r->model.step;
     a.banned_items = r->TBan; /* SCE: the padding item never enters a bucket */
-    xcat_status st = xcat_loss_forward(r->plan, &a, r->L, NULL);
-    if (!st) st = xcat_loss_backward(r->plan, &a, NULL, r->dH, r->dE, r->o->no_bias ? NULL : r->dB);
+    xcat_status st = xcat_loss_forward_backward(r->plan, &a, r->L, NULL, NULL, r->dH, r->dE,
+                                                r->o->no_bias ? NULL : r->dB);
     if (st) {
         xfail(r, "loss", st);
         return NAN;
