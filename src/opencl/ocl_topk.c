@@ -27,7 +27,8 @@
  * Knobs (ignored under IGNORE_ENV): XCAT_CL_TOPK_CHUNK=items per chunk, XCAT_CL_TOPK_FIRST=items
  * in the first chunk, XCAT_CL_TOPK_SLACK=keys a buffer may hold beyond K before a selection
  * (tuning); XCAT_CL_TOPK_SAMPLE=0 (no sampled starting thresholds) or =n (about n sampled
- * items); XCAT_CL_TOPK_SELECT_EVERY=n (after a sampled start, a selection every n chunks);
+ * items), XCAT_CL_TOPK_SAMPLE_MISS=p (the tail probability the sampled rank is chosen for);
+ * XCAT_CL_TOPK_SELECT_EVERY=n (after a sampled start, a selection every n chunks);
  * XCAT_CL_TOPK_APPROX=0
  * (exact fp32 scoring only) / 1 (approximate scoring, emulated where there are no tensor
  * cores: testing); XCAT_CL_TOPK_SCORE_ONLY=1 runs the same scoring
@@ -190,12 +191,15 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
      * =n asks for about n sampled items (tuning). */
     const char *sv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SAMPLE");
     const long long want_ns = sv ? atoll(sv) : -1;
+    /* tuning: XCAT_CL_TOPK_SAMPLE_MISS=p, the tail probability r is chosen for (default 1e-7) */
+    const char *mv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SAMPLE_MISS");
+    const double miss = mv && atof(mv) > 0.0 && atof(mv) < 0.5 ? atof(mv) : 1e-7;
     double best = INFINITY;
     for (int64_t try_ns = 1024; want_ns != 0 && c->c >= 4 * cc && try_ns <= cc; try_ns *= 2) {
         const int64_t stride = cdiv(c->c, want_ns > 0 && want_ns < cc ? want_ns : try_ns);
         const int64_t ns = c->c / stride;
         const double kk = 1.25 * (double)c->k + 16.0;
-        const int64_t rank = poisson_rank((double)ns * kk / (double)c->c, 1e-7);
+        const int64_t rank = poisson_rank((double)ns * kk / (double)c->c, miss);
         const double cost = (double)ns + 2.3 * (double)rank * (double)stride;
         if (rank < ns / 2 && cost < best) {
             best = cost;
