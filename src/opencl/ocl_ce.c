@@ -555,8 +555,8 @@ static xcat_status de_pass(const ce_call *c, int64_t c0, int64_t nc, mat dE, flo
     int pt = 1;
     if (L->p_tn > 1 && beta == 0.0f) {
         pt = split_for(xcat_ocl(c->ctx), L, cdiv(nc, L->g.bm) * cdiv(c->d, L->g.bn), c->N);
-        if ((int64_t)pt * nc > (int64_t)L->p_tn * L->cc) pt = (int)(((int64_t)L->p_tn * L->cc) / nc);
-        if (pt < 1) pt = 1;
+        const int64_t fit = (int64_t)L->p_tn * L->cc / nc; /* slices part_tn holds */
+        if (pt > fit) pt = fit < 1 ? 1 : (int)fit;
     }
     if (pt == 1) return gemm(c->ctx, p, p->k_tn, nc, c->d, c->N, 1.0f, S, c->H, beta, dE, 1, 0);
     const uint64_t slice = (uint64_t)nc * (uint64_t)c->d;
