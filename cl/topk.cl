@@ -97,6 +97,27 @@ inline int topk_excluded(const long q, const int item, __global const long *ex_o
     return nbanned > 0 && topk_in_sorted(banned, 0, nbanned - 1, item);
 }
 
+/* The caller's exclusion CSR checked where it lies (the host then needs no copy of it):
+ * offsets from 0, non-decreasing, at most nnz; ids (int32 or int64: has_ex 1 / 2) in [0, C)
+ * and ascending per query. One work-item per query; bad[0] (M before the launch) becomes the
+ * smallest query with a problem — the host then finds and names it on its own copy. */
+__kernel void topk_check_csr(const int M, const int C, const long nnz,
+                             __global const long *restrict off, __global const int *restrict ex,
+                             const int has_ex, __global int *restrict bad)
+{
+    const int q = get_global_id(0);
+    if (q >= M) return;
+    const long lo = off[q], hi = off[q + 1];
+    int ok = lo >= 0 && lo <= hi && hi <= nnz && (q > 0 || lo == 0);
+    long prev = 0;
+    for (long i = lo; ok && i < hi; i++) {
+        const long id = has_ex == 2 ? ((__global const long *)ex)[i] : (long)ex[i];
+        ok = id >= prev && id < C; /* prev starts at 0: a negative id fails */
+        prev = id;
+    }
+    if (!ok) atomic_min(bad, q);
+}
+
 /* A fixed pseudo-random value in [−1, 1) per (row, item): the emulated approximate scores. */
 inline float topk_noise(const uint row, const uint item)
 {

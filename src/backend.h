@@ -35,12 +35,17 @@ typedef struct xcat_loss_call {
     const xcat_tensor *banned_items; /* SCE */
 } xcat_loss_call;
 
-/* One top-K or sampled-rank call, validated (src/topk.c). The exclusion CSR and the banned
- * list were checked on the host; their int64 host copies are valid for the call. */
+/* One top-K or sampled-rank call, validated (src/topk.c). The banned list was checked on the
+ * host, and so was the exclusion CSR unless csr_on_device; their int64 host copies are valid
+ * for the call. */
 typedef struct xcat_topk_call {
     const xcat_tensor *queries, *items, *bias;
     const xcat_tensor *exclude_offsets, *exclude_items, *banned_items; /* caller's, or NULL */
-    const int64_t *h_offsets;  /* M+1, or NULL when there are no per-query exclusions */
+    bool has_exclusions; /* per-query exclusions given (a CSR of nnz ids) */
+    bool csr_on_device;  /* the backend checks the CSR where it lies (topk_device_csr):
+                            h_offsets and h_exclude are NULL */
+    int64_t nnz;
+    const int64_t *h_offsets;  /* M+1, or NULL (no exclusions, or csr_on_device) */
     const int64_t *h_exclude;  /* nnz */
     const int64_t *h_banned;   /* num_banned, sorted ascending, unique */
     int64_t num_banned;
@@ -105,6 +110,10 @@ typedef struct xcat_backend_ops {
      * bitwise equal to xcat_sce_plain_directions(); NULL: generated on the host and written. */
     xcat_status (*sce_plain_directions)(xcat_loss_plan *plan, uint64_t step, xcat_tensor *dirs);
 
+    /* Optional: true when the backend will read this call's exclusion CSR in place and check
+     * it itself before using it (xcat_topk_check_csr_on_host gives the message of a bad one),
+     * so the API layer neither copies nor checks it. */
+    bool (*topk_device_csr)(const xcat_context *ctx, const xcat_topk_call *call);
     /* Top-K: `indices` M×k (I32/I64), `scores` M×k F32 or NULL. */
     xcat_status (*topk)(xcat_context *ctx, const xcat_topk_call *call, xcat_tensor *indices,
                         xcat_tensor *scores);

@@ -36,6 +36,22 @@ static xcat_status check_owner(xcat_context *ctx, const xcat_tensor *t, const ch
     return XCAT_OK;
 }
 
+/* A vector of integer ids (owner, I32/I64, contiguous): its length in *len. */
+static xcat_status check_index_vector(xcat_context *ctx, const xcat_tensor *t, const char *name,
+                                      int64_t *len)
+{
+    xcat_status st = check_owner(ctx, t, name);
+    if (st) return st;
+    if (t->dtype != XCAT_DTYPE_I32 && t->dtype != XCAT_DTYPE_I64)
+        return xcat_error(ctx, XCAT_ERROR_DTYPE_MISMATCH, "%s must be I32 or I64", name);
+    *len = xcat_tensor_vector_length(t);
+    if (*len < 0)
+        return xcat_error(ctx, XCAT_ERROR_SHAPE_MISMATCH, "%s must be a contiguous vector (n×1 "
+                          "or 1×n); it is %lld×%lld", name, (long long)t->rows,
+                          (long long)t->cols);
+    return XCAT_OK;
+}
+
 /* A vector of integer ids, read to the host as int64 (NULL tensor: *out NULL, *n 0). */
 xcat_status xcat_read_index_vector(xcat_context *ctx, const xcat_tensor *t, const char *name,
                                    int64_t **out, int64_t *n)
@@ -43,15 +59,9 @@ xcat_status xcat_read_index_vector(xcat_context *ctx, const xcat_tensor *t, cons
     *out = NULL;
     *n = 0;
     if (!t) return XCAT_OK;
-    xcat_status st = check_owner(ctx, t, name);
+    int64_t len = 0;
+    xcat_status st = check_index_vector(ctx, t, name, &len);
     if (st) return st;
-    if (t->dtype != XCAT_DTYPE_I32 && t->dtype != XCAT_DTYPE_I64)
-        return xcat_error(ctx, XCAT_ERROR_DTYPE_MISMATCH, "%s must be I32 or I64", name);
-    const int64_t len = xcat_tensor_vector_length(t);
-    if (len < 0)
-        return xcat_error(ctx, XCAT_ERROR_SHAPE_MISMATCH, "%s must be a contiguous vector (n×1 "
-                          "or 1×n); it is %lld×%lld", name, (long long)t->rows,
-                          (long long)t->cols);
     int64_t *v = xcat_host_alloc(ctx, (size_t)len * sizeof *v, 64);
     if (!v) return xcat_error(ctx, XCAT_ERROR_OUT_OF_MEMORY, "copying %s to the host", name);
     st = ctx->ops->tensor_read(ctx, t, v, t->stride);
@@ -70,6 +80,48 @@ static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
+}
+
+/* The exclusion CSR (offsets of m + 1 entries, nnz ids): offsets from 0, non-decreasing, at
+ * most nnz; ids in [0, c) and ascending per query. The message names the first problem. */
+static xcat_status check_csr(xcat_context *ctx, const int64_t *o, const int64_t *ex, int64_t nnz,
+                             int64_t m, int64_t c)
+{
+    if (o[0] != 0)
+        return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "exclude_offsets[0] = %lld: CSR "
+                          "offsets start at 0", (long long)o[0]);
+    for (int64_t q = 0; q < m; ++q) {
+        if (o[q + 1] < o[q] || o[q + 1] > nnz)
+            return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "exclude_offsets[%lld] = %lld "
+                              "after %lld: offsets must be non-decreasing and at most the "
+                              "%lld exclude_items", (long long)q + 1, (long long)o[q + 1],
+                              (long long)o[q], (long long)nnz);
+        for (int64_t i = o[q]; i < o[q + 1]; ++i) {
+            const int64_t id = ex[i];
+            if (id < 0 || id >= c)
+                return xcat_error(ctx, XCAT_ERROR_OUT_OF_RANGE, "exclude_items[%lld] = %lld "
+                                  "(query %lld) is outside [0, %lld)", (long long)i,
+                                  (long long)id, (long long)q, (long long)c);
+            if (i > o[q] && id < ex[i - 1])
+                return xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "exclude_items of query "
+                                  "%lld are not ascending (%lld after %lld at %lld)",
+                                  (long long)q, (long long)id, (long long)ex[i - 1],
+                                  (long long)i);
+        }
+    }
+    return XCAT_OK;
+}
+
+xcat_status xcat_topk_check_csr_on_host(xcat_context *ctx, const xcat_topk_call *call)
+{
+    int64_t *o = NULL, *ex = NULL, noff = 0, nnz = 0;
+    xcat_status st = xcat_read_index_vector(ctx, call->exclude_offsets, "exclude_offsets", &o,
+                                            &noff);
+    if (!st) st = xcat_read_index_vector(ctx, call->exclude_items, "exclude_items", &ex, &nnz);
+    if (!st) st = check_csr(ctx, o, ex, nnz, call->m, call->c);
+    xcat_host_free(ctx, o);
+    xcat_host_free(ctx, ex);
+    return st;
 }
 
 static xcat_status check_matrix(xcat_context *ctx, const xcat_tensor *t, const char *name)
@@ -113,52 +165,30 @@ xcat_status xcat_topk_call_prepare(xcat_context *ctx, const xcat_topk_args *in,
                              .exclude_items = a.exclude_items, .banned_items = a.banned_items,
                              .m = m, .c = c, .d = d};
     int64_t noff = 0, nnz = 0;
-    st = xcat_read_index_vector(ctx, a.exclude_offsets, "exclude_offsets", &host->offsets,
-                                &noff);
-    if (!st) st = xcat_read_index_vector(ctx, a.exclude_items, "exclude_items", &host->exclude,
-                                         &nnz);
-    if (!st) st = xcat_read_index_vector(ctx, a.banned_items, "banned_items", &host->banned,
-                                         &host->num_banned);
-    if (st) goto fail;
-    if (host->offsets) {
-        const int64_t *o = host->offsets;
-        if (noff != m + 1) {
+    if (a.exclude_offsets) {
+        st = check_index_vector(ctx, a.exclude_offsets, "exclude_offsets", &noff);
+        if (!st) st = check_index_vector(ctx, a.exclude_items, "exclude_items", &nnz);
+        if (!st && noff != m + 1)
             st = xcat_error(ctx, XCAT_ERROR_SHAPE_MISMATCH, "exclude_offsets has %lld entries; "
                             "CSR row pointers of %lld queries need %lld", (long long)noff,
                             (long long)m, (long long)m + 1);
-            goto fail;
-        }
-        if (o[0] != 0) {
-            st = xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "exclude_offsets[0] = %lld: CSR "
-                            "offsets start at 0", (long long)o[0]);
-            goto fail;
-        }
-        for (int64_t q = 0; q < m; ++q) {
-            if (o[q + 1] < o[q] || o[q + 1] > nnz) {
-                st = xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "exclude_offsets[%lld] = %lld "
-                                "after %lld: offsets must be non-decreasing and at most the "
-                                "%lld exclude_items", (long long)q + 1, (long long)o[q + 1],
-                                (long long)o[q], (long long)nnz);
-                goto fail;
-            }
-            for (int64_t i = o[q]; i < o[q + 1]; ++i) {
-                const int64_t id = host->exclude[i];
-                if (id < 0 || id >= c) {
-                    st = xcat_error(ctx, XCAT_ERROR_OUT_OF_RANGE, "exclude_items[%lld] = %lld "
-                                    "(query %lld) is outside [0, %lld)", (long long)i,
-                                    (long long)id, (long long)q, (long long)c);
-                    goto fail;
-                }
-                if (i > o[q] && id < host->exclude[i - 1]) {
-                    st = xcat_error(ctx, XCAT_ERROR_INVALID_ARGUMENT, "exclude_items of query "
-                                    "%lld are not ascending (%lld after %lld at %lld)",
-                                    (long long)q, (long long)id,
-                                    (long long)host->exclude[i - 1], (long long)i);
-                    goto fail;
-                }
-            }
-        }
+        if (st) return st;
+        call->has_exclusions = true;
+        call->nnz = nnz;
+        /* A backend that reads the caller's CSR in place checks it there (no copy to the
+         * host, no synchronisation); otherwise it is copied and checked here. */
+        call->csr_on_device = ctx->ops->topk_device_csr && ctx->ops->topk_device_csr(ctx, call);
     }
+    if (!call->csr_on_device) {
+        st = xcat_read_index_vector(ctx, a.exclude_offsets, "exclude_offsets", &host->offsets,
+                                    &noff);
+        if (!st) st = xcat_read_index_vector(ctx, a.exclude_items, "exclude_items",
+                                             &host->exclude, &nnz);
+    }
+    if (!st) st = xcat_read_index_vector(ctx, a.banned_items, "banned_items", &host->banned,
+                                         &host->num_banned);
+    if (!st && host->offsets) st = check_csr(ctx, host->offsets, host->exclude, nnz, m, c);
+    if (st) goto fail;
     if (host->banned) {
         for (int64_t i = 0; i < host->num_banned; ++i)
             if (host->banned[i] < 0 || host->banned[i] >= c) {

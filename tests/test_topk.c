@@ -523,6 +523,42 @@ START_TEST(test_rank_sampled)
 }
 END_TEST
 
+/* Malformed exclusion CSRs (4 queries, C = 30), each on fresh tensors with offsets of
+ * `off_dtype`: the status and message of the first problem. On OpenCL, int64 offsets are read
+ * and checked on the device (topk_check_csr), int32 ones on the host. */
+static const struct {
+    int64_t off[5], ids[5];
+    xcat_status want;
+    const char *needle;
+} BAD_CSR[] = {
+    {{1, 2, 3, 3, 5}, {1, 4, 7, 2, 9}, XCAT_ERROR_INVALID_ARGUMENT, "start at 0"},
+    {{0, 3, 2, 3, 5}, {1, 4, 7, 2, 9}, XCAT_ERROR_INVALID_ARGUMENT, "non-decreasing"},
+    {{0, 2, 3, 3, 6}, {1, 4, 7, 2, 9}, XCAT_ERROR_INVALID_ARGUMENT, "non-decreasing"},
+    {{0, 2, 3, 3, 5}, {4, 1, 7, 2, 9}, XCAT_ERROR_INVALID_ARGUMENT, "not ascending"},
+    {{0, 2, 3, 3, 5}, {1, 4, 30, 2, 9}, XCAT_ERROR_OUT_OF_RANGE, "exclude_items[2] = 30"},
+    {{0, 2, 3, 3, 5}, {-1, 4, 7, 2, 9}, XCAT_ERROR_OUT_OF_RANGE, "exclude_items[0] = -1"},
+    {{0, 2, 3, 3, 5}, {1, 4, 7, 9, 2}, XCAT_ERROR_INVALID_ARGUMENT, "query 3 are not ascending"},
+};
+
+static void check_malformed_csr(xcat_context *ctx, const xcat_topk_args *a, xcat_tensor *idx,
+                                xcat_dtype off_dtype)
+{
+    for (size_t i = 0; i < sizeof BAD_CSR / sizeof *BAD_CSR; ++i) {
+        int32_t off32[5];
+        for (int j = 0; j < 5; ++j) off32[j] = (int32_t)BAD_CSR[i].off[j];
+        xcat_tensor *to = test_tensor(ctx, off_dtype, 5, 1,
+                                      off_dtype == XCAT_DTYPE_I32 ? (const void *)off32
+                                                                  : (const void *)BAD_CSR[i].off);
+        xcat_tensor *ti = test_tensor(ctx, XCAT_DTYPE_I64, 5, 1, BAD_CSR[i].ids);
+        xcat_topk_args bad = *a;
+        bad.exclude_offsets = to;
+        bad.exclude_items = ti;
+        test_expect_error(ctx, xcat_topk(ctx, &bad, 5, idx, NULL), BAD_CSR[i].want,
+                          BAD_CSR[i].needle, "malformed CSR");
+        TEST_FREE_TENSORS(to, ti);
+    }
+}
+
 START_TEST(test_errors)
 {
     xcat_context *ctx = test_context(-1, 0);
@@ -562,27 +598,7 @@ START_TEST(test_errors)
     bad.items = foreign;
     test_expect_error(ctx, xcat_topk(ctx, &bad, 5, x.idx, NULL), XCAT_ERROR_WRONG_CONTEXT,
                       "another context", "foreign tensor");
-    /* malformed CSR: each variant on a fresh copy of the offsets / ids */
-    int64_t off[5] = {0, 2, 3, 3, 5}, ids[5] = {1, 4, 7, 2, 9};
-    struct { int64_t off[5], ids[5]; xcat_status want; const char *needle; } csr[] = {
-        {{1, 2, 3, 3, 5}, {1, 4, 7, 2, 9}, XCAT_ERROR_INVALID_ARGUMENT, "start at 0"},
-        {{0, 3, 2, 3, 5}, {1, 4, 7, 2, 9}, XCAT_ERROR_INVALID_ARGUMENT, "non-decreasing"},
-        {{0, 2, 3, 3, 6}, {1, 4, 7, 2, 9}, XCAT_ERROR_INVALID_ARGUMENT, "non-decreasing"},
-        {{0, 2, 3, 3, 5}, {4, 1, 7, 2, 9}, XCAT_ERROR_INVALID_ARGUMENT, "not ascending"},
-        {{0, 2, 3, 3, 5}, {1, 4, 30, 2, 9}, XCAT_ERROR_OUT_OF_RANGE, "outside"},
-        {{0, 2, 3, 3, 5}, {-1, 4, 7, 2, 9}, XCAT_ERROR_OUT_OF_RANGE, "outside"},
-    };
-    (void)off, (void)ids;
-    for (size_t i = 0; i < sizeof csr / sizeof *csr; ++i) {
-        xcat_tensor *to = test_tensor(ctx, XCAT_DTYPE_I64, 5, 1, csr[i].off);
-        xcat_tensor *ti = test_tensor(ctx, XCAT_DTYPE_I64, 5, 1, csr[i].ids);
-        bad = a;
-        bad.exclude_offsets = to;
-        bad.exclude_items = ti;
-        test_expect_error(ctx, xcat_topk(ctx, &bad, 5, x.idx, NULL), csr[i].want,
-                          csr[i].needle, "malformed CSR");
-        TEST_FREE_TENSORS(to, ti);
-    }
+    check_malformed_csr(ctx, &a, x.idx, XCAT_DTYPE_I64);
     int64_t badban[2] = {3, 30};
     xcat_tensor *tb = test_tensor(ctx, XCAT_DTYPE_I64, 2, 1, badban);
     bad = a;
@@ -613,6 +629,39 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* The malformed CSRs on every OpenCL target (device-side check with int64 offsets, host-side
+ * with int32), for top-K and sampled ranks; a valid CSR still passes. */
+START_TEST(test_csr_errors_on_target)
+{
+    xcat_context *ctx = test_target_context(_i, 0);
+    if (!ctx) return;
+    const topk_case tc = {"csr errors", 4, 30, 3, 5, 0, 1, 4, 1};
+    test_rng_stream("csr errors", 0);
+    topk_data t;
+    make_data(&tc, &t);
+    topk_tensors x;
+    make_tensors(ctx, &tc, &t, &x);
+    xcat_topk_args a = args_of(&x);
+    check_malformed_csr(ctx, &a, x.idx, XCAT_DTYPE_I64);
+    check_malformed_csr(ctx, &a, x.idx, XCAT_DTYPE_I32);
+    int64_t y[4] = {1, 2, 3, 4};
+    xcat_tensor *ty = test_tensor(ctx, XCAT_DTYPE_I64, 4, 1, y);
+    xcat_tensor *tr = test_tensor(ctx, XCAT_DTYPE_I64, 4, 1, NULL);
+    xcat_tensor *to = test_tensor(ctx, XCAT_DTYPE_I64, 5, 1, BAD_CSR[3].off);
+    xcat_tensor *ti = test_tensor(ctx, XCAT_DTYPE_I64, 5, 1, BAD_CSR[3].ids);
+    xcat_topk_args bad = a;
+    bad.exclude_offsets = to;
+    bad.exclude_items = ti;
+    test_expect_error(ctx, xcat_rank_sampled(ctx, &bad, ty, 10, 1, tr),
+                      XCAT_ERROR_INVALID_ARGUMENT, "not ascending", "sampled ranks, bad CSR");
+    test_expect_ok(ctx, xcat_topk(ctx, &a, 5, x.idx, NULL), "valid CSR after bad ones");
+    TEST_FREE_TENSORS(ty, tr, to, ti);
+    free_tensors(&x);
+    free_data(&t);
+    xcat_context_free(ctx);
+}
+END_TEST
+
 int main(void)
 {
     test_targets_init();
@@ -629,6 +678,8 @@ int main(void)
     suite_add_tcase(s, tc);
     TCase *te = tcase_create("errors");
     tcase_add_test(te, test_errors);
+    tcase_set_timeout(te, 600);
+    tcase_add_loop_test(te, test_csr_errors_on_target, test_first_opencl_target(), nt);
     suite_add_tcase(s, te);
     return test_run_suite(s);
 }

@@ -134,7 +134,9 @@ xcat_status xcat_ocl_sce_plain_directions(xcat_loss_plan *plan, uint64_t step, x
 xcat_status xcat_ocl_sce_mix_directions(xcat_loss_plan *plan, const xcat_loss_call *call,
                                         xcat_tensor *dirs);
 
-/* ocl_topk.c: fused scoring + top-K selection, and sampled evaluation ranks. */
+/* ocl_topk.c: fused scoring + top-K selection, and sampled evaluation ranks; whether a call's
+ * exclusion CSR is read and checked in place (backend op topk_device_csr). */
+bool xcat_ocl_topk_device_csr(const xcat_context *ctx, const xcat_topk_call *call);
 xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *call, xcat_tensor *indices,
                           xcat_tensor *scores);
 xcat_status xcat_ocl_rank_sampled(xcat_context *ctx, const xcat_topk_call *call,

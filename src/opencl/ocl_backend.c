@@ -416,6 +416,7 @@ const xcat_backend_ops xcat_ocl_backend = {
     .loss_draw_negatives = xcat_ocl_sampled_draw_negatives,
     .sce_mix_directions = xcat_ocl_sce_mix_directions,
     .sce_plain_directions = xcat_ocl_sce_plain_directions,
+    .topk_device_csr = xcat_ocl_topk_device_csr,
     .topk = xcat_ocl_topk,
     .rank_sampled = xcat_ocl_rank_sampled,
 };

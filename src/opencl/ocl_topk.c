@@ -29,7 +29,8 @@
  * (tuning); XCAT_CL_TOPK_SAMPLE=0 (no sampled starting thresholds) or =n (about n sampled
  * items), XCAT_CL_TOPK_SAMPLE_MISS=p (the tail probability the sampled rank is chosen for);
  * XCAT_CL_TOPK_SELECT_EVERY=n (after a sampled start, a selection every n chunks);
- * XCAT_CL_TOPK_APPROX=0
+ * XCAT_CL_TOPK_HOST_CSR=1 (the exclusion CSR copied to the host and checked there, as before
+ * the device-side check); XCAT_CL_TOPK_APPROX=0
  * (exact fp32 scoring only) / 1 (approximate scoring, emulated where there are no tensor
  * cores: testing); XCAT_CL_TOPK_SCORE_ONLY=1 runs the same scoring
  * launches with a threshold nothing passes and no selection: the scoring pass alone, the
@@ -45,6 +46,7 @@
 
 #include "ocl_devices.h"
 #include "ocl_launch.h"
+#include "topk_validate.h"
 
 #define WORKSPACE_MAX ((int64_t)960 << 20) /* the bound: under 1 GB */
 
@@ -331,13 +333,67 @@ static xcat_status build(xcat_context *ctx, topk_layout *L, cl_program *prog)
     return st;
 }
 
+bool xcat_ocl_topk_device_csr(const xcat_context *ctx, const xcat_topk_call *c)
+{
+    const char *v = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_HOST_CSR");
+    if (v && v[0] == '1') return false; /* tuning: the API layer's host copy and check */
+    return c->exclude_offsets->dtype == XCAT_DTYPE_I64 && usable_in_place(c->exclude_offsets) &&
+           usable_in_place(c->exclude_items);
+}
+
+/* The caller's CSR, read in place, checked by topk_check_csr before any kernel uses it (one
+ * 4-byte read back; H200, M = 4,096 with 50 ids each: instead of copying 1.6 MB to the host
+ * and checking it there); a bad one is then read to the host for the message. */
+static xcat_status check_csr_on_device(xcat_context *ctx, cl_program prog, int sel_wg,
+                                       const xcat_topk_call *c, const topk_bufs *b)
+{
+    cl_kernel k = NULL;
+    cl_mem bad = NULL;
+    cl_int first = (cl_int)c->m;
+    xcat_status st = xcat_ocl_kernel(ctx, prog, "topk_check_csr", &k);
+    if (!st) st = xcat_ocl_buffer(ctx, 4, false, &bad);
+    cl_command_queue q = xcat_ocl(ctx)->queue;
+    if (!st) {
+        cl_int err = clEnqueueWriteBuffer(q, bad, CL_TRUE, 0, 4, &first, 0, NULL, NULL);
+        if (err != CL_SUCCESS) st = xcat_ocl_error(ctx, err, "top-K: checking the exclusions");
+    }
+    if (!st) {
+        args a = {.k = k};
+        A_INT(&a, c->m);
+        A_INT(&a, c->c);
+        A_LONG(&a, c->nnz);
+        A_MEM(&a, b->ex_off);
+        A_MEM(&a, b->ex);
+        A_INT(&a, b->ex_mode);
+        A_MEM(&a, bad);
+        const size_t lw = (size_t)sel_wg, gw = (size_t)cdiv(c->m, sel_wg) * lw;
+        st = launch(ctx, &a, 1, &gw, &lw, "enqueueing topk_check_csr");
+    }
+    if (!st) {
+        cl_int err = clEnqueueReadBuffer(q, bad, CL_TRUE, 0, 4, &first, 0, NULL, NULL);
+        if (err != CL_SUCCESS) st = xcat_ocl_error(ctx, err, "top-K: checking the exclusions");
+    }
+    if (!st && first < c->m) {
+        st = xcat_topk_check_csr_on_host(ctx, c);
+        if (!st)
+            st = xcat_error(ctx, XCAT_ERROR_INTERNAL, "top-K: the device found a problem in "
+                            "the exclusion lists of query %d that the host check does not",
+                            (int)first);
+    }
+    if (k) clReleaseKernel(k);
+    if (bad) clReleaseMemObject(bad);
+    return st;
+}
+
 /* The exclusion CSR and banned list on the device (dummies when absent). */
-static xcat_status upload_lists(xcat_context *ctx, const xcat_topk_call *c, topk_bufs *b)
+static xcat_status upload_lists(xcat_context *ctx, cl_program prog, int sel_wg,
+                                const xcat_topk_call *c, topk_bufs *b)
 {
     xcat_status st = xcat_ocl_buffer(ctx, 16, true, &b->dummy);
-    if (st || !c->h_offsets) goto banned;
-    /* The exclusion CSR was validated on the host (ascending ids per query): the kernels read
-     * the caller's tensors where they can (no copy), else an int32 upload. */
+    if (st || !c->has_exclusions) goto banned;
+    /* The kernels read the caller's tensors where they can (no copy; checked here first when
+     * the API layer left that to us: csr_on_device), else an int32 upload of the host copy
+     * the API layer checked. */
     b->ex_mode = 1;
     if (c->exclude_offsets->dtype == XCAT_DTYPE_I64 && usable_in_place(c->exclude_offsets)) {
         b->ex_off = xcat_ocl_mem(c->exclude_offsets);
@@ -352,6 +408,7 @@ static xcat_status upload_lists(xcat_context *ctx, const xcat_topk_call *c, topk
     } else if (!st) {
         st = upload(ctx, c->h_exclude, c->h_offsets[c->m], true, &b->ex);
     }
+    if (!st && c->csr_on_device) st = check_csr_on_device(ctx, prog, sel_wg, c, b);
 banned:
     if (!st && c->num_banned) st = upload(ctx, c->h_banned, c->num_banned, true, &b->banned);
     return st;
@@ -359,9 +416,9 @@ banned:
 
 #define LIST_ARGS(a, c, b)                                                                   \
     do {                                                                                     \
-        A_MEM(a, (c)->h_offsets ? (b)->ex_off : (b)->dummy);                                 \
-        A_MEM(a, (c)->h_offsets ? (b)->ex : (b)->dummy);                                     \
-        A_INT(a, (c)->h_offsets ? (b)->ex_mode : 0);                                         \
+        A_MEM(a, (c)->has_exclusions ? (b)->ex_off : (b)->dummy);                            \
+        A_MEM(a, (c)->has_exclusions ? (b)->ex : (b)->dummy);                                \
+        A_INT(a, (c)->has_exclusions ? (b)->ex_mode : 0);                                    \
         A_MEM(a, (c)->num_banned ? (b)->banned : (b)->dummy);                                \
         A_INT(a, (c)->num_banned);                                                           \
     } while (0)
@@ -619,7 +676,7 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
         exact.select = kn.select, exact.sort = kn.sort, exact.merge = kn.merge;
         if (!kn.score) kn.score = exact.score;
     }
-    if (!st) st = upload_lists(ctx, c, &b);
+    if (!st) st = upload_lists(ctx, prog, L.sel_wg, c, &b);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)(L.mb * L.cap * 8), false, &b.cand);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)L.mb * 4, false, &b.cnt);
     if (!st) st = xcat_ocl_buffer(ctx, (size_t)L.mb * 8, false, &b.thr);
@@ -670,7 +727,7 @@ xcat_status xcat_ocl_rank_sampled(xcat_context *ctx, const xcat_topk_call *c,
     topk_bufs b = {0};
     st = build(ctx, &L, &prog);
     if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_rank_sampled", &kr);
-    if (!st) st = upload_lists(ctx, c, &b);
+    if (!st) st = upload_lists(ctx, prog, L.sel_wg, c, &b);
     if (!st) st = upload(ctx, h_targets, c->m, false, &b.targets);
     if (!st) {
         const mat U = tensor_mat(c->queries), E = tensor_mat(c->items);
