@@ -379,6 +379,17 @@ static void call_init(ce_call *c, xcat_loss_plan *plan, const xcat_loss_call *ca
     }
 }
 
+/* ce_fwd_rows' and ce_grad's bias and targets arguments. */
+static void args_bias_targets(args *a, const ce_call *c)
+{
+    A_MEM(a, c->b);
+    A_ULONG(a, c->offb);
+    A_INT(a, c->has_b);
+    A_MEM(a, c->y);
+    A_ULONG(a, c->offy);
+    A_INT(a, c->y64);
+}
+
 /* The LSE pass: per-row m, r, Σz, z_target over all chunks, then LSE and the row losses.
  * `loss` (NULL: none) receives w_i·ℓ_i at element offset `offloss`; `lse_out` is optional,
  * written from its element r0 on. */
@@ -399,12 +410,7 @@ static xcat_status lse_pass(const ce_call *c, cl_mem loss, uint64_t offloss,
         A_LONG(&a, c->cc);
         A_INT(&a, nc);
         A_LONG(&a, c0);
-        A_MEM(&a, c->b);
-        A_ULONG(&a, c->offb);
-        A_INT(&a, c->has_b);
-        A_MEM(&a, c->y);
-        A_ULONG(&a, c->offy);
-        A_INT(&a, c->y64);
+        args_bias_targets(&a, c);
         A_LONG(&a, D->ignore_index);
         A_FLOAT(&a, D->scale);
         A_FLOAT(&a, D->softcap);
@@ -507,12 +513,7 @@ static xcat_status grad_pass(const ce_call *c, int64_t c0, int64_t nc)
     A_INT(&a, nc);
     A_INT(&a, nblk);
     A_LONG(&a, c0);
-    A_MEM(&a, c->b);
-    A_ULONG(&a, c->offb);
-    A_INT(&a, c->has_b);
-    A_MEM(&a, c->y);
-    A_ULONG(&a, c->offy);
-    A_INT(&a, c->y64);
+    args_bias_targets(&a, c);
     A_FLOAT(&a, D->scale);
     A_FLOAT(&a, D->softcap);
     A_FLOAT(&a, D->label_smoothing);
