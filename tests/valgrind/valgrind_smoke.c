@@ -27,9 +27,28 @@ int main(void) {
         xcat_loss_args a; xcat_loss_args_init(&a); a.hidden = H; a.items = E; a.targets = Y;
         CK(xcat_loss_forward(p, &a, L, NULL));
         CK(xcat_loss_backward(p, &a, NULL, dH, dE, NULL));
+        CK(xcat_loss_forward_backward(p, &a, L, NULL, NULL, dH, dE, NULL));
         /* an error path: wrong shape */
         a.items = H; if (xcat_loss_forward(p, &a, L, NULL) == 0) return 2;
+        if (xcat_loss_forward_backward(p, &a, L, NULL, NULL, dH, dE, NULL) == 0) return 2;
         xcat_loss_plan_free(p);
+    }
+    /* top-K with exclusions checked on the device: a valid CSR, then one out of range */
+    {
+        int64_t off[3] = {0, 2, 3}, ex[3] = {1, 5, 7}, bad[3] = {1, 5, 5000};
+        xcat_tensor *O, *X, *B, *I;
+        CK(xcat_tensor_create(ctx, XCAT_DTYPE_I64, 3, 1, &O)); CK(xcat_tensor_write(O, off, 0));
+        CK(xcat_tensor_create(ctx, XCAT_DTYPE_I64, 3, 1, &X)); CK(xcat_tensor_write(X, ex, 0));
+        CK(xcat_tensor_create(ctx, XCAT_DTYPE_I64, 3, 1, &B)); CK(xcat_tensor_write(B, bad, 0));
+        CK(xcat_tensor_create(ctx, XCAT_DTYPE_I64, 2, 10, &I));
+        xcat_tensor *Q; CK(xcat_tensor_create(ctx, XCAT_DTYPE_F32, 2, d, &Q));
+        CK(xcat_tensor_write(Q, h, 0));
+        xcat_topk_args t; xcat_topk_args_init(&t);
+        t.queries = Q; t.items = E; t.exclude_offsets = O; t.exclude_items = X;
+        CK(xcat_topk(ctx, &t, 10, I, NULL));
+        t.exclude_items = B; if (xcat_topk(ctx, &t, 10, I, NULL) == 0) return 3;
+        xcat_tensor_free(O); xcat_tensor_free(X); xcat_tensor_free(B); xcat_tensor_free(I);
+        xcat_tensor_free(Q);
     }
     float l; CK(xcat_tensor_read(L, &l, 0)); printf("loss %f\n", l);
     xcat_tensor_free(H); xcat_tensor_free(E); xcat_tensor_free(Y); xcat_tensor_free(L); xcat_tensor_free(dH); xcat_tensor_free(dE);
