@@ -36,7 +36,7 @@
  * Tensor cores: where the device compiles inline PTX mma.sync and the tile is 128 × 128 × 16,
  * the three GEMMs are mma.cl's gemm_nt_mma / gemm_nn_mma / gemm_tn_mma in 3×TF32 (fp32-grade
  * products; H200 at 8,192 × 256,000 × 2,304: forward 266 → 176 ms, forward + backward
- * 1,018 → 700 ms, in one call 543 ms). XCAT_CL_CE_MMA=0 keeps gemm.cl's tile, =1 puts only
+ * 1,018 → 704 ms, in one call 529 ms). XCAT_CL_CE_MMA=0 keeps gemm.cl's tile, =1 puts only
  * S on tensor cores.
  *
  * GEMM tiles (gemm.cl; XCAT_CL_GEMM_TILE=BMxBNxBKxTMxTN overrides unless IGNORE_ENV): GPUs

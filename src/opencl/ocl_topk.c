@@ -341,9 +341,11 @@ bool xcat_ocl_topk_device_csr(const xcat_context *ctx, const xcat_topk_call *c)
            usable_in_place(c->exclude_items);
 }
 
-/* The caller's CSR, read in place, checked by topk_check_csr before any kernel uses it (one
- * 4-byte read back; H200, M = 4,096 with 50 ids each: instead of copying 1.6 MB to the host
- * and checking it there); a bad one is then read to the host for the message. */
+/* The caller's CSR, read in place, checked by topk_check_csr before any kernel uses it: one
+ * 4-byte read back instead of a copy of the lists to the host (M·8·(n + 1) bytes) and a host
+ * loop. H200, M = 4,096, 50 ids each: within run-to-run noise (docs/benchmarks.md, run 41);
+ * the point is that nothing in the call grows with the lists or waits on the host. A bad CSR
+ * is then read to the host for the message. */
 static xcat_status check_csr_on_device(xcat_context *ctx, cl_program prog, int sel_wg,
                                        const xcat_topk_call *c, const topk_bufs *b)
 {
