@@ -57,6 +57,7 @@ typedef struct topk_layout {
     int64_t cc, first, limit, cap, mb;
     int64_t sample_stride, sample_n, sample_rank; /* sampled starting thresholds (0: none) */
     int64_t sel_every; /* after a sampled start: a selection every sel_every chunks */
+    int64_t cut_chunk; /* after a sampled start: every row cut to K after this chunk (0: no) */
 } topk_layout;
 
 /* XCAT_CL_TOPK_APPROX: -1 unset, 0 off, 1 forced (emulated where there are no tensor cores). */
@@ -200,11 +201,11 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     /* tuning: XCAT_CL_TOPK_SAMPLE_MISS=p, the tail probability r is chosen for (default 1e-4) */
     const char *mv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SAMPLE_MISS");
     const double miss = mv && atof(mv) > 0.0 && atof(mv) < 0.5 ? atof(mv) : 1e-4;
+    const double kk = 1.25 * (double)c->k + 16.0; /* K' above */
     double best = INFINITY;
     for (int64_t try_ns = 1024; want_ns != 0 && c->c >= 4 * cc && try_ns <= cc; try_ns *= 2) {
         const int64_t stride = cdiv(c->c, want_ns > 0 && want_ns < cc ? want_ns : try_ns);
         const int64_t ns = c->c / stride;
-        const double kk = 1.25 * (double)c->k + 16.0;
         const int64_t rank = poisson_rank((double)ns * kk / (double)c->c, miss);
         const double cost = (double)ns + 2.3 * (double)rank * (double)stride;
         if (rank < ns / 2 && cost < best) {
@@ -230,6 +231,18 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
         const char *v = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SELECT_EVERY");
         const long long e = v ? atoll(v) : 0;
         if (e >= 1 && e <= (1 << 20)) L->sel_every = e;
+        /* One cut to K (every row, whatever its count) once the catalog seen so far ranks
+         * better than the sample: after a fraction f of the catalog the K-th key seen admits
+         * about K'/f keys over the whole catalog against the sampled threshold's r·stride, so
+         * from f = K'/(r·stride) on a cut pays; it is made a little later (f1 = 1.3 times
+         * that), where the keys it saves (about r·stride − K'/f1 over the rest) outweigh a
+         * selection. XCAT_CL_TOPK_CUT=0 turns it off, =f places it at fraction f (tuning). */
+        double f1 = 1.3 * kk / ((double)L->sample_rank * (double)L->sample_stride);
+        const char *cv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_CUT");
+        if (cv) f1 = atof(cv) > 0.0 ? atof(cv) : 2.0;
+        const int64_t chunks = 1 + cdiv(c->c - L->first, cc);
+        const int64_t at = (int64_t)ceil(f1 * (double)chunks);
+        L->cut_chunk = at >= 1 && at < chunks ? at : 0;
     }
     int64_t budget = WORKSPACE_MAX;
     if (s->info.max_alloc_bytes > 0 && s->info.max_alloc_bytes < budget)
@@ -549,13 +562,16 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
     for (int64_t c0 = 0, step = L->first; !st && c0 < c->c; c0 += step, step = L->cc) {
         const int64_t nc = c->c - c0 < step ? c->c - c0 : step;
         st = launch_score(ctx, kn, L, c, b, Ub, mb, c0, nc, 1, approx);
-        if (st || score_only || ++chunk % every != 0 || c0 + nc >= c->c) continue;
+        if (st || score_only || c0 + nc >= c->c) continue;
+        ++chunk;
         /* A short first chunk is cut to K at once, so that its K-th key becomes the
-         * threshold of the second chunk (see `first` in make_layout). */
-        const bool cut_first = c0 == 0 && L->first < L->cc;
+         * threshold of the second chunk (see `first` in make_layout); after a sampled start
+         * every row is cut to K once, at cut_chunk. */
+        const bool cut = (c0 == 0 && L->first < L->cc) || (sample && chunk == L->cut_chunk);
+        if (!cut && chunk % every != 0) continue;
         st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k,
-                           cut_first ? (cl_uint)c->k : (cl_uint)L->limit, (cl_uint)L->limit,
-                           approx, false, "topk_select/scan");
+                           cut ? (cl_uint)c->k : (cl_uint)L->limit, (cl_uint)L->limit, approx,
+                           false, cut ? "topk_select/cut" : "topk_select/scan");
     }
     /* the end: every row purged and cut (limit 0); approx: to its margin set, rescored
      * exactly, cut to k; then sorted in blocks and merged */
