@@ -354,13 +354,16 @@ static void check_unrepresentative(xcat_context *ctx, int cpu, int64_t m)
     xcat_tensor *te = test_tensor(ctx, XCAT_DTYPE_F32, c, d, E);
     xcat_tensor *ti = test_tensor(ctx, XCAT_DTYPE_I64, m, k, NULL);
     const char *knob = cpu ? "XCAT_CPU_FUSED" : "XCAT_CL_TOPK_APPROX";
-    /* spaced: no selection during the scan (XCAT_CL_TOPK_SELECT_EVERY): the u < 0 rows take in
-     * all 20,000 items, more than their buffers hold (K + slack + chunk = 19,096 on PoCL);
-     * the keys lost are the last ones, their best — the loss must flag them for the redo */
+    /* paths 2-3, spaced: no selection during the scan (XCAT_CL_TOPK_SELECT_EVERY, and no
+     * mid-scan cut): the u < 0 rows take in all 20,000 items, more than their buffers hold
+     * (K + slack + chunk = 19,096 on PoCL); the keys lost are the last ones, their best — the
+     * loss must flag them for the redo. Paths 4-5: the one selection is a cut to K after 2 of
+     * the 5 chunks (XCAT_CL_TOPK_CUT; at this shape none is scheduled by default). */
     setenv("XCAT_CL_TOPK_SAMPLE", "426", 1);
-    for (int path = 0; path < 4; ++path) {
+    for (int path = 0; path < 6; ++path) {
         setenv(knob, path % 2 ? "1" : "0", 1);
         if (path >= 2) setenv("XCAT_CL_TOPK_SELECT_EVERY", "1000", 1);
+        if (path >= 2) setenv("XCAT_CL_TOPK_CUT", path < 4 ? "0" : "0.4", 1);
         xcat_topk_args a;
         xcat_topk_args_init(&a);
         a.queries = tu;
@@ -375,6 +378,7 @@ static void check_unrepresentative(xcat_context *ctx, int cpu, int64_t m)
     }
     unsetenv(knob);
     unsetenv("XCAT_CL_TOPK_SELECT_EVERY");
+    unsetenv("XCAT_CL_TOPK_CUT");
     unsetenv("XCAT_CL_TOPK_SAMPLE");
     TEST_FREE_TENSORS(tu, te, ti);
     free(U), free(E), free(ri), free(rs);
