@@ -22,13 +22,16 @@
  * (clamp(4K, 2,048, 16,384)) makes selections rare once the threshold is good: after c items
  * seen, a chunk brings about K·cc/c new candidates. After a sampled start the selections are
  * spaced several chunks apart (sel_every): there a buffer may overflow, and then the keys
- * beyond cap are dropped and topk_select flags the row for the exact redo.
+ * beyond cap are dropped and topk_select flags the row for the exact redo. One selection mid-scan
+ * (cut_chunk) cuts every row to K once the catalog seen ranks better than the sample: on the
+ * H200 the scan's cost beyond its GEMM is the stores of the keys it admits.
  *
  * Knobs (ignored under IGNORE_ENV): XCAT_CL_TOPK_CHUNK=items per chunk, XCAT_CL_TOPK_FIRST=items
  * in the first chunk, XCAT_CL_TOPK_SLACK=keys a buffer may hold beyond K before a selection
  * (tuning); XCAT_CL_TOPK_SAMPLE=0 (no sampled starting thresholds) or =n (about n sampled
  * items), XCAT_CL_TOPK_SAMPLE_MISS=p (the tail probability the sampled rank is chosen for);
  * XCAT_CL_TOPK_SELECT_EVERY=n (after a sampled start, a selection every n chunks);
+ * XCAT_CL_TOPK_CUT=0 (no mid-scan cut) or =f (the cut after a fraction f of the catalog);
  * XCAT_CL_TOPK_HOST_CSR=1 (the exclusion CSR copied to the host and checked there, as before
  * the device-side check); XCAT_CL_TOPK_APPROX=0
  * (exact fp32 scoring only) / 1 (approximate scoring, emulated where there are no tensor
@@ -236,7 +239,9 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
          * about K'/f keys over the whole catalog against the sampled threshold's r·stride, so
          * from f = K'/(r·stride) on a cut pays; it is made a little later (f1 = 1.3 times
          * that), where the keys it saves (about r·stride − K'/f1 over the rest) outweigh a
-         * selection. XCAT_CL_TOPK_CUT=0 turns it off, =f places it at fraction f (tuning). */
+         * selection. H200, M = 4,096, C = 10^6, d = 64 / 128: 0.4-1.2 ms a call faster at
+         * K = 10, 0.2-0.7 ms at K = 100 and 1,000 (docs/benchmarks.md, session 11).
+         * XCAT_CL_TOPK_CUT=0 turns it off, =f places it at fraction f (tuning). */
         double f1 = 1.3 * kk / ((double)L->sample_rank * (double)L->sample_stride);
         const char *cv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_CUT");
         if (cv) f1 = atof(cv) > 0.0 ? atof(cv) : 2.0;
