@@ -11,8 +11,10 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cc -O1 -g tests/valgrind/valgrind_smoke.c -Iinclude -L"$build" -lxcat -Wl,-rpath,"$PWD/$build" \
    -o "$work/smoke"
-# First run fills the program cache, so the checked run measures xcat, not the compiler.
-XCAT_CACHE_DIR="$work/cache" "$work/smoke" >/dev/null
+# First run fills the program caches, so the checked run measures xcat, not the compiler. It runs
+# under valgrind too: PoCL sees valgrind's CPU as another device and would compile its work-group
+# functions again in the checked run (LLVM's own leaks then appear under xcat's clBuildProgram).
+XCAT_CACHE_DIR="$work/cache" valgrind --leak-check=no -q "$work/smoke" >/dev/null 2>&1 || true
 XCAT_CACHE_DIR="$work/cache" valgrind --leak-check=full --show-leak-kinds=definite \
     --num-callers=40 "$work/smoke" >"$work/out" 2>"$work/log" || true
 grep -E "definitely lost:|ERROR SUMMARY" "$work/log"
