@@ -446,16 +446,19 @@ inline uint topk_keep_le(__global ulong *buf, const uint n, const ulong bound,
  * the threshold — an item whose exact score may reach the exact k-th best is never dropped.
  * When that keeps more than keep_max keys (0: no cap), or the margin is not finite, the row
  * is cut to exactly k and flagged in flags[row]: the host redoes it exactly.
- * sthr (the final selection after a scan that started from sampled thresholds, else NULL-like
- * with must_fill 0): the row's sampled threshold. Every key <= the final bound (the k-th key;
+ * sthr: the row's statistical threshold — the last threshold it got from a rank below k that
+ * only holds with high probability (the sampled start, a statistical cut mid-scan; none: all
+ * ones). sthr_mode 2 (such a cut) records the new threshold there; sthr_mode 1 (the final
+ * selection after a scan that had them) checks it: every key <= the final bound (the k-th key;
  * approx: the margin key) must have been < it, else an item of the top k (or of the margin set)
  * may have been kept out: such a row — or one left with fewer than k keys — is flagged. */
 __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     __global ulong *restrict cand, const long cap, __global uint *restrict cnt,
     __global ulong *restrict thr, const uint k, const uint limit, const uint keep_max,
     TOPK_LIST_ARGS, const int approx, __global const float *restrict marg,
-    __global uint *restrict flags, const int must_fill, __global const ulong *restrict sthr)
+    __global uint *restrict flags, const int sthr_mode, __global ulong *restrict sthr)
 {
+    const int must_fill = sthr_mode == 1;
     __local uint hist[256], shared[4];
     __local ulong red[SEL_WG];
     __local int lex[EX_LOCAL], lcount[2];
@@ -495,6 +498,7 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     if (active && get_local_id(0) == 0) {
         cnt[row] = kept;
         if (n >= k) thr[row] = newthr;
+        if (n >= k && sthr_mode == 2) sthr[row] = newthr;
         if (flag || lost) flags[row] = 1;
     }
 }

@@ -395,6 +395,92 @@ START_TEST(test_unrepresentative_sample)
 }
 END_TEST
 
+/* Calls of the kernel role `name` in ctx's profile (0 when absent). */
+static unsigned long long profile_calls(xcat_context *ctx, const char *name)
+{
+    char text[8192];
+    test_expect_ok(ctx, xcat_context_profile(ctx, text, sizeof text, 0), "profile");
+    const char *line = strstr(text, name);
+    unsigned long long calls = 0;
+    if (line) ck_assert_int_eq(sscanf(line + strcspn(line, " "), "%llu", &calls), 1);
+    return calls;
+}
+
+/* Statistical cuts (OpenCL: ocl_topk.c, schedule_cuts): mid-scan, every row is cut to a rank
+ * of the items seen so far, a threshold that only holds with high probability; a row it
+ * served badly must be flagged and redone. With 1,024-item chunks the 20,000 items are 20
+ * interleaved chunks, the first holding the multiples of 20, and with a cut priced at 0 keys
+ * the first cut (after that chunk) keeps each row's ~8 best keys of K = 10. Rows 0 and 3 (u > 0)
+ * rank 12 planted items first, all multiples of 20, 0.1 apart (wider than the emulated
+ * approximate path's margin): the cut drops the 9th and 10th of their final top 10, so they
+ * end with fewer than K keys and must be redone — the profile shows the second final selection
+ * and a rank cut, the results equal the reference's on both scoring paths. The other rows
+ * (u < 0) like the random rest. Then random small-integer data (ties everywhere, 20 exclusions a
+ * query) with cut ranks at a 30 % tail: many rows are flagged; results must still be exact. */
+static void check_statistical_cuts(xcat_context *ctx)
+{
+    const int64_t m = 6, c = 20000, k = 10;
+    float *U = test_alloc_floats(m), *E = test_alloc_floats(c);
+    for (int64_t q = 0; q < m; ++q) U[q] = q % 3 ? -1.0f : 1.0f;
+    test_rng_stream("statistical_cuts", 0);
+    for (int64_t j = 0; j < c; ++j) E[j] = (float)test_rand_uniform(-1.0, 1.0);
+    for (int64_t j = 0; j < 12; ++j) E[20 * j] = 10.0f + 0.1f * (float)j;
+    int64_t *ri = test_alloc((size_t)(m * k) * sizeof *ri);
+    double *rs = test_alloc_doubles(m * k);
+    topk_ref(U, 1, E, 1, NULL, m, c, 1, NULL, NULL, NULL, 0, k, ri, rs);
+    xcat_tensor *tu = test_tensor(ctx, XCAT_DTYPE_F32, m, 1, U);
+    xcat_tensor *te = test_tensor(ctx, XCAT_DTYPE_F32, c, 1, E);
+    xcat_tensor *ti = test_tensor(ctx, XCAT_DTYPE_I64, m, k, NULL);
+    setenv("XCAT_CL_TOPK_CHUNK", "1024", 1);
+    setenv("XCAT_CL_TOPK_SAMPLE", "426", 1);
+    setenv("XCAT_CL_TOPK_CUT_COST", "0", 1);
+    for (int path = 0; path < 2; ++path) {
+        setenv("XCAT_CL_TOPK_APPROX", path ? "1" : "0", 1);
+        char scratch[16];
+        test_expect_ok(ctx, xcat_context_profile(ctx, scratch, sizeof scratch, 1), "reset");
+        xcat_topk_args a;
+        xcat_topk_args_init(&a);
+        a.queries = tu;
+        a.items = te;
+        test_expect_ok(ctx, xcat_topk(ctx, &a, k, ti, NULL), "statistical cuts");
+        int64_t *got = read_indices(ti, m, k);
+        for (int64_t i = 0; i < m * k; ++i)
+            ck_assert_msg(got[i] == ri[i], "statistical cuts, path %d: position %lld: item "
+                          "%lld, reference %lld", path, (long long)i, (long long)got[i],
+                          (long long)ri[i]);
+        free(got);
+        ck_assert_uint_ge(profile_calls(ctx, "topk_select/cut-rank "), 1);
+        ck_assert_uint_eq(profile_calls(ctx, "topk_select/final "), 2); /* + the redo */
+    }
+    TEST_FREE_TENSORS(tu, te, ti);
+    free(U), free(E), free(ri), free(rs);
+
+    static const topk_case tc = {"statistical_cuts_random", 37, 20000, 7, 50, 1, 1, 20, 3};
+    setenv("XCAT_CL_TOPK_SAMPLE_MISS", "0.3", 1);
+    unsetenv("XCAT_CL_TOPK_SAMPLE");
+    for (int path = 0; path < 2; ++path) {
+        setenv("XCAT_CL_TOPK_APPROX", path ? "1" : "0", 1);
+        test_rng_stream(tc.name, path);
+        topk_data t;
+        make_data(&tc, &t);
+        free(run_case(ctx, &tc, &t));
+        free_data(&t);
+    }
+    unsetenv("XCAT_CL_TOPK_SAMPLE_MISS");
+    unsetenv("XCAT_CL_TOPK_APPROX");
+    unsetenv("XCAT_CL_TOPK_CUT_COST");
+    unsetenv("XCAT_CL_TOPK_CHUNK");
+}
+
+START_TEST(test_statistical_cuts)
+{
+    xcat_context *ctx = test_target_context_flags(_i, 0, XCAT_CONTEXT_PROFILE);
+    if (!ctx) return;
+    check_statistical_cuts(ctx);
+    xcat_context_free(ctx);
+}
+END_TEST
+
 /* XCAT_CONTEXT_PROFILE: a top-K call's kernels appear with their calls; reset clears them; a
  * context without the flag and a CPU context say they record nothing. */
 static void run_small_topk(xcat_context *ctx) /* 2 queries × 40 items, K = 5 */
@@ -677,6 +763,7 @@ int main(void)
     tcase_add_loop_test(tc, test_nan_scores_never_selected, 0, nt);
     tcase_add_loop_test(tc, test_unrepresentative_sample, 0, nt);
     tcase_add_loop_test(tc, test_opencl_profile, test_first_opencl_target(), nt);
+    tcase_add_loop_test(tc, test_statistical_cuts, test_first_opencl_target(), nt);
     tcase_add_loop_test(tc, test_rank_sampled, 0, nt);
     tcase_add_test(tc, test_deterministic_across_threads_and_backends);
     suite_add_tcase(s, tc);

@@ -1,6 +1,8 @@
 /* ocl_topk.c — fused scoring + top-K on OpenCL, and sampled evaluation ranks (cl/topk.cl).
  *
- * The catalog is walked in chunks of `cc` items; per chunk one launch of topk_score_filter
+ * The catalog is walked in nch interleaved chunks of at most `cc` items (chunk j: items j,
+ * j + nch, …, so that any prefix of the scan is an even sample); per chunk one launch of
+ * topk_score_filter
  * (queries × chunk GEMM tiles whose epilogue appends the scores that beat each query's current
  * threshold to the query's candidate buffer) and one of topk_select (queries whose buffer holds
  * more than `limit` keys drop their excluded items, keep their K best and raise their
@@ -22,16 +24,18 @@
  * (clamp(4K, 2,048, 16,384)) makes selections rare once the threshold is good: after c items
  * seen, a chunk brings about K·cc/c new candidates. After a sampled start the selections are
  * spaced several chunks apart (sel_every): there a buffer may overflow, and then the keys
- * beyond cap are dropped and topk_select flags the row for the exact redo. One selection mid-scan
- * (cut_chunk) cuts every row to K once the catalog seen ranks better than the sample: on the
- * H200 the scan's cost beyond its GEMM is the stores of the keys it admits.
+ * beyond cap are dropped and topk_select flags the row for the exact redo. A few selections
+ * mid-scan (schedule_cuts) cut every row to a rank of the items seen so far, a tighter
+ * statistical threshold than the sample's, checked like it at the end: on the H200 the scan's
+ * cost beyond its GEMM is the stores of the keys it admits.
  *
- * Knobs (ignored under IGNORE_ENV): XCAT_CL_TOPK_CHUNK=items per chunk, XCAT_CL_TOPK_FIRST=items
- * in the first chunk, XCAT_CL_TOPK_SLACK=keys a buffer may hold beyond K before a selection
- * (tuning); XCAT_CL_TOPK_SAMPLE=0 (no sampled starting thresholds) or =n (about n sampled
- * items), XCAT_CL_TOPK_SAMPLE_MISS=p (the tail probability the sampled rank is chosen for);
+ * Knobs (ignored under IGNORE_ENV): XCAT_CL_TOPK_CHUNK=items per chunk, XCAT_CL_TOPK_SLACK=keys
+ * a buffer may hold beyond K before a selection (tuning); XCAT_CL_TOPK_SAMPLE=0 (no sampled
+ * starting thresholds) or =n (about n sampled items), XCAT_CL_TOPK_SAMPLE_MISS=p (the tail
+ * probability the sampled rank and the cuts' ranks are chosen for);
  * XCAT_CL_TOPK_SELECT_EVERY=n (after a sampled start, a selection every n chunks);
- * XCAT_CL_TOPK_CUT=0 (no mid-scan cut) or =f (the cut after a fraction f of the catalog);
+ * XCAT_CL_TOPK_CUT=0 (no mid-scan cuts) or =f (one exact cut to K after a fraction f of the
+ * catalog), XCAT_CL_TOPK_CUT_COST=keys (a cut's price in admitted keys a query, default 100);
  * XCAT_CL_TOPK_HOST_CSR=1 (the exclusion CSR copied to the host and checked there, as before
  * the device-side check); XCAT_CL_TOPK_APPROX=0
  * (exact fp32 scoring only) / 1 (approximate scoring, emulated where there are no tensor
@@ -52,15 +56,19 @@
 #include "topk_validate.h"
 
 #define WORKSPACE_MAX ((int64_t)960 << 20) /* the bound: under 1 GB */
+#define TOPK_MAX_CUTS 16                     /* mid-scan cuts a layout may schedule */
 
 typedef struct topk_layout {
     gemm_cfg g, exact_g; /* the scoring tile; exact_g: the plain one (fallback) */
     int wg, vec_loads, sel_wg, sort_local;
     int approx;          /* 0 exact scoring; 1 TF32 tensor cores (mma.cl); 2 emulated (tests) */
-    int64_t cc, first, limit, cap, mb;
+    int64_t cc, nch, limit, cap, mb; /* chunk j of nch: items j, j + nch, j + 2·nch, … */
     int64_t sample_stride, sample_n, sample_rank; /* sampled starting thresholds (0: none) */
     int64_t sel_every; /* after a sampled start: a selection every sel_every chunks */
-    int64_t cut_chunk; /* after a sampled start: every row cut to K after this chunk (0: no) */
+    /* after a sampled start: every row cut to cut_k[i] keys after chunk cut_at[i] (a
+     * statistical cut where cut_k < K, else an exact one) */
+    int ncuts;
+    int64_t cut_at[TOPK_MAX_CUTS], cut_k[TOPK_MAX_CUTS];
 } topk_layout;
 
 /* XCAT_CL_TOPK_APPROX: -1 unset, 0 off, 1 forced (emulated where there are no tensor cores). */
@@ -108,6 +116,48 @@ static int64_t poisson_rank(double mean, double p)
     return r;
 }
 
+/* Mid-scan cuts after a sampled start. The sampled threshold lets about r·stride keys a query
+ * into the buffer over the catalog, several times the K' (1.25·K + 16, make_layout) that the
+ * final bound does, and every admitted key costs a global store in the scan (on the H200 the
+ * scan's one cost beyond its GEMM). After j of the nch interleaved chunks the items seen are a
+ * sample of a fraction f = j/nch of the catalog, holding about Poisson(f·K') of the final K'
+ * best: a cut of every row to its rank-r_f key, r_f = poisson_rank(f·K', miss), is a threshold
+ * as safe as the sampled one (recorded as the row's statistical threshold and checked at the
+ * end: a miss flags the row for the exact redo) that admits about r_f / f keys over the
+ * catalog, and it tightens as f grows: at K = 1,000 (r·stride = 3,920) 2,480 after one chunk of
+ * 62, 1,830 after 4, 1,580 after 12. Where r_f >= K the cut is an exact one to K (K / f). A
+ * cut is one topk_select launch over the rows, so one is scheduled where the keys it saves over
+ * the rest of the catalog, (rate before − rate after)·(1 − f), reach `price` keys a query
+ * (XCAT_CL_TOPK_CUT_COST, default 100; tuning). XCAT_CL_TOPK_CUT=0: no cuts; =f: one exact
+ * cut to K after a fraction f of the catalog (testing). */
+static void schedule_cuts(const xcat_context *ctx, const xcat_topk_call *c, double kk,
+                          double miss, topk_layout *L)
+{
+    L->ncuts = 0;
+    const char *cv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_CUT");
+    if (cv) {
+        const int64_t at = (int64_t)ceil(atof(cv) * (double)L->nch);
+        if (atof(cv) > 0.0 && at >= 1 && at < L->nch) {
+            L->cut_at[0] = at, L->cut_k[0] = c->k;
+            L->ncuts = 1;
+        }
+        return;
+    }
+    const char *pv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_CUT_COST");
+    const double price = pv && atof(pv) >= 0.0 ? atof(pv) : 100.0;
+    double rate = (double)L->sample_rank * (double)L->sample_stride;
+    for (int64_t j = 1; j < L->nch && L->ncuts < TOPK_MAX_CUTS; ++j) {
+        const double f = (double)j / (double)L->nch;
+        int64_t k = poisson_rank(f * kk, miss);
+        if (k > c->k) k = c->k;
+        const double after = (double)k / f;
+        if ((rate - after) * (1.0 - f) < price || after >= rate) continue;
+        L->cut_at[L->ncuts] = j, L->cut_k[L->ncuts] = k;
+        L->ncuts++;
+        rate = after;
+    }
+}
+
 static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_layout *L)
 {
     const xcat_ocl_state *s = xcat_ocl(ctx);
@@ -147,21 +197,12 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     cc -= cc % L->g.bn;
     if (cc > c->c) cc = c->c;
     L->cc = cc;
-    /* The first chunk (XCAT_CL_TOPK_FIRST, default a whole chunk). Swept on the H200 (M = 4,096,
-     * C = 10^6, K <= 1,000, first chunks of 256 … 8,192 items): every setting within the
-     * scoring pass's run-to-run noise (~0.5-1 ms of ~37). Expected: a buffer is only cut when
-     * it holds more than K + slack keys, so a small first chunk does not set the threshold
-     * earlier, it only moves the first selection to the second chunk. So a shorter first
-     * chunk is now cut to K right away (its K-th key becomes the threshold of the second):
-     * not yet measured on a GPU, hence not the default. */
-    int64_t first = cc;
-    if (!ctx->ignore_env) { /* tuning: XCAT_CL_TOPK_FIRST=items in the first chunk */
-        const char *v = getenv("XCAT_CL_TOPK_FIRST");
-        const long long e = v ? atoll(v) : 0;
-        if (e >= 1 && e <= (1 << 24)) first = e;
-    }
-    first = (first + L->g.bn - 1) / L->g.bn * L->g.bn;
-    L->first = first < cc ? first : cc;
+    /* The chunks interleave: chunk j holds items j, j + nch, j + 2·nch, … (the kernel's item
+     * stride), so that the items seen after any number of chunks are an even sample of the
+     * catalog, whatever its order — what the statistical cuts below rely on. Each item row is
+     * still read whole; at most one partly filled tile per chunk (~0.8 % of the tiles at
+     * C = 10^6). Replaced XCAT_CL_TOPK_FIRST (a shorter first chunk, measured within noise). */
+    L->nch = cdiv(c->c, cc);
     /* Slack: keys a buffer may hold beyond K before a selection. Fewer selections against
      * more appends and memory; H100, M = 4,096, C = 10^6, d = 128 (K = 100 / 1,000, no / 50
      * exclusions): max(K, 1024) 36.6 / 40.5 / 39.8 / 44.2 ms, 2,048 36.4 / 39.8 / 39.2 / 43.0,
@@ -174,7 +215,7 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
         if (e >= 1 && e <= (1 << 24)) slack = e;
     }
     L->limit = c->k + slack;
-    L->cap = L->limit + cc;
+    L->cap = L->limit + cc; /* a chunk holds at most cdiv(C, nch) <= cc items */
     /* Sampled starting thresholds (as on the CPU, src/cpu/cpu_topk.c): a query that starts with
      * no threshold takes in a whole first chunk and then about K·ln(C/chunk) more keys, cut
      * every few chunks. Instead every stride-th item (ns = C/stride items) is scored first, with
@@ -201,7 +242,8 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
      * =n asks for about n sampled items (tuning). */
     const char *sv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SAMPLE");
     const long long want_ns = sv ? atoll(sv) : -1;
-    /* tuning: XCAT_CL_TOPK_SAMPLE_MISS=p, the tail probability r is chosen for (default 1e-4) */
+    /* tuning: XCAT_CL_TOPK_SAMPLE_MISS=p, the tail probability r (and the ranks of the
+     * statistical cuts, schedule_cuts) are chosen for (default 1e-4) */
     const char *mv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SAMPLE_MISS");
     const double miss = mv && atof(mv) > 0.0 && atof(mv) < 0.5 ? atof(mv) : 1e-4;
     const double kk = 1.25 * (double)c->k + 16.0; /* K' above */
@@ -234,20 +276,7 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
         const char *v = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SELECT_EVERY");
         const long long e = v ? atoll(v) : 0;
         if (e >= 1 && e <= (1 << 20)) L->sel_every = e;
-        /* One cut to K (every row, whatever its count) once the catalog seen so far ranks
-         * better than the sample: after a fraction f of the catalog the K-th key seen admits
-         * about K'/f keys over the whole catalog against the sampled threshold's r·stride, so
-         * from f = K'/(r·stride) on a cut pays; it is made a little later (f1 = 1.3 times
-         * that), where the keys it saves (about r·stride − K'/f1 over the rest) outweigh a
-         * selection. H200, M = 4,096, C = 10^6, d = 64 / 128: 0.4-1.2 ms a call faster at
-         * K = 10, 0.2-0.7 ms at K = 100 and 1,000 (docs/benchmarks.md, session 11).
-         * XCAT_CL_TOPK_CUT=0 turns it off, =f places it at fraction f (tuning). */
-        double f1 = 1.3 * kk / ((double)L->sample_rank * (double)L->sample_stride);
-        const char *cv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_CUT");
-        if (cv) f1 = atof(cv) > 0.0 ? atof(cv) : 2.0;
-        const int64_t chunks = 1 + cdiv(c->c - L->first, cc);
-        const int64_t at = (int64_t)ceil(f1 * (double)chunks);
-        L->cut_chunk = at >= 1 && at < chunks ? at : 0;
+        schedule_cuts(ctx, c, kk, miss, L);
     }
     int64_t budget = WORKSPACE_MAX;
     if (s->info.max_alloc_bytes > 0 && s->info.max_alloc_bytes < budget)
@@ -448,11 +477,13 @@ typedef struct topk_kernels {
 } topk_kernels;
 
 /* topk_select over the block's mb queries: those holding more than `limit` keys are cut to k
- * (approx: to their margin set, at most keep_max keys, else flagged). */
+ * (approx: to their margin set, at most keep_max keys, else flagged). sthr_mode (topk.cl): 0,
+ * 1 check the rows' statistical thresholds (the final selection), 2 record them (a cut to a
+ * rank below K). */
 static xcat_status launch_select(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
                                  const xcat_topk_call *c, const topk_bufs *b, int64_t q0,
                                  int64_t mb, cl_uint k, cl_uint limit, cl_uint keep_max,
-                                 int approx, bool must_fill, const char *label)
+                                 int approx, int sthr_mode, const char *label)
 {
     args a = {.k = kn->select, .label = label};
     A_MEM(&a, b->cand);
@@ -467,7 +498,7 @@ static xcat_status launch_select(xcat_context *ctx, const topk_kernels *kn, cons
     A_INT(&a, approx != 0);
     A_MEM(&a, approx ? b->marg : b->dummy);
     A_MEM(&a, b->flags);
-    A_INT(&a, must_fill);
+    A_INT(&a, sthr_mode);
     A_MEM(&a, b->sthr);
     const size_t sl = (size_t)L->sel_wg, sg = (size_t)mb * sl;
     return launch(ctx, &a, 1, &sg, &sl, "enqueueing topk_select");
@@ -491,13 +522,15 @@ static xcat_status launch_norms(xcat_context *ctx, const topk_kernels *kn, const
     return launch(ctx, &a, 1, &gw, &lw, "enqueueing topk_norms");
 }
 
-/* One launch of the scoring kernel: queries of the block × nc items, every stride-th from c0. */
+/* One launch of the scoring kernel: queries of the block × nc items, every stride-th from c0
+ * (a chunk of the scan: stride nch; the sample: sample_stride). */
 static xcat_status launch_score(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
                                 const xcat_topk_call *c, const topk_bufs *b, mat Ub, int64_t mb,
-                                int64_t c0, int64_t nc, int64_t stride, int approx)
+                                int64_t c0, int64_t nc, int64_t stride, int approx,
+                                const char *label)
 {
     const mat E = tensor_mat(c->items);
-    args a = {.k = kn->score, .label = stride > 1 ? "topk_score/sample" : NULL};
+    args a = {.k = kn->score, .label = label};
     A_INT(&a, mb);
     A_INT(&a, nc);
     A_INT(&a, c->d);
@@ -542,46 +575,47 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
         err = clEnqueueFillBuffer(q, b->thr, &none, 8, 0, (size_t)mb * 8, 0, NULL, NULL);
     if (err == CL_SUCCESS)
         err = clEnqueueFillBuffer(q, b->flags, &zero, 4, 0, (size_t)mb * 4, 0, NULL, NULL);
+    if (err == CL_SUCCESS && sample)
+        err = clEnqueueFillBuffer(q, b->sthr, &none, 8, 0, (size_t)mb * 8, 0, NULL, NULL);
     if (err != CL_SUCCESS) return xcat_ocl_error(ctx, err, "clearing top-K state");
     xcat_status st = XCAT_OK;
     if (approx) st = launch_norms(ctx, kn, L, b, mb, c->d, Ub, 2);
     /* Sampled starting thresholds: a strided sample of the catalog scored and cut to its
-     * sample_rank-th key, which becomes each query's threshold before the scan (the sample's
-     * keys are dropped: the scan meets those items again). */
+     * sample_rank-th key, which becomes each query's threshold (and statistical threshold)
+     * before the scan (the sample's keys are dropped: the scan meets those items again). */
     if (!st && sample) {
-        st = launch_score(ctx, kn, L, c, b, Ub, mb, 0, L->sample_n, L->sample_stride, approx);
+        st = launch_score(ctx, kn, L, c, b, Ub, mb, 0, L->sample_n, L->sample_stride, approx,
+                          "topk_score/sample");
         if (!st)
             st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)L->sample_rank,
-                               (cl_uint)L->sample_rank, (cl_uint)L->limit, approx, false,
+                               (cl_uint)L->sample_rank, (cl_uint)L->limit, approx, 2,
                                "topk_select/sample");
         if (!st) {
-            err = clEnqueueCopyBuffer(q, b->thr, b->sthr, 0, 0, (size_t)mb * 8, 0, NULL, NULL);
-            if (err == CL_SUCCESS)
-                err = clEnqueueFillBuffer(q, b->cnt, &zero, 4, 0, (size_t)mb * 4, 0, NULL, NULL);
+            err = clEnqueueFillBuffer(q, b->cnt, &zero, 4, 0, (size_t)mb * 4, 0, NULL, NULL);
             if (err != CL_SUCCESS) st = xcat_ocl_error(ctx, err, "top-K sampled thresholds");
         }
     }
-    /* after a sampled start, a selection only every sel_every chunks (make_layout) */
+    /* after a sampled start, a selection only every sel_every chunks, and the cuts that
+     * schedule_cuts placed (every row, whatever its count) */
     const int64_t every = sample ? L->sel_every : 1;
-    int64_t chunk = 0;
-    for (int64_t c0 = 0, step = L->first; !st && c0 < c->c; c0 += step, step = L->cc) {
-        const int64_t nc = c->c - c0 < step ? c->c - c0 : step;
-        st = launch_score(ctx, kn, L, c, b, Ub, mb, c0, nc, 1, approx);
-        if (st || score_only || c0 + nc >= c->c) continue;
-        ++chunk;
-        /* A short first chunk is cut to K at once, so that its K-th key becomes the
-         * threshold of the second chunk (see `first` in make_layout); after a sampled start
-         * every row is cut to K once, at cut_chunk. */
-        const bool cut = (c0 == 0 && L->first < L->cc) || (sample && chunk == L->cut_chunk);
-        if (!cut && chunk % every != 0) continue;
-        st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k,
-                           cut ? (cl_uint)c->k : (cl_uint)L->limit, (cl_uint)L->limit, approx,
-                           false, cut ? "topk_select/cut" : "topk_select/scan");
+    int cut = 0;
+    for (int64_t j = 0; !st && j < L->nch; ++j) {
+        st = launch_score(ctx, kn, L, c, b, Ub, mb, j, cdiv(c->c - j, L->nch), L->nch, approx,
+                          NULL);
+        if (st || score_only || j + 1 == L->nch) continue;
+        const bool cuts = sample && cut < L->ncuts && L->cut_at[cut] == j + 1;
+        const int64_t k = cuts ? L->cut_k[cut++] : c->k;
+        if (!cuts && (j + 1) % every != 0) continue;
+        st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)k,
+                           cuts ? (cl_uint)k : (cl_uint)L->limit, (cl_uint)L->limit, approx,
+                           cuts && k < c->k ? 2 : 0,
+                           !cuts ? "topk_select/scan" : k < c->k ? "topk_select/cut-rank"
+                                                                 : "topk_select/cut");
     }
     /* the end: every row purged and cut (limit 0); approx: to its margin set, rescored
      * exactly, cut to k; then sorted in blocks and merged */
     if (!st)
-        st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k, 0, 0, approx, sample,
+        st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k, 0, 0, approx, sample ? 1 : 0,
                            "topk_select/final");
     if (!st && approx) {
         /* float4 reads of E's rows where they are 16-byte aligned and whole quads */
@@ -603,7 +637,7 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
         const size_t sl = (size_t)L->sel_wg, sg = (size_t)mb * sl;
         st = launch(ctx, &a, 1, &sg, &sl, "enqueueing topk_rescore");
         if (!st)
-            st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k, 0, 0, 0, false,
+            st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k, 0, 0, 0, 0,
                                "topk_select/rescored");
     }
     const size_t sl = (size_t)L->sel_wg;
