@@ -339,7 +339,8 @@ inline uint topk_purge(__global ulong *buf, const uint n, const long q, __global
 
 /* The bound key B such that exactly k of buf[0, n) (keys unique) are <= B, when n > k; all
  * ones when n <= k (every key stays). A radix select, 8-bit digits from the top, local
- * histograms. All work-items of the group call it and get the same value. */
+ * histograms (hist: 256 bins + 16 sums of 16 bins). All work-items of the group call it and
+ * get the same value. */
 inline ulong topk_kth_bound(__global const ulong *buf, const uint n, const uint k,
                             __local uint *hist, __local uint *shared)
 {
@@ -362,9 +363,21 @@ inline ulong topk_kth_bound(__global const ulong *buf, const uint n, const uint 
                 atomic_inc(&hist[(uint)(key >> sh) & 255u]);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+        /* The digit: the bin where the running count reaches `need`, found through the sums
+         * of 16 bins (at most 16 + 16 serial steps instead of 256: one work-item walking all
+         * 256 bins was most of a selection's time on the H200, ~8 levels × ~100 dependent
+         * local reads per row) */
+        for (int g = lid; g < 16; g += SEL_WG) {
+            uint t = 0;
+            for (int b = 16 * g; b < 16 * g + 16; ++b) t += hist[b];
+            hist[256 + g] = t;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
         if (lid == 0 && !done) {
-            uint cum = 0, b = 0;
-            while (b < 255 && cum + hist[b] < need) cum += hist[b++];
+            uint cum = 0, g = 0;
+            while (g < 15 && cum + hist[256 + g] < need) cum += hist[256 + g++];
+            uint b = 16 * g;
+            while (b < 16 * g + 15 && cum + hist[b] < need) cum += hist[b++];
             shared[0] = b;
             shared[1] = need - cum;
             shared[2] = hist[b] == need - cum;
@@ -459,7 +472,7 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     __global uint *restrict flags, const int sthr_mode, __global ulong *restrict sthr)
 {
     const int must_fill = sthr_mode == 1;
-    __local uint hist[256], shared[4];
+    __local uint hist[256 + 16], shared[4];
     __local ulong red[SEL_WG];
     __local int lex[EX_LOCAL], lcount[2];
     const int row = get_group_id(0);

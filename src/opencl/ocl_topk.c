@@ -127,35 +127,29 @@ static int64_t poisson_rank(double mean, double p)
  * catalog, and it tightens as f grows: at K = 1,000 (r·stride = 3,920) 2,480 after one chunk of
  * 62, 1,830 after 4, 1,580 after 12. Where r_f >= K the cut is an exact one to K (K / f). A
  * cut is one topk_select launch over the rows, so one is scheduled where the keys it saves over
- * the rest of the catalog, (rate before − rate after)·(1 − f), reach `price` keys a query
- * (XCAT_CL_TOPK_CUT_COST, default 100; tuning). XCAT_CL_TOPK_CUT=0: no cuts; =f: one exact
- * cut to K after a fraction f of the catalog (testing). */
-static void schedule_cuts(const xcat_context *ctx, const xcat_topk_call *c, double kk,
-                          double miss, topk_layout *L)
+ * the rest of the catalog, (rate before − rate after)·(1 − f), reach `price` keys a query.
+ * XCAT_CL_TOPK_CUT=0: no cuts; =f: one exact cut to K after a fraction f of the catalog
+ * (testing). Returns the keys a query is expected to admit over the scan. */
+static double schedule_cuts(const xcat_context *ctx, const xcat_topk_call *c, double kk,
+                            double miss, double price, topk_layout *L)
 {
+    double rate = (double)L->sample_rank * (double)L->sample_stride, admitted = 0.0, seen = 0.0;
     L->ncuts = 0;
     const char *cv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_CUT");
-    if (cv) {
-        const int64_t at = (int64_t)ceil(atof(cv) * (double)L->nch);
-        if (atof(cv) > 0.0 && at >= 1 && at < L->nch) {
-            L->cut_at[0] = at, L->cut_k[0] = c->k;
-            L->ncuts = 1;
-        }
-        return;
-    }
-    const char *pv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_CUT_COST");
-    const double price = pv && atof(pv) >= 0.0 ? atof(pv) : 100.0;
-    double rate = (double)L->sample_rank * (double)L->sample_stride;
+    const int64_t at = cv ? (int64_t)ceil(atof(cv) * (double)L->nch) : 0;
     for (int64_t j = 1; j < L->nch && L->ncuts < TOPK_MAX_CUTS; ++j) {
         const double f = (double)j / (double)L->nch;
-        int64_t k = poisson_rank(f * kk, miss);
+        int64_t k = cv ? c->k : poisson_rank(f * kk, miss);
         if (k > c->k) k = c->k;
         const double after = (double)k / f;
-        if ((rate - after) * (1.0 - f) < price || after >= rate) continue;
+        if (cv ? j != at : (rate - after) * (1.0 - f) < price || after >= rate) continue;
         L->cut_at[L->ncuts] = j, L->cut_k[L->ncuts] = k;
         L->ncuts++;
-        rate = after;
+        admitted += rate * (f - seen);
+        seen = f;
+        rate = after < rate ? after : rate;
     }
+    return admitted + rate * (1.0 - seen);
 }
 
 static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_layout *L)
@@ -235,7 +229,11 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
      * at K = 4,096 and the redo doubled the call.) The sample size balances its own cost
      * (scored, every key appended, cut to r: per sampled key) against the keys it lets in
      * (appended in the scan, cut at the end: per admitted key, 2.3 times as dear in the H200's
-     * kernel profile): ns among 1,024 … chunk minimising ns + 2.3·r·stride. On the H200
+     * kernel profile): ns among 512 … chunk minimising ns + 2.3·(admitted + price·cuts), with
+     * the keys admitted and the cuts of schedule_cuts' plan for that sample. Since the first
+     * cut (after one chunk) replaces the sampled threshold, the sample only serves the first
+     * chunk, and the smallest sample wins at C = 10^6 (512 items, rank 3 at K = 10, 6 at
+     * K = 1,000; before the cuts, 2,044 and 4,081 items). On the H200
      * (M = 4,096, C = 10^6, d = 128, K = 10 / 1,000) the sample of a whole chunk (16,129
      * items, rank e + 5·sqrt(e) + 16) cost 2.35 ms a call (scoring 1.0, its selection 1.35)
      * of a 20–23 ms call. Catalogs of at least 4 chunks; XCAT_CL_TOPK_SAMPLE=0 turns it off,
@@ -247,17 +245,20 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     const char *mv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SAMPLE_MISS");
     const double miss = mv && atof(mv) > 0.0 && atof(mv) < 0.5 ? atof(mv) : 1e-4;
     const double kk = 1.25 * (double)c->k + 16.0; /* K' above */
+    /* tuning: XCAT_CL_TOPK_CUT_COST=keys, a mid-scan cut's price in admitted keys a query */
+    const char *pv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_CUT_COST");
+    const double price = pv && atof(pv) >= 0.0 ? atof(pv) : 250.0;
     double best = INFINITY;
-    for (int64_t try_ns = 1024; want_ns != 0 && c->c >= 4 * cc && try_ns <= cc; try_ns *= 2) {
-        const int64_t stride = cdiv(c->c, want_ns > 0 && want_ns < cc ? want_ns : try_ns);
-        const int64_t ns = c->c / stride;
-        const int64_t rank = poisson_rank((double)ns * kk / (double)c->c, miss);
-        const double cost = (double)ns + 2.3 * (double)rank * (double)stride;
-        if (rank < ns / 2 && cost < best) {
+    for (int64_t try_ns = 512; want_ns != 0 && c->c >= 4 * cc && try_ns <= cc; try_ns *= 2) {
+        topk_layout T = *L;
+        T.sample_stride = cdiv(c->c, want_ns > 0 && want_ns < cc ? want_ns : try_ns);
+        T.sample_n = c->c / T.sample_stride;
+        T.sample_rank = poisson_rank((double)T.sample_n * kk / (double)c->c, miss);
+        const double admitted = schedule_cuts(ctx, c, kk, miss, price, &T);
+        const double cost = (double)T.sample_n + 2.3 * (admitted + price * (double)T.ncuts);
+        if (T.sample_rank < T.sample_n / 2 && cost < best) {
             best = cost;
-            L->sample_stride = stride;
-            L->sample_n = ns;
-            L->sample_rank = rank;
+            *L = T;
         }
         if (want_ns > 0) break; /* the size asked for: one candidate */
     }
@@ -276,7 +277,6 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
         const char *v = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SELECT_EVERY");
         const long long e = v ? atoll(v) : 0;
         if (e >= 1 && e <= (1 << 20)) L->sel_every = e;
-        schedule_cuts(ctx, c, kk, miss, L);
     }
     int64_t budget = WORKSPACE_MAX;
     if (s->info.max_alloc_bytes > 0 && s->info.max_alloc_bytes < budget)
