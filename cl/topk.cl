@@ -339,10 +339,11 @@ inline uint topk_purge(__global ulong *buf, const uint n, const long q, __global
 
 /* The bound key B such that exactly k of buf[0, n) (keys unique) are <= B, when n > k; all
  * ones when n <= k (every key stays). A radix select, 8-bit digits from the top, local
- * histograms (hist: 256 bins + 16 sums of 16 bins). All work-items of the group call it and
- * get the same value. */
+ * histograms (hist: 256 bins + 16 sums of 16 bins). levels < 8: only the top 8·levels bits
+ * are resolved, and B is the upper edge of the bucket holding the k-th key (at least k keys
+ * are <= B). All work-items of the group call it and get the same value. */
 inline ulong topk_kth_bound(__global const ulong *buf, const uint n, const uint k,
-                            __local uint *hist, __local uint *shared)
+                            __local uint *hist, __local uint *shared, const int levels)
 {
     const int lid = get_local_id(0);
     ulong prefix = 0;
@@ -352,7 +353,7 @@ inline ulong topk_kth_bound(__global const ulong *buf, const uint n, const uint 
     /* Eight digit levels, always: a finished selection makes the rest zero-trip, so the
      * barriers stay in a counted loop (PoCL's work-group compiler asserts on barrier loops
      * whose exit depends on local memory). */
-    for (int level = 0; level < 8; ++level) {
+    for (int level = 0; level < levels; ++level) {
         const int sh = 56 - 8 * level;
         for (int b = lid; b < 256; b += SEL_WG) hist[b] = 0;
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -492,7 +493,7 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     topk_lists_local(q0 + row, ex_off, ex, has_ex, banned, nbanned, lex, lcount);
     const uint n = topk_purge(buf, active ? n0 : 0, q0 + row, ex_off, ex, has_ex, banned,
                               nbanned, lex, lcount, shared);
-    ulong bound = topk_kth_bound(buf, n, k, hist, shared);
+    ulong bound = topk_kth_bound(buf, n, k, hist, shared, 8);
     uint c;
     ulong kth = topk_max_le(buf, n >= k ? n : 0, bound, red, shared, &c); /* the k-th key */
     ulong newthr = kth;
@@ -513,6 +514,41 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
         if (n >= k) thr[row] = newthr;
         if (n >= k && sthr_mode == 2) sthr[row] = newthr;
         if (flag || lost) flags[row] = 1;
+    }
+}
+
+/* A statistical cut (ocl_topk.c, schedule_cuts): the row's threshold, and its statistical
+ * threshold, become an upper bound of its k-th best valid key, if that is tighter. Cheaper
+ * than topk_select with the same k: three digit levels (the top 24 bits of the key: the
+ * score to 2^-15 relative), no purge, no compaction — the keys above the new threshold stay in
+ * the buffer until the next selection. Excluded items may sit among the keys, so the bound is
+ * taken at rank k + (the row's exclusions + banned ids): never tighter than the k-th valid
+ * key's. approx: widened by the row's margin, as topk_select does; a row with no finite margin
+ * is left alone (its final selection flags it). */
+__kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_cut_rank(
+    __global const ulong *restrict cand, const long cap, __global const uint *restrict cnt,
+    __global ulong *restrict thr, __global ulong *restrict sthr, const uint k, TOPK_LIST_ARGS,
+    const int approx, __global const float *restrict marg)
+{
+    __local uint hist[256 + 16], shared[4];
+    const int row = get_group_id(0);
+    const uint n_in = cnt[row];
+    const uint n = (long)n_in > cap ? (uint)cap : n_in;
+    const long ne = has_ex ? ex_off[q0 + row + 1] - ex_off[q0 + row] : 0;
+    const long kv = (long)k + ne + nbanned;
+    const int active = kv < (long)n; /* uniform in the group */
+#if TOPK_EARLY_EXIT
+    if (!active) return;
+#endif
+    const ulong bound = topk_kth_bound(cand + (long)row * cap, active ? n : 0,
+                                       active ? (uint)kv : 0u, hist, shared, 3);
+    if (active && get_local_id(0) == 0 && bound != TOPK_NONE) {
+        const float m = approx ? marg[row] : 0.0f;
+        const ulong t = approx ? topk_key(topk_key_score(bound) - m, 0xFFFFFFFFu) : bound;
+        if ((!approx || m < INFINITY) && t < thr[row]) {
+            thr[row] = t;
+            sthr[row] = t;
+        }
     }
 }
 

@@ -214,9 +214,9 @@ XCAT_API xcat_status xcat_context_synchronize(xcat_context *ctx);
  *  text in `buf` (always NUL-terminated, cut to `size`): a header line, then one line per
  *  kernel name — "name calls total_ms mean_us" — in decreasing total time (a kernel launched
  *  in several roles is listed once per role, as name/role: topk_select/sample, /scan, /cut,
- *  /cut-rank, /final, /rescored, topk_score/sample); device time from the OpenCL profiling
- *  clock, since the context was made or last reset. Without profiling, or on the CPU backend,
- *  one line that says so. `reset` != 0: clear the counts after reading.
+ *  /final, /rescored, topk_score/sample); device time from the OpenCL profiling clock, since
+ *  the context was made or last reset. Without profiling, or on the CPU backend, one line
+ *  that says so. `reset` != 0: clear the counts after reading.
  *  INVALID_ARGUMENT for NULL ctx / buf or size 0. */
 XCAT_API xcat_status xcat_context_profile(xcat_context *ctx, char *buf, size_t size, int reset);
 

@@ -121,13 +121,14 @@ static int64_t poisson_rank(double mean, double p)
  * final bound does, and every admitted key costs a global store in the scan (on the H200 the
  * scan's one cost beyond its GEMM). After j of the nch interleaved chunks the items seen are a
  * sample of a fraction f = j/nch of the catalog, holding about Poisson(f·K') of the final K'
- * best: a cut of every row to its rank-r_f key, r_f = poisson_rank(f·K', miss), is a threshold
- * as safe as the sampled one (recorded as the row's statistical threshold and checked at the
- * end: a miss flags the row for the exact redo) that admits about r_f / f keys over the
- * catalog, and it tightens as f grows: at K = 1,000 (r·stride = 3,920) 2,480 after one chunk of
- * 62, 1,830 after 4, 1,580 after 12. Where r_f >= K the cut is an exact one to K (K / f). A
- * cut is one topk_select launch over the rows, so one is scheduled where the keys it saves over
- * the rest of the catalog, (rate before − rate after)·(1 − f), reach `price` keys a query.
+ * best: a threshold at each row's rank-r_f key, r_f = poisson_rank(f·K', miss), is as safe as
+ * the sampled one (recorded as the row's statistical threshold and checked at the end: a miss
+ * flags the row for the exact redo; topk_cut_rank) and admits about r_f / f keys over the
+ * catalog, tightening as f grows: at K = 1,000, 2,480 after one chunk of 62, 1,830 after 4,
+ * 1,580 after 12 (the sampled threshold: 3,920 with 4,081 sampled items). Where r_f >= K the
+ * cut is an exact one to K (K / f; topk_select). A cut is a launch over the rows, so one is
+ * scheduled where the keys it saves over the rest of the catalog, (rate before − rate
+ * after)·(1 − f), reach `price` keys a query.
  * XCAT_CL_TOPK_CUT=0: no cuts; =f: one exact cut to K after a fraction f of the catalog
  * (testing). Returns the keys a query is expected to admit over the scan. */
 static double schedule_cuts(const xcat_context *ctx, const xcat_topk_call *c, double kk,
@@ -247,7 +248,7 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     const double kk = 1.25 * (double)c->k + 16.0; /* K' above */
     /* tuning: XCAT_CL_TOPK_CUT_COST=keys, a mid-scan cut's price in admitted keys a query */
     const char *pv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_CUT_COST");
-    const double price = pv && atof(pv) >= 0.0 ? atof(pv) : 250.0;
+    const double price = pv && atof(pv) >= 0.0 ? atof(pv) : 60.0;
     double best = INFINITY;
     for (int64_t try_ns = 512; want_ns != 0 && c->c >= 4 * cc && try_ns <= cc; try_ns *= 2) {
         topk_layout T = *L;
@@ -473,13 +474,13 @@ banned:
     } while (0)
 
 typedef struct topk_kernels {
-    cl_kernel score, select, sort, merge, norms, rescore, rescore4;
+    cl_kernel score, select, sort, merge, norms, rescore, rescore4, cut;
 } topk_kernels;
 
 /* topk_select over the block's mb queries: those holding more than `limit` keys are cut to k
  * (approx: to their margin set, at most keep_max keys, else flagged). sthr_mode (topk.cl): 0,
- * 1 check the rows' statistical thresholds (the final selection), 2 record them (a cut to a
- * rank below K). */
+ * 1 check the rows' statistical thresholds (the final selection), 2 record them (the sample's
+ * cut). */
 static xcat_status launch_select(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
                                  const xcat_topk_call *c, const topk_bufs *b, int64_t q0,
                                  int64_t mb, cl_uint k, cl_uint limit, cl_uint keep_max,
@@ -502,6 +503,27 @@ static xcat_status launch_select(xcat_context *ctx, const topk_kernels *kn, cons
     A_MEM(&a, b->sthr);
     const size_t sl = (size_t)L->sel_wg, sg = (size_t)mb * sl;
     return launch(ctx, &a, 1, &sg, &sl, "enqueueing topk_select");
+}
+
+/* topk_cut_rank over the block's mb queries: each row's threshold tightened to (an upper bound
+ * of) its k-th best valid key, recorded as its statistical threshold. */
+static xcat_status launch_cut(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
+                              const xcat_topk_call *c, const topk_bufs *b, int64_t q0,
+                              int64_t mb, cl_uint k, int approx)
+{
+    args a = {.k = kn->cut};
+    A_MEM(&a, b->cand);
+    A_LONG(&a, L->cap);
+    A_MEM(&a, b->cnt);
+    A_MEM(&a, b->thr);
+    A_MEM(&a, b->sthr);
+    A_UINT(&a, k);
+    A_LONG(&a, q0);
+    LIST_ARGS(&a, c, b);
+    A_INT(&a, approx != 0);
+    A_MEM(&a, approx ? b->marg : b->dummy);
+    const size_t sl = (size_t)L->sel_wg, sg = (size_t)mb * sl;
+    return launch(ctx, &a, 1, &sg, &sl, "enqueueing topk_cut_rank");
 }
 
 /* topk_norms over `rows` rows of a matrix (mode 0 items, 1 bias, 2 queries → margins). */
@@ -605,12 +627,14 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
         if (st || score_only || j + 1 == L->nch) continue;
         const bool cuts = sample && cut < L->ncuts && L->cut_at[cut] == j + 1;
         const int64_t k = cuts ? L->cut_k[cut++] : c->k;
+        if (cuts && k < c->k) { /* statistical: the threshold only, no compaction */
+            st = launch_cut(ctx, kn, L, c, b, q0, mb, (cl_uint)k, approx);
+            continue;
+        }
         if (!cuts && (j + 1) % every != 0) continue;
         st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)k,
                            cuts ? (cl_uint)k : (cl_uint)L->limit, (cl_uint)L->limit, approx,
-                           cuts && k < c->k ? 2 : 0,
-                           !cuts ? "topk_select/scan" : k < c->k ? "topk_select/cut-rank"
-                                                                 : "topk_select/cut");
+                           0, cuts ? "topk_select/cut" : "topk_select/scan");
     }
     /* the end: every row purged and cut (limit 0); approx: to its margin set, rescored
      * exactly, cut to k; then sorted in blocks and merged */
@@ -726,6 +750,7 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
     if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_norms", &kn.norms);
     if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_rescore", &kn.rescore);
     if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_rescore4", &kn.rescore4);
+    if (!st) st = xcat_ocl_kernel(ctx, prog, "topk_cut_rank", &kn.cut);
     if (!st && L.approx == 1) st = xcat_ocl_kernel(ctx, prog, "topk_score_filter_mma", &kn.score);
     if (!st) st = xcat_ocl_check_wg(ctx, &exact.score, 1, L.wg);
     if (!st && kn.score) st = xcat_ocl_check_wg(ctx, &kn.score, 1, L.wg);
@@ -763,7 +788,7 @@ xcat_status xcat_ocl_topk(xcat_context *ctx, const xcat_topk_call *c, xcat_tenso
     }
     st = finish(ctx, st);
     cl_kernel all[] = {exact.score, kn.score != exact.score ? kn.score : NULL, kn.select, kn.sort,
-                       kn.merge, kn.norms, kn.rescore, kn.rescore4};
+                       kn.merge, kn.norms, kn.rescore, kn.rescore4, kn.cut};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i]) clReleaseKernel(all[i]);
     bufs_release(&b);
