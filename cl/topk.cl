@@ -520,28 +520,31 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
 /* A statistical cut (ocl_topk.c, schedule_cuts): the row's threshold, and its statistical
  * threshold, become an upper bound of its k-th best valid key, if that is tighter. Cheaper
  * than topk_select with the same k: three digit levels (the top 24 bits of the key: the
- * score to 2^-15 relative), no purge, no compaction — the keys above the new threshold stay in
- * the buffer until the next selection. Excluded items may sit among the keys, so the bound is
- * taken at rank k + (the row's exclusions + banned ids): never tighter than the k-th valid
- * key's. approx: widened by the row's margin, as topk_select does; a row with no finite margin
- * is left alone (its final selection flags it). */
+ * score to 2^-15 relative) and no compaction — the keys above the new threshold stay in the
+ * buffer until the next selection; the excluded items are purged first (a row with lists
+ * only). approx: widened by the row's margin, as topk_select does; a row with no finite
+ * margin is left alone (its final selection flags it). */
 __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_cut_rank(
-    __global const ulong *restrict cand, const long cap, __global const uint *restrict cnt,
+    __global ulong *restrict cand, const long cap, __global uint *restrict cnt,
     __global ulong *restrict thr, __global ulong *restrict sthr, const uint k, TOPK_LIST_ARGS,
     const int approx, __global const float *restrict marg)
 {
     __local uint hist[256 + 16], shared[4];
+    __local int lex[EX_LOCAL], lcount[2];
     const int row = get_group_id(0);
-    const uint n_in = cnt[row];
-    const uint n = (long)n_in > cap ? (uint)cap : n_in;
-    const long ne = has_ex ? ex_off[q0 + row + 1] - ex_off[q0 + row] : 0;
-    const long kv = (long)k + ne + nbanned;
-    const int active = kv < (long)n; /* uniform in the group */
+    const uint n0 = cnt[row];
+    /* uniform in the group; a buffer that overflowed (keys lost: redone anyway) is left as
+     * it is, its count over cap */
+    const int active = n0 > k && (long)n0 <= cap;
 #if TOPK_EARLY_EXIT
     if (!active) return;
 #endif
-    const ulong bound = topk_kth_bound(cand + (long)row * cap, active ? n : 0,
-                                       active ? (uint)kv : 0u, hist, shared, 3);
+    __global ulong *buf = cand + (long)row * cap;
+    topk_lists_local(q0 + row, ex_off, ex, has_ex, banned, nbanned, lex, lcount);
+    const uint n = topk_purge(buf, active ? n0 : 0, q0 + row, ex_off, ex, has_ex, banned,
+                              nbanned, lex, lcount, shared);
+    if (active && n < n0 && get_local_id(0) == 0) cnt[row] = n;
+    const ulong bound = topk_kth_bound(buf, active ? n : 0, k, hist, shared, 3);
     if (active && get_local_id(0) == 0 && bound != TOPK_NONE) {
         const float m = approx ? marg[row] : 0.0f;
         const ulong t = approx ? topk_key(topk_key_score(bound) - m, 0xFFFFFFFFu) : bound;
