@@ -406,17 +406,19 @@ static unsigned long long profile_calls(xcat_context *ctx, const char *name)
     return calls;
 }
 
-/* Statistical cuts (OpenCL: ocl_topk.c, schedule_cuts): mid-scan, every row is cut to a rank
- * of the items seen so far, a threshold that only holds with high probability; a row it
- * served badly must be flagged and redone. With 1,024-item chunks the 20,000 items are 20
- * interleaved chunks, the first holding the multiples of 20, and with a cut priced at 0 keys
- * the first cut (after that chunk) keeps each row's ~8 best keys of K = 10. Rows 0 and 3 (u > 0)
- * rank 12 planted items first, all multiples of 20, 0.1 apart (wider than the emulated
- * approximate path's margin): the cut drops the 9th and 10th of their final top 10, so they
- * end with fewer than K keys and must be redone — the profile shows the second final selection
- * and a rank cut, the results equal the reference's on both scoring paths. The other rows
- * (u < 0) like the random rest. Then random small-integer data (ties everywhere, 20 exclusions a
- * query) with cut ranks at a 30 % tail: many rows are flagged; results must still be exact. */
+/* Statistical cuts (OpenCL: ocl_topk.c, schedule_cuts): mid-scan, each row's threshold drops to
+ * a rank of the items seen so far, which only holds with high probability; a row it served
+ * badly must be flagged and redone. With 1,024-item chunks the 20,000 items are 20 interleaved
+ * chunks, the first holding the multiples of 20, and with a cut priced at 0 keys the first cut
+ * (after that chunk) puts each row's threshold at its ~8th best key of K = 10. Rows 0 and 3
+ * (u > 0) rank 12 planted items first, all multiples of 20, 0.1 apart (wider than the emulated
+ * approximate path's margin), then items 1 and 3 (10.21, 10.15: 10th and 12th overall), which
+ * come after the cut and below its threshold: without the final check against the
+ * statistical threshold item 1 would be missing from their top 10. The profile shows the rank
+ * cut and the redo's second final selection; the results equal the reference's on both
+ * scoring paths. The other rows (u < 0) like the random rest. Then random small-integer data
+ * (ties everywhere, 20 exclusions a query) with cut ranks at a 30 % tail: many rows are
+ * flagged; results must still be exact. */
 static void check_statistical_cuts(xcat_context *ctx)
 {
     const int64_t m = 6, c = 20000, k = 10;
@@ -425,6 +427,7 @@ static void check_statistical_cuts(xcat_context *ctx)
     test_rng_stream("statistical_cuts", 0);
     for (int64_t j = 0; j < c; ++j) E[j] = (float)test_rand_uniform(-1.0, 1.0);
     for (int64_t j = 0; j < 12; ++j) E[20 * j] = 10.0f + 0.1f * (float)j;
+    E[1] = 10.21f, E[3] = 10.15f;
     int64_t *ri = test_alloc((size_t)(m * k) * sizeof *ri);
     double *rs = test_alloc_doubles(m * k);
     topk_ref(U, 1, E, 1, NULL, m, c, 1, NULL, NULL, NULL, 0, k, ri, rs);
