@@ -24,10 +24,10 @@
  * (clamp(4K, 2,048, 16,384)) makes selections rare once the threshold is good: after c items
  * seen, a chunk brings about K·cc/c new candidates. After a sampled start the selections are
  * spaced several chunks apart (sel_every): there a buffer may overflow, and then the keys
- * beyond cap are dropped and topk_select flags the row for the exact redo. A few selections
- * mid-scan (schedule_cuts) cut every row to a rank of the items seen so far, a tighter
- * statistical threshold than the sample's, checked like it at the end: on the H200 the scan's
- * cost beyond its GEMM is the stores of the keys it admits.
+ * beyond cap are dropped and topk_select flags the row for the exact redo. A few launches
+ * mid-scan (schedule_cuts: topk_cut_rank) lower every row's threshold to a rank of the items
+ * seen so far, a tighter statistical threshold than the sample's, checked like it at the end:
+ * on the H200 the scan's cost beyond its GEMM is the stores of the keys it admits.
  *
  * Knobs (ignored under IGNORE_ENV): XCAT_CL_TOPK_CHUNK=items per chunk, XCAT_CL_TOPK_SLACK=keys
  * a buffer may hold beyond K before a selection (tuning); XCAT_CL_TOPK_SAMPLE=0 (no sampled
@@ -35,7 +35,7 @@
  * probability the sampled rank and the cuts' ranks are chosen for);
  * XCAT_CL_TOPK_SELECT_EVERY=n (after a sampled start, a selection every n chunks);
  * XCAT_CL_TOPK_CUT=0 (no mid-scan cuts) or =f (one exact cut to K after a fraction f of the
- * catalog), XCAT_CL_TOPK_CUT_COST=keys (a cut's price in admitted keys a query, default 100);
+ * catalog), XCAT_CL_TOPK_CUT_COST=keys (a cut's price in admitted keys a query, default 60);
  * XCAT_CL_TOPK_HOST_CSR=1 (the exclusion CSR copied to the host and checked there, as before
  * the device-side check); XCAT_CL_TOPK_APPROX=0
  * (exact fp32 scoring only) / 1 (approximate scoring, emulated where there are no tensor
@@ -627,20 +627,19 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
         if (st || score_only || j + 1 == L->nch) continue;
         const bool cuts = sample && cut < L->ncuts && L->cut_at[cut] == j + 1;
         const int64_t k = cuts ? L->cut_k[cut++] : c->k;
-        if (cuts && k < c->k) { /* statistical: the threshold only, no compaction */
-            st = launch_cut(ctx, kn, L, c, b, q0, mb, (cl_uint)k, approx);
-            continue;
-        }
-        if (!cuts && (j + 1) % every != 0) continue;
-        st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)k,
-                           cuts ? (cl_uint)k : (cl_uint)L->limit, (cl_uint)L->limit, approx,
-                           0, cuts ? "topk_select/cut" : "topk_select/scan");
+        /* a statistical cut: the threshold only, no compaction; an exact one: topk_select */
+        if (cuts && k < c->k) st = launch_cut(ctx, kn, L, c, b, q0, mb, (cl_uint)k, approx);
+        const bool exact_cut = cuts && k == c->k;
+        if (st || (!exact_cut && (j + 1) % every != 0)) continue;
+        st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k,
+                           exact_cut ? (cl_uint)c->k : (cl_uint)L->limit, (cl_uint)L->limit,
+                           approx, 0, exact_cut ? "topk_select/cut" : "topk_select/scan");
     }
     /* the end: every row purged and cut (limit 0); approx: to its margin set, rescored
      * exactly, cut to k; then sorted in blocks and merged */
     if (!st)
-        st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k, 0, 0, approx, sample ? 1 : 0,
-                           "topk_select/final");
+        st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k, 0, 0, approx,
+                           sample ? 1 : 0, "topk_select/final");
     if (!st && approx) {
         /* float4 reads of E's rows where they are 16-byte aligned and whole quads */
         const bool v4 = E.off % 4 == 0 && E.ld % 4 == 0 && c->d % 4 == 0;
