@@ -57,6 +57,12 @@
 
 #define WORKSPACE_MAX ((int64_t)960 << 20) /* the bound: under 1 GB */
 #define TOPK_MAX_CUTS 16                     /* mid-scan cuts a layout may schedule */
+/* Statistical cuts (schedule_cuts) and the plan-wide sample choice up to this K; above it one
+ * exact cut and the sample sized alone, as before session 12. H200, M = 4,096, C = 10^6
+ * (docs/benchmarks.md, session 12): faster at every K <= 1,000, but 1.5-4 ms slower at
+ * K = 4,096 … 16,384, where each cut works on buffers of 10^4 keys and more — a cost the plan's
+ * fixed price does not model. Between 1,000 and 4,096 not measured. */
+#define TOPK_STAT_CUT_MAX_K 1024
 
 typedef struct topk_layout {
     gemm_cfg g, exact_g; /* the scoring tile; exact_g: the plain one (fallback) */
@@ -129,21 +135,25 @@ static int64_t poisson_rank(double mean, double p)
  * cut is an exact one to K (K / f; topk_select). A cut is a launch over the rows, so one is
  * scheduled where the keys it saves over the rest of the catalog, (rate before − rate
  * after)·(1 − f), reach `price` keys a query.
- * XCAT_CL_TOPK_CUT=0: no cuts; =f: one exact cut to K after a fraction f of the catalog
- * (testing). Returns the keys a query is expected to admit over the scan. */
+ * Above TOPK_STAT_CUT_MAX_K one exact cut to K instead, where the K-th key seen starts to
+ * beat the sampled threshold: f1 = 1.3·K' / (r·stride) (session 11; none at K >= 10,000 and
+ * C = 10^6). XCAT_CL_TOPK_CUT=0: no cuts; =f: one exact cut to K after a fraction f of the
+ * catalog (testing). Returns the keys a query is expected to admit over the scan. */
 static double schedule_cuts(const xcat_context *ctx, const xcat_topk_call *c, double kk,
                             double miss, double price, topk_layout *L)
 {
     double rate = (double)L->sample_rank * (double)L->sample_stride, admitted = 0.0, seen = 0.0;
     L->ncuts = 0;
     const char *cv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_CUT");
-    const int64_t at = cv ? (int64_t)ceil(atof(cv) * (double)L->nch) : 0;
+    const double f1 = cv ? atof(cv) : c->k > TOPK_STAT_CUT_MAX_K ? 1.3 * kk / rate : 0.0;
+    const int64_t at = f1 > 0.0 ? (int64_t)ceil(f1 * (double)L->nch) : 0;
     for (int64_t j = 1; j < L->nch && L->ncuts < TOPK_MAX_CUTS; ++j) {
         const double f = (double)j / (double)L->nch;
-        int64_t k = cv ? c->k : poisson_rank(f * kk, miss);
+        int64_t k = f1 > 0.0 || cv ? c->k : poisson_rank(f * kk, miss);
         if (k > c->k) k = c->k;
         const double after = (double)k / f;
-        if (cv ? j != at : (rate - after) * (1.0 - f) < price || after >= rate) continue;
+        if (f1 > 0.0 || cv ? j != at : (rate - after) * (1.0 - f) < price || after >= rate)
+            continue;
         L->cut_at[L->ncuts] = j, L->cut_k[L->ncuts] = k;
         L->ncuts++;
         admitted += rate * (f - seen);
@@ -250,13 +260,17 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     const char *pv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_CUT_COST");
     const double price = pv && atof(pv) >= 0.0 ? atof(pv) : 60.0;
     double best = INFINITY;
-    for (int64_t try_ns = 512; want_ns != 0 && c->c >= 4 * cc && try_ns <= cc; try_ns *= 2) {
+    const bool stat = c->k <= TOPK_STAT_CUT_MAX_K; /* else: the sample sized alone */
+    for (int64_t try_ns = stat ? 512 : 1024; want_ns != 0 && c->c >= 4 * cc && try_ns <= cc;
+         try_ns *= 2) {
         topk_layout T = *L;
         T.sample_stride = cdiv(c->c, want_ns > 0 && want_ns < cc ? want_ns : try_ns);
         T.sample_n = c->c / T.sample_stride;
         T.sample_rank = poisson_rank((double)T.sample_n * kk / (double)c->c, miss);
         const double admitted = schedule_cuts(ctx, c, kk, miss, price, &T);
-        const double cost = (double)T.sample_n + 2.3 * (admitted + price * (double)T.ncuts);
+        const double cost = (double)T.sample_n +
+                            2.3 * (stat ? admitted + price * (double)T.ncuts
+                                        : (double)T.sample_rank * (double)T.sample_stride);
         if (T.sample_rank < T.sample_n / 2 && cost < best) {
             best = cost;
             *L = T;
