@@ -331,6 +331,25 @@ START_TEST(test_nan_scores_never_selected)
 }
 END_TEST
 
+/* xcat_topk of the queries tu against the items te (no bias, no lists) into ti: every index
+ * equal to the reference's ri (m × k); `what` and `path` name the case in a failure. */
+static void expect_reference(xcat_context *ctx, xcat_tensor *tu, xcat_tensor *te, int64_t m,
+                             int64_t k, xcat_tensor *ti, const int64_t *ri, const char *what,
+                             int path)
+{
+    xcat_topk_args a;
+    xcat_topk_args_init(&a);
+    a.queries = tu;
+    a.items = te;
+    test_expect_ok(ctx, xcat_topk(ctx, &a, k, ti, NULL), what);
+    int64_t *got = read_indices(ti, m, k);
+    for (int64_t i = 0; i < m * k; ++i)
+        ck_assert_msg(got[i] == ri[i], "%s, M = %lld, path %d: position %lld: item %lld, "
+                      "reference %lld", what, (long long)m, path, (long long)i,
+                      (long long)got[i], (long long)ri[i]);
+    free(got);
+}
+
 /* A catalog whose strided sample is unrepresentative: every 47th item (the sample's stride at
  * C = 20,000 when XCAT_CL_TOPK_SAMPLE asks for 426 items) outscores all others, so
  * for the queries that like high values (u > 0) the sampled starting threshold lets in fewer
@@ -364,17 +383,7 @@ static void check_unrepresentative(xcat_context *ctx, int cpu, int64_t m)
         setenv(knob, path % 2 ? "1" : "0", 1);
         if (path >= 2) setenv("XCAT_CL_TOPK_SELECT_EVERY", "1000", 1);
         if (path >= 2) setenv("XCAT_CL_TOPK_CUT", path < 4 ? "0" : "0.4", 1);
-        xcat_topk_args a;
-        xcat_topk_args_init(&a);
-        a.queries = tu;
-        a.items = te;
-        test_expect_ok(ctx, xcat_topk(ctx, &a, k, ti, NULL), "unrepresentative sample");
-        int64_t *got = read_indices(ti, m, k);
-        for (int64_t i = 0; i < m * k; ++i)
-            ck_assert_msg(got[i] == ri[i], "unrepresentative sample, M = %lld, path %d: position "
-                          "%lld: item %lld, reference %lld", (long long)m, path, (long long)i,
-                          (long long)got[i], (long long)ri[i]);
-        free(got);
+        expect_reference(ctx, tu, te, m, k, ti, ri, "unrepresentative sample", path);
     }
     unsetenv(knob);
     unsetenv("XCAT_CL_TOPK_SELECT_EVERY");
@@ -441,17 +450,7 @@ static void check_statistical_cuts(xcat_context *ctx)
         setenv("XCAT_CL_TOPK_APPROX", path ? "1" : "0", 1);
         char scratch[16];
         test_expect_ok(ctx, xcat_context_profile(ctx, scratch, sizeof scratch, 1), "reset");
-        xcat_topk_args a;
-        xcat_topk_args_init(&a);
-        a.queries = tu;
-        a.items = te;
-        test_expect_ok(ctx, xcat_topk(ctx, &a, k, ti, NULL), "statistical cuts");
-        int64_t *got = read_indices(ti, m, k);
-        for (int64_t i = 0; i < m * k; ++i)
-            ck_assert_msg(got[i] == ri[i], "statistical cuts, path %d: position %lld: item "
-                          "%lld, reference %lld", path, (long long)i, (long long)got[i],
-                          (long long)ri[i]);
-        free(got);
+        expect_reference(ctx, tu, te, m, k, ti, ri, "statistical cuts", path);
         ck_assert_uint_ge(profile_calls(ctx, "topk_cut_rank "), 1);
         ck_assert_uint_eq(profile_calls(ctx, "topk_select/final "), 2); /* + the redo */
     }
