@@ -59,9 +59,10 @@
 #define TOPK_MAX_CUTS 16                     /* mid-scan cuts a layout may schedule */
 /* Statistical cuts (schedule_cuts) and the plan-wide sample choice up to this K; above it one
  * exact cut and the sample sized alone, as before session 12. H200, M = 4,096, C = 10^6
- * (docs/benchmarks.md, session 12): faster at every K <= 1,000, but 1.5-4 ms slower at
- * K = 4,096 … 16,384, where each cut works on buffers of 10^4 keys and more — a cost the plan's
- * fixed price does not model. Between 1,000 and 4,096 not measured. */
+ * (docs/benchmarks.md, session 12): faster at every K <= 1,000, but 0.8-4.2 ms slower at
+ * K = 4,096 … 16,384 (equal only at d = 64, K = 4,096), where each cut works on buffers of
+ * 10^4 keys and more — a cost the plan's fixed price does not model. Between 1,000 and 4,096
+ * not measured. */
 #define TOPK_STAT_CUT_MAX_K 1024
 
 typedef struct topk_layout {
