@@ -141,6 +141,14 @@ inline float topk_noise(const uint row, const uint item)
 /* The scoring kernels' epilogue: the work-item's NR × NC scores acc[i][j] sit at tile row
  * ROWF(i), column COLF(j). Keys that beat the row's threshold are appended to its buffer:
  * positions reserved with local atomics per row, then one global atomic per row and group.
+ * Where NR·NC <= 64 the passing scores are one bit each of a mask (bit i·NC + j) and both
+ * loops after the compare (count, store) walk only its set bits: a warp then runs about as
+ * many iterations as its lanes' largest count of passing scores (1–2 at K = 1,000, C = 10^6),
+ * instead of the whole NC-wide inner loop for every row i in which any of its lanes had one —
+ * the epilogue that was most of the scan's cost beyond its GEMM on the H200 (docs/
+ * benchmarks.md, session 13). A set bit's score is taken from acc by a select tree on the
+ * bit's index (TOPK_PICK: registers cannot be indexed at run time). The old loops remain for
+ * larger work-item tiles (TM·TN > 64, only by XCAT_CL_GEMM_TILE).
  * TOPK_PERTURB (a program of its own, for testing the approximate path on devices without
  * tensor cores): every score moves by up to 0.99 of half the row's margin, a stand-in for
  * TF32 rounding. Compiled out otherwise (a runtime flag cost registers: 50 vs 33 ms on the
@@ -148,10 +156,27 @@ inline float topk_noise(const uint row, const uint item)
 #ifndef TOPK_PERTURB
 #define TOPK_PERTURB 0
 #endif
+/* acc[b / NC][b % NC] for a run-time b < NR·NC <= 64, into OUT: six levels of selects. */
+#define TOPK_PICK(NR, NC, b, OUT)                                                            \
+    {                                                                                        \
+        float v_[64];                                                                        \
+        for (int t_ = 0; t_ < 64; t_++)                                                      \
+            v_[t_] = t_ < (NR) * (NC) ? acc[t_ / (NC)][t_ % (NC)] : 0.0f;                    \
+        for (int h_ = 0; h_ < 6; h_++) {                                                     \
+            const int odd_ = ((b) >> h_) & 1;                                                \
+            for (int t_ = 0; t_ < (32 >> h_); t_++)                                          \
+                v_[t_] = odd_ ? v_[2 * t_ + 1] : v_[2 * t_];                                 \
+        }                                                                                    \
+        OUT = v_[0];                                                                         \
+    }
+/* the lowest set bit's index (OpenCL 1.2 has clz, not ctz) */
+#define TOPK_LOW_BIT(m) (63 - (int)clz((m) & (0UL - (m))))
 #define TOPK_FILTER(NR, NC, ROWF, COLF)                                                      \
-    for (int r = lid; r < BM; r += GEMM_WG) lcnt[r] = 0;                                     \
+    for (int r = lid; r < BM; r += GEMM_WG) lcnt[r] = lnext[r] = 0;                          \
     barrier(CLK_LOCAL_MEM_FENCE);                                                            \
-    uint pass[NR], off[NR];                                                                  \
+    const int masked = (NR) * (NC) <= 64;                                                    \
+    ulong pm = 0;                 /* masked: bit i·NC + j set where acc[i][j] passes */      \
+    uint pass[NR], off[NR];       /* else: per row i, its passing columns and offset */      \
     for (int i = 0; i < NR; i++) {                                                           \
         const int rl = ROWF(i), row = m0 + rl;                                               \
         pass[i] = 0;                                                                         \
@@ -174,21 +199,36 @@ inline float topk_noise(const uint row, const uint item)
                     pass[i] |= 1u << j;                                                      \
             }                                                                                \
         }                                                                                    \
-        const uint n = popcount(pass[i]);                                                    \
-        off[i] = n ? atomic_add(&lcnt[rl], n) : 0;                                           \
+        if (masked) {                                                                        \
+            pm |= (ulong)pass[i] << (masked ? i * (NC) : 0);                                 \
+        } else {                                                                             \
+            const uint n = popcount(pass[i]);                                                \
+            off[i] = n ? atomic_add(&lcnt[rl], n) : 0;                                       \
+        }                                                                                    \
     }                                                                                        \
+    for (ulong m = masked ? pm : 0; m; m &= m - 1)                                           \
+        atomic_inc(&lcnt[ROWF(TOPK_LOW_BIT(m) / (NC))]);                                     \
     barrier(CLK_LOCAL_MEM_FENCE);                                                            \
     for (int r = lid; r < BM; r += GEMM_WG)                                                  \
         lbase[r] = lcnt[r] ? atomic_add(&cnt[m0 + r], lcnt[r]) : 0;                          \
     barrier(CLK_LOCAL_MEM_FENCE);                                                            \
-    for (int i = 0; i < NR; i++) {                                                           \
+    for (ulong m = masked ? pm : 0; m; m &= m - 1) {                                         \
+        const int b = TOPK_LOW_BIT(m), rl = ROWF(b / (NC));                                  \
+        float s;                                                                             \
+        TOPK_PICK(NR, NC, b, s)                                                              \
+        /* cnt + chunk <= cap, or topk_select flags the row (spaced selections) */           \
+        const long pos = (long)lbase[rl] + atomic_inc(&lnext[rl]);                           \
+        if (pos < cap)                                                                       \
+            cand[(long)(m0 + rl) * cap + pos] =                                              \
+                topk_key(s, (uint)(c0 + (n0 + COLF(b % (NC))) * stride));                    \
+    }                                                                                        \
+    for (int i = 0; !masked && i < NR; i++) {                                                \
         if (!pass[i]) continue;                                                              \
         const int rl = ROWF(i);                                                              \
         __global ulong *buf = cand + (long)(m0 + rl) * cap;                                  \
         long pos = (long)lbase[rl] + off[i];                                                 \
         for (int j = 0; j < NC; j++)                                                         \
             if (pass[i] & (1u << j)) {                                                       \
-                /* cnt + chunk <= cap, or topk_select flags the row (spaced selections) */   \
                 if (pos < cap)                                                               \
                     buf[pos] = topk_key(acc[i][j], (uint)(c0 + (n0 + COLF(j)) * stride));    \
                 pos++;                                                                       \
@@ -198,7 +238,7 @@ inline float topk_noise(const uint row, const uint item)
 #define TOPK_TILE_SETUP(SA, SB)                                                              \
     __local float4 As4[2 * (SA)];                                                            \
     __local float4 Bs4[2 * (SB)];                                                            \
-    __local uint lcnt[BM], lbase[BM];                                                        \
+    __local uint lcnt[BM], lbase[BM], lnext[BM];                                             \
     const int lid = get_local_id(0);                                                         \
     const int ntn = (N + BN - 1) / BN;                                                       \
     const int gid = get_group_id(0);                                                         \
