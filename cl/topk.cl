@@ -501,9 +501,9 @@ inline uint topk_keep_le(__global ulong *buf, const uint n, const ulong bound,
  * When that keeps more than keep_max keys (0: no cap), or the margin is not finite, the row
  * is cut to exactly k and flagged in flags[row]: the host redoes it exactly.
  * sthr: the row's statistical threshold — the last threshold it got from a rank below k that
- * only holds with high probability (the sampled start, a statistical cut mid-scan; none: all
- * ones). sthr_mode 2 (such a cut) records the new threshold there; sthr_mode 1 (the final
- * selection after a scan that had them) checks it: every key <= the final bound (the k-th key;
+ * only holds with high probability (the sampled start, a statistical cut mid-scan: both
+ * topk_cut_rank; none: all ones). sthr_mode 1 (the final selection after a scan that had
+ * them) checks it: every key <= the final bound (the k-th key;
  * approx: the margin key) must have been < it, else an item of the top k (or of the margin set)
  * may have been kept out: such a row — or one left with fewer than k keys — is flagged. */
 __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
@@ -552,7 +552,6 @@ __kernel __attribute__((reqd_work_group_size(SEL_WG, 1, 1))) void topk_select(
     if (active && get_local_id(0) == 0) {
         cnt[row] = kept;
         if (n >= k) thr[row] = newthr;
-        if (n >= k && sthr_mode == 2) sthr[row] = newthr;
         if (flag || lost) flags[row] = 1;
     }
 }

@@ -419,7 +419,8 @@ static unsigned long long profile_calls(xcat_context *ctx, const char *name)
  * a rank of the items seen so far, which only holds with high probability; a row it served
  * badly must be flagged and redone. With 1,024-item chunks the 20,000 items are 20 interleaved
  * chunks, the first holding the multiples of 20, and with a cut priced at 0 keys the first cut
- * (after that chunk) puts each row's threshold at its ~8th best key of K = 10. Rows 0 and 3
+ * (after that chunk) puts each row's threshold at its 7th best key of K = 10 (the smallest
+ * rank of a Binomial(10, 1/20) tail of at most 10^-6). Rows 0 and 3
  * (u > 0) rank 12 planted items first, all multiples of 20, 0.1 apart (wider than the emulated
  * approximate path's margin), then items 1 and 3 (10.21, 10.15: 10th and 12th overall), which
  * come after the cut and below its threshold: without the final check against the

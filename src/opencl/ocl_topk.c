@@ -123,19 +123,38 @@ static int64_t poisson_rank(double mean, double p)
     return r;
 }
 
+/* The smallest r with P(Binomial(n, f) >= r) <= p (n + 1 if none); where (1 − f)^n underflows,
+ * the bound n·f + 6·sqrt(n·f·(1 − f)) + 16. */
+static int64_t binomial_rank(int64_t n, double f, double p)
+{
+    if (f >= 1.0) return n + 1;
+    const double log0 = (double)n * log1p(-f), mean = (double)n * f;
+    if (log0 < -700.0) return (int64_t)ceil(mean + 6.0 * sqrt(mean * (1.0 - f)) + 16.0);
+    double pmf = exp(log0), below = 0.0; /* P(X = r), P(X < r) */
+    int64_t r = 0;
+    while (1.0 - below > p && r <= n) {
+        below += pmf;
+        ++r;
+        pmf *= (double)(n - r + 1) / (double)r * (f / (1.0 - f));
+    }
+    return r;
+}
+
 /* Mid-scan cuts after a sampled start. The sampled threshold lets about r·stride keys a query
- * into the buffer over the catalog, several times the K' (1.25·K + 16, make_layout) that the
- * final bound does, and every admitted key costs a global store in the scan (on the H200 the
- * scan's one cost beyond its GEMM). After j of the nch interleaved chunks the items seen are a
- * sample of a fraction f = j/nch of the catalog, holding about Poisson(f·K') of the final K'
- * best: a threshold at each row's rank-r_f key, r_f = poisson_rank(f·K', miss), is as safe as
- * the sampled one (recorded as the row's statistical threshold and checked at the end: a miss
- * flags the row for the exact redo; topk_cut_rank) and admits about r_f / f keys over the
- * catalog, tightening as f grows: at K = 1,000, 2,480 after one chunk of 62, 1,830 after 4,
- * 1,580 after 12 (the sampled threshold: 3,920 with 4,081 sampled items). Where r_f >= K the
- * cut is an exact one to K (K / f; topk_select). A cut is a launch over the rows, so one is
- * scheduled where the keys it saves over the rest of the catalog, (rate before − rate
- * after)·(1 − f), reach `price` keys a query.
+ * into the buffer over the catalog, several times the K that the final bound does, and every
+ * admitted key costs the scan's epilogue a store (on the H200 the scan's one cost beyond its
+ * GEMM). After j of the nch interleaved chunks the items seen are an even sample of a fraction
+ * f = j/nch of the catalog, holding about Binomial(K, f) of the row's final K best: a threshold
+ * at each row's rank-r_f key, r_f = binomial_rank(K, f, miss), keeps out an item of the final
+ * top K (approx: of its margin set — the thresholds and the final bound are widened by the
+ * same margin, so K and not the margin set's size is what is counted) with probability at
+ * most miss. Such a threshold is recorded as the row's statistical threshold and checked at
+ * the end: a miss flags the row for the exact redo (topk_cut_rank). It admits about r_f / f
+ * keys over the catalog, tightening as f grows: at K = 1,000 and miss 10^-6, 2,420 after one
+ * chunk of 62, 1,630 after 4, 1,320 after 12 (the sampled threshold: 15,600 with 511 sampled
+ * items). Where r_f >= K the cut is an exact one to K (K / f; topk_select). A cut is a launch
+ * over the rows, so one is scheduled where the keys it saves over the rest of the catalog,
+ * (rate before − rate after)·(1 − f), reach `price` keys a query.
  * Above TOPK_STAT_CUT_MAX_K one exact cut to K instead, where the K-th key seen starts to
  * beat the sampled threshold: f1 = 1.3·K' / (r·stride) (session 11; none at K >= 10,000 and
  * C = 10^6). XCAT_CL_TOPK_CUT=0: no cuts; =f: one exact cut to K after a fraction f of the
@@ -150,7 +169,7 @@ static double schedule_cuts(const xcat_context *ctx, const xcat_topk_call *c, do
     const int64_t at = f1 > 0.0 ? (int64_t)ceil(f1 * (double)L->nch) : 0;
     for (int64_t j = 1; j < L->nch && L->ncuts < TOPK_MAX_CUTS; ++j) {
         const double f = (double)j / (double)L->nch;
-        int64_t k = f1 > 0.0 || cv ? c->k : poisson_rank(f * kk, miss);
+        int64_t k = f1 > 0.0 || cv ? c->k : binomial_rank(c->k, f, miss);
         if (k > c->k) k = c->k;
         const double after = (double)k / f;
         if (f1 > 0.0 || cv ? j != at : (rate - after) * (1.0 - f) < price || after >= rate)
@@ -236,7 +255,14 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
      * a tail that admits fewer keys, at the price of a redo in about one call of three at
      * M = 4,096. H200, M = 4,096, C = 10^6, d = 64 / 128, K = 10 and 1,000, no / 50 exclusions,
      * one run: 1e-4 faster than 1e-7 in all eight cases (K = 1,000: 0.3-0.6 ms of 16-22), 1e-3
-     * slower again at K = 1,000 (redos).
+     * slower again at K = 1,000 (redos). That was before the statistical cuts; up to
+     * TOPK_STAT_CUT_MAX_K the sample and the cuts now take their ranks from Binomial(K, f)
+     * (schedule_cuts: the margin widens the thresholds and the final bound alike, so K' is not
+     * needed there) with tail 1e-6: a plan of ~9 cuts checked per row, where a miss costs a
+     * row tile's exact redo (~3·C admitted keys' worth on the H200) — by that price 1e-6 gives
+     * the cheapest plan at K = 10, 100 and 1,000 of 1e-4 … 1e-8 (a model: ~1,520 keys a query
+     * at K = 1,000 and ~0.03 redone rows a call at M = 4,096, against ~1,770 and ~0.07 with K'
+     * and 1e-4).
      * (With the CPU's e + 4·sqrt(e) + 8 and K' = K one query of 4,096 on the H200 fell short
      * at K = 4,096 and the redo doubled the call.) The sample size balances its own cost
      * (scored, every key appended, cut to r: per sampled key) against the keys it lets in
@@ -244,7 +270,7 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
      * kernel profile): ns among 512 … chunk minimising ns + 2.3·(admitted + price·cuts), with
      * the keys admitted and the cuts of schedule_cuts' plan for that sample. Since the first
      * cut (after one chunk) replaces the sampled threshold, the sample only serves the first
-     * chunk, and the smallest sample wins at C = 10^6 (512 items, rank 3 at K = 10, 6 at
+     * chunk, and the smallest sample wins at C = 10^6 (512 items, rank 3 at K = 10, 8 at
      * K = 1,000; before the cuts, 2,044 and 4,081 items). On the H200
      * (M = 4,096, C = 10^6, d = 128, K = 10 / 1,000) the sample of a whole chunk (16,129
      * items, rank e + 5·sqrt(e) + 16) cost 2.35 ms a call (scoring 1.0, its selection 1.35)
@@ -253,21 +279,23 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     const char *sv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SAMPLE");
     const long long want_ns = sv ? atoll(sv) : -1;
     /* tuning: XCAT_CL_TOPK_SAMPLE_MISS=p, the tail probability r (and the ranks of the
-     * statistical cuts, schedule_cuts) are chosen for (default 1e-4) */
+     * statistical cuts, schedule_cuts) are chosen for (default 1e-6 up to
+     * TOPK_STAT_CUT_MAX_K, else 1e-4) */
+    const bool stat = c->k <= TOPK_STAT_CUT_MAX_K; /* else: the sample sized alone */
     const char *mv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_SAMPLE_MISS");
-    const double miss = mv && atof(mv) > 0.0 && atof(mv) < 0.5 ? atof(mv) : 1e-4;
+    const double miss = mv && atof(mv) > 0.0 && atof(mv) < 0.5 ? atof(mv) : stat ? 1e-6 : 1e-4;
     const double kk = 1.25 * (double)c->k + 16.0; /* K' above */
     /* tuning: XCAT_CL_TOPK_CUT_COST=keys, a mid-scan cut's price in admitted keys a query */
     const char *pv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_CUT_COST");
     const double price = pv && atof(pv) >= 0.0 ? atof(pv) : 60.0;
     double best = INFINITY;
-    const bool stat = c->k <= TOPK_STAT_CUT_MAX_K; /* else: the sample sized alone */
     for (int64_t try_ns = stat ? 512 : 1024; want_ns != 0 && c->c >= 4 * cc && try_ns <= cc;
          try_ns *= 2) {
         topk_layout T = *L;
         T.sample_stride = cdiv(c->c, want_ns > 0 && want_ns < cc ? want_ns : try_ns);
         T.sample_n = c->c / T.sample_stride;
-        T.sample_rank = poisson_rank((double)T.sample_n * kk / (double)c->c, miss);
+        T.sample_rank = stat ? binomial_rank(c->k, (double)T.sample_n / (double)c->c, miss)
+                             : poisson_rank((double)T.sample_n * kk / (double)c->c, miss);
         const double admitted = schedule_cuts(ctx, c, kk, miss, price, &T);
         const double cost = (double)T.sample_n +
                             2.3 * (stat ? admitted + price * (double)T.ncuts
@@ -494,8 +522,7 @@ typedef struct topk_kernels {
 
 /* topk_select over the block's mb queries: those holding more than `limit` keys are cut to k
  * (approx: to their margin set, at most keep_max keys, else flagged). sthr_mode (topk.cl): 0,
- * 1 check the rows' statistical thresholds (the final selection), 2 record them (the sample's
- * cut). */
+ * or 1 to check the rows' statistical thresholds (the final selection). */
 static xcat_status launch_select(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
                                  const xcat_topk_call *c, const topk_bufs *b, int64_t q0,
                                  int64_t mb, cl_uint k, cl_uint limit, cl_uint keep_max,
@@ -524,9 +551,9 @@ static xcat_status launch_select(xcat_context *ctx, const topk_kernels *kn, cons
  * of) its k-th best valid key, recorded as its statistical threshold. */
 static xcat_status launch_cut(xcat_context *ctx, const topk_kernels *kn, const topk_layout *L,
                               const xcat_topk_call *c, const topk_bufs *b, int64_t q0,
-                              int64_t mb, cl_uint k, int approx)
+                              int64_t mb, cl_uint k, int approx, const char *label)
 {
-    args a = {.k = kn->cut};
+    args a = {.k = kn->cut, .label = label};
     A_MEM(&a, b->cand);
     A_LONG(&a, L->cap);
     A_MEM(&a, b->cnt);
@@ -617,16 +644,16 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
     if (err != CL_SUCCESS) return xcat_ocl_error(ctx, err, "clearing top-K state");
     xcat_status st = XCAT_OK;
     if (approx) st = launch_norms(ctx, kn, L, b, mb, c->d, Ub, 2);
-    /* Sampled starting thresholds: a strided sample of the catalog scored and cut to its
-     * sample_rank-th key, which becomes each query's threshold (and statistical threshold)
-     * before the scan (the sample's keys are dropped: the scan meets those items again). */
+    /* Sampled starting thresholds: a strided sample of the catalog scored and the rank of its
+     * sample_rank-th key (topk_cut_rank: as the mid-scan cuts, no compaction — the sample's
+     * keys are dropped, the scan meets those items again) becomes each query's threshold and
+     * statistical threshold before the scan. */
     if (!st && sample) {
         st = launch_score(ctx, kn, L, c, b, Ub, mb, 0, L->sample_n, L->sample_stride, approx,
                           "topk_score/sample");
         if (!st)
-            st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)L->sample_rank,
-                               (cl_uint)L->sample_rank, (cl_uint)L->limit, approx, 2,
-                               "topk_select/sample");
+            st = launch_cut(ctx, kn, L, c, b, q0, mb, (cl_uint)L->sample_rank, approx,
+                            "topk_cut_rank/sample");
         if (!st) {
             err = clEnqueueFillBuffer(q, b->cnt, &zero, 4, 0, (size_t)mb * 4, 0, NULL, NULL);
             if (err != CL_SUCCESS) st = xcat_ocl_error(ctx, err, "top-K sampled thresholds");
@@ -643,7 +670,8 @@ static xcat_status run_block(xcat_context *ctx, const topk_kernels *kn, const to
         const bool cuts = sample && cut < L->ncuts && L->cut_at[cut] == j + 1;
         const int64_t k = cuts ? L->cut_k[cut++] : c->k;
         /* a statistical cut: the threshold only, no compaction; an exact one: topk_select */
-        if (cuts && k < c->k) st = launch_cut(ctx, kn, L, c, b, q0, mb, (cl_uint)k, approx);
+        if (cuts && k < c->k)
+            st = launch_cut(ctx, kn, L, c, b, q0, mb, (cl_uint)k, approx, NULL);
         const bool exact_cut = cuts && k == c->k;
         if (st || (!exact_cut && (j + 1) % every != 0)) continue;
         st = launch_select(ctx, kn, L, c, b, q0, mb, (cl_uint)c->k,
