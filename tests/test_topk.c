@@ -191,8 +191,12 @@ static int64_t *run_case(xcat_context *ctx, const topk_case *tc, topk_data *t)
     const int64_t lu = tc->d + tc->pad;
     topk_ref(t->U, lu, t->E, lu, t->b, tc->m, tc->c, tc->d, t->off, t->ex, t->ban, t->nb,
              tc->k, ri, rs);
-    char label[160];
+    char label[200];
     test_context_label(ctx, label, sizeof label);
+    const char *ap = getenv("XCAT_CL_TOPK_APPROX"), *em = getenv("XCAT_CL_MMA_EMULATE");
+    if (ap && *ap == '1') /* the OpenCL path the knobs chose (test_reference_cases) */
+        strncat(label, em && *em == '1' ? ", approximate, mma emulated" : ", approximate",
+                sizeof label - strlen(label) - 1);
     for (int64_t q = 0; q < tc->m; ++q) {
         for (int64_t p = 0; p < tc->k; ++p) {
             const int64_t g = got[q * tc->k + p], r = ri[q * tc->k + p];
