@@ -35,7 +35,7 @@
  * probability the sampled rank and the cuts' ranks are chosen for);
  * XCAT_CL_TOPK_SELECT_EVERY=n (after a sampled start, a selection every n chunks);
  * XCAT_CL_TOPK_CUT=0 (no mid-scan cuts) or =f (one exact cut to K after a fraction f of the
- * catalog), XCAT_CL_TOPK_CUT_COST=keys (a cut's price in admitted keys a query, default 60);
+ * catalog), XCAT_CL_TOPK_CUT_COST=keys (a cut's price in admitted keys a query, default 90);
  * XCAT_CL_TOPK_HOST_CSR=1 (the exclusion CSR copied to the host and checked there, as before
  * the device-side check); XCAT_CL_TOPK_APPROX=0
  * (exact fp32 scoring only) / 1 (approximate scoring, emulated where there are no tensor
@@ -154,7 +154,9 @@ static int64_t binomial_rank(int64_t n, double f, double p)
  * chunk of 62, 1,630 after 4, 1,320 after 12 (the sampled threshold: 15,600 with 511 sampled
  * items). Where r_f >= K the cut is an exact one to K (K / f; topk_select). A cut is a launch
  * over the rows, priced at `price` admitted keys a query: the plan (at most TOPK_MAX_CUTS cuts)
- * minimises keys admitted + price per cut.
+ * minimises keys admitted + price per cut. H200, M = 4,096, C = 10^6, d = 64 (session 13): a
+ * cut 29–37 µs of device time, an admitted key a query ~0.38 µs of scan time, so 90 keys (the
+ * plans there are the same for any price of 60 … 120).
  * Above TOPK_STAT_CUT_MAX_K one exact cut to K instead, where the K-th key seen starts to
  * beat the sampled threshold: f1 = 1.3·K' / (r·stride) (session 11; none at K >= 10,000 and
  * C = 10^6). XCAT_CL_TOPK_CUT=0: no cuts; =f: one exact cut to K after a fraction f of the
@@ -328,7 +330,7 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
     const double kk = 1.25 * (double)c->k + 16.0; /* K' above */
     /* tuning: XCAT_CL_TOPK_CUT_COST=keys, a mid-scan cut's price in admitted keys a query */
     const char *pv = ctx->ignore_env ? NULL : getenv("XCAT_CL_TOPK_CUT_COST");
-    const double price = pv && atof(pv) >= 0.0 ? atof(pv) : 60.0;
+    const double price = pv && atof(pv) >= 0.0 ? atof(pv) : 90.0;
     double best = INFINITY;
     for (int64_t try_ns = stat ? 512 : 1024; want_ns != 0 && c->c >= 4 * cc && try_ns <= cc;
          try_ns *= 2) {
