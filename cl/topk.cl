@@ -148,7 +148,11 @@ inline float topk_noise(const uint row, const uint item)
  * the epilogue that was most of the scan's cost beyond its GEMM on the H200 (docs/
  * benchmarks.md, session 13). A set bit's score is taken from acc by a select tree on the
  * bit's index (TOPK_PICK: registers cannot be indexed at run time). The old loops remain for
- * larger work-item tiles (TM·TN > 64, only by XCAT_CL_GEMM_TILE).
+ * larger work-item tiles (TM·TN > 64, only by XCAT_CL_GEMM_TILE) and for the emulated
+ * tensor-core tile (MMA_EMULATE, a test path for devices without tensor cores): with the mask
+ * there the Xeon's PoCL 5 returned rows of −1 in the topk suite (sampled_threshold_ties, every
+ * seed of 3; PoCL 3.1 and the exact tile on PoCL 5 pass) — its work-group compiler and that
+ * tile's barrier-per-mma emulation, not found further (docs/devices.md, session 13).
  * TOPK_PERTURB (a program of its own, for testing the approximate path on devices without
  * tensor cores): every score moves by up to 0.99 of half the row's margin, a stand-in for
  * TF32 rounding. Compiled out otherwise (a runtime flag cost registers: 50 vs 33 ms on the
@@ -171,10 +175,10 @@ inline float topk_noise(const uint row, const uint item)
     }
 /* the lowest set bit's index (OpenCL 1.2 has clz, not ctz) */
 #define TOPK_LOW_BIT(m) (63 - (int)clz((m) & (0UL - (m))))
-#define TOPK_FILTER(NR, NC, ROWF, COLF)                                                      \
+#define TOPK_FILTER(NR, NC, ROWF, COLF, MASK_OK)                                             \
     for (int r = lid; r < BM; r += GEMM_WG) lcnt[r] = lnext[r] = 0;                          \
     barrier(CLK_LOCAL_MEM_FENCE);                                                            \
-    const int masked = (NR) * (NC) <= 64;                                                    \
+    const int masked = (MASK_OK) && (NR) * (NC) <= 64;                                       \
     ulong pm = 0;                 /* masked: bit i·NC + j set where acc[i][j] passes */      \
     uint pass[NR], off[NR];       /* else: per row i, its passing columns and offset */      \
     for (int i = 0; i < NR; i++) {                                                           \
@@ -256,7 +260,7 @@ __kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_fi
     float acc[TM][TN];
     gemm_tile(M, N, A + offA, lda, B + offB, ldb, 0, D, m0, n0, As4, Bs4, 0, 1,
               GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), acc);
-    TOPK_FILTER(TM, TN, TOPK_GEMM_ROW, TOPK_GEMM_COL)
+    TOPK_FILTER(TM, TN, TOPK_GEMM_ROW, TOPK_GEMM_COL, 1)
 }
 
 #if defined(GEMM_MMA) && GEMM_MMA
@@ -268,7 +272,7 @@ __kernel __attribute__((reqd_work_group_size(GEMM_WG, 1, 1))) void topk_score_fi
     float acc[8][8];
     gemm_tile_mma(M, N, A + offA, lda, B + offB, ldb, 0, D, m0, n0, As4, Bs4,
                   GEMM_ALIGNED(offA, lda), GEMM_ALIGNED(offB, ldb), 0, 0, acc);
-    TOPK_FILTER(8, 8, MMA_ROW, MMA_COL)
+    TOPK_FILTER(8, 8, MMA_ROW, MMA_COL, !MMA_EMULATE)
 }
 #endif
 
