@@ -301,11 +301,11 @@ static xcat_status make_layout(xcat_context *ctx, const xcat_topk_call *c, topk_
      * slower again at K = 1,000 (redos). That was before the statistical cuts; up to
      * TOPK_STAT_CUT_MAX_K the sample and the cuts now take their ranks from Binomial(K, f)
      * (schedule_cuts: the margin widens the thresholds and the final bound alike, so K' is not
-     * needed there) with tail 1e-6: a plan of ~9 cuts checked per row, where a miss costs a
-     * row tile's exact redo (~3·C admitted keys' worth on the H200) — by that price 1e-6 gives
-     * the cheapest plan at K = 10, 100 and 1,000 of 1e-4 … 1e-8 (a model: ~1,520 keys a query
-     * at K = 1,000 and ~0.03 redone rows a call at M = 4,096, against ~1,770 and ~0.07 with K'
-     * and 1e-4).
+     * needed there) with tail 1e-6: each of a row's 3–4 thresholds may flag it, and a miss
+     * costs a row tile's exact redo (an estimated ~0.6 ms on the H200 at C = 10^6: 3·C to 7·C
+     * admitted keys' worth) — at that price 1e-6 gives the cheapest plan of 1e-5 … 1e-8 at
+     * K = 10, 100 and 1,000 (a model: ~1,610 keys a query at K = 1,000 and ~0.01 redone rows
+     * a call at M = 4,096).
      * (With the CPU's e + 4·sqrt(e) + 8 and K' = K one query of 4,096 on the H200 fell short
      * at K = 4,096 and the redo doubled the call.) The sample size balances its own cost
      * (scored, every key appended, cut to r: per sampled key) against the keys it lets in
