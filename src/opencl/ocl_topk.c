@@ -140,6 +140,10 @@ static int64_t binomial_rank(int64_t n, double f, double p)
     return r;
 }
 
+/* Cut positions the plan considers: every chunk boundary where there are few, else 64 on a
+ * geometric grid (the ranks change fastest early). */
+#define TOPK_CUT_CANDIDATES 64
+
 /* Mid-scan cuts after a sampled start. The sampled threshold lets about r·stride keys a query
  * into the buffer over the catalog, several times the K that the final bound does, and every
  * admitted key costs the scan's epilogue a store (on the H200 the scan's one cost beyond its
@@ -161,10 +165,6 @@ static int64_t binomial_rank(int64_t n, double f, double p)
  * beat the sampled threshold: f1 = 1.3·K' / (r·stride) (session 11; none at K >= 10,000 and
  * C = 10^6). XCAT_CL_TOPK_CUT=0: no cuts; =f: one exact cut to K after a fraction f of the
  * catalog (testing). Returns the keys a query is expected to admit over the scan. */
-/* Cut positions the plan considers: every chunk boundary where there are few, else 64 on a
- * geometric grid (the ranks change fastest early). */
-#define TOPK_CUT_CANDIDATES 64
-
 static double schedule_cuts(const xcat_context *ctx, const xcat_topk_call *c, double kk,
                             double miss, double price, topk_layout *L)
 {
@@ -190,9 +190,9 @@ static double schedule_cuts(const xcat_context *ctx, const xcat_topk_call *c, do
     pos[0] = 0, f[0] = 0.0, rate[0] = rate0, rank[0] = L->sample_rank;
     const int64_t last = L->nch - 1;
     for (int t = 0; t < TOPK_CUT_CANDIDATES && last >= 1; ++t) {
-        const int64_t j = last <= TOPK_CUT_CANDIDATES
-                              ? t + 1
-                              : (int64_t)llround(pow((double)last, t / (TOPK_CUT_CANDIDATES - 1.0)));
+        const double g = t / (TOPK_CUT_CANDIDATES - 1.0); /* 0 … 1 */
+        const int64_t j =
+            last <= TOPK_CUT_CANDIDATES ? t + 1 : (int64_t)llround(pow((double)last, g));
         if (j > last) break;
         if (j <= pos[n - 1]) continue;
         pos[n] = j, f[n] = (double)j / nch;
